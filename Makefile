@@ -1,0 +1,41 @@
+# Every target builds .venv first if it is missing. torch is installed alone and pinned to the
+# CPU wheel that lies on disk (pip finds it through the machine's find-links); installing it
+# before the package means no other requirement can make pip resolve a multi-GB CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lint bench clean jupyter
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/interp demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests notebooks --nbmake -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check interp tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+jupyter: $(STAMP)
+	$(BIN)/python -m pip install -q jupyterlab
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) demo-output

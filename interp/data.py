@@ -1,0 +1,255 @@
+"""From examples to tensors: padded batches, the training mixture, and fixed evaluation sets.
+
+A sequence is ``<bos> prompt target`` right-padded with ``<pad>``. The model reads the whole
+sequence; the loss and the exact-match metric look only at *answer* positions, the target tokens.
+``answer_mask[b, p]`` is True when ``tokens[b, p]`` is a target token, so the logits that predict
+it sit at position ``p - 1``.
+
+Training data are generated on the fly, as in the paper: every example draws a task from the
+group (per-task weights, uniform by default), then a length uniformly from that task's training
+range. To keep padding small, the sampler draws a *pool* of ``batch_size * n_buckets`` examples,
+sorts it by sequence length and cuts it into ``n_buckets`` batches of similar lengths, which are
+served in a shuffled order (length bucketing). The pool for refill ``k`` is drawn from
+``numpy.random.default_rng([seed, k])``, so the batch served at any step is a pure function of
+``(seed, step)``: resuming a run needs nothing but the step counter.
+
+Evaluation sets are fixed per ``(task, length)`` and seeded independently of training data.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from interp.errors import InterpError
+from interp.tasks import Example, Task, get_task
+from interp.tokenizer import VOCAB, Vocab
+
+EVAL_SALT = 7_919  # keeps evaluation streams disjoint from training streams ([seed, k])
+
+
+@dataclass
+class Batch:
+    """A right-padded batch of encoded examples.
+
+    Attributes:
+        tokens: ``<bos> prompt target <pad>...`` token ids.
+        answer_mask: True at target-token positions.
+        prompt_len: number of tokens before the first target token (``<bos>`` included).
+        seq_len: number of non-pad tokens.
+        lengths: the task length of each example.
+        tasks: the task name of each example.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    answer_mask: Bool[Tensor, "batch pos"]
+    prompt_len: Int[Tensor, " batch"]
+    seq_len: Int[Tensor, " batch"]
+    lengths: Int[Tensor, " batch"]
+    tasks: list[str]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def n_pos(self) -> int:
+        return self.tokens.shape[1]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.tokens.to(device),
+            self.answer_mask.to(device),
+            self.prompt_len.to(device),
+            self.seq_len.to(device),
+            self.lengths.to(device),
+            self.tasks,
+        )
+
+    def select(self, idx: Sequence[int] | Tensor) -> Batch:
+        """Sub-batch of the given rows, trimmed of all-padding columns."""
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        seq_len = self.seq_len[idx_t]
+        width = int(seq_len.max()) if len(idx_t) else 0
+        return Batch(
+            self.tokens[idx_t, :width],
+            self.answer_mask[idx_t, :width],
+            self.prompt_len[idx_t],
+            seq_len,
+            self.lengths[idx_t],
+            [self.tasks[i] for i in idx_t.tolist()],
+        )
+
+    @property
+    def real_fraction(self) -> float:
+        """Fraction of the computed ``batch x pos`` grid that holds real (non-pad) tokens."""
+        return float(self.seq_len.sum()) / max(1, self.tokens.numel())
+
+
+def encode(examples: Sequence[Example], vocab: Vocab = VOCAB, n_ctx: int | None = None) -> Batch:
+    """Encode examples into one right-padded :class:`Batch`.
+
+    Args:
+        examples: the examples, of any tasks and lengths.
+        vocab: the vocabulary (the shared one by default).
+        n_ctx: if given, refuse any sequence longer than this many tokens, rather than ever
+            truncating it.
+
+    Raises:
+        InterpError: on an empty list, a token outside the vocabulary, or a sequence longer than
+            ``n_ctx``.
+    """
+    if not examples:
+        raise InterpError("cannot encode an empty list of examples")
+    seqs = [[vocab.bos_id, *vocab.encode(ex.prompt), *vocab.encode(ex.target)] for ex in examples]
+    width = max(len(s) for s in seqs)
+    if n_ctx is not None and width > n_ctx:
+        worst = max(range(len(seqs)), key=lambda i: len(seqs[i]))
+        ex = examples[worst]
+        raise InterpError(
+            f"task {ex.task!r} at length {ex.length} needs {width} tokens, more than the model's "
+            f"context n_ctx={n_ctx}; train a model with a larger n_ctx or evaluate shorter lengths"
+        )
+    tokens = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    prompt_len = torch.empty(len(seqs), dtype=torch.long)
+    for i, (s, ex) in enumerate(zip(seqs, examples, strict=True)):
+        tokens[i, : len(s)] = torch.tensor(s)
+        p = 1 + len(ex.prompt)
+        mask[i, p : len(s)] = True
+        prompt_len[i] = p
+    return Batch(
+        tokens=tokens,
+        answer_mask=mask,
+        prompt_len=prompt_len,
+        seq_len=torch.tensor([len(s) for s in seqs], dtype=torch.long),
+        lengths=torch.tensor([ex.length for ex in examples], dtype=torch.long),
+        tasks=[ex.task for ex in examples],
+    )
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a training mixture: its name, training length range and sampling weight."""
+
+    name: str
+    min_length: int
+    max_length: int
+    weight: float = 1.0
+
+    def validate(self) -> Task:
+        task = get_task(self.name)
+        task.check_length(self.min_length)
+        task.check_length(self.max_length)
+        if self.min_length > self.max_length:
+            raise InterpError(
+                f"task {self.name!r}: length range {self.min_length}..{self.max_length} is empty"
+            )
+        if not self.weight > 0:
+            raise InterpError(f"task {self.name!r}: weight must be positive, got {self.weight}")
+        return task
+
+
+class MixtureSampler:
+    """Deterministic, resumable stream of length-bucketed training batches over a task mixture.
+
+    Args:
+        tasks: the mixture.
+        batch_size: examples per batch.
+        seed: the data seed.
+        n_buckets: batches cut from each sorted pool; 1 disables bucketing.
+        n_ctx: context limit passed to :func:`encode`.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        batch_size: int,
+        seed: int,
+        n_buckets: int = 8,
+        n_ctx: int | None = None,
+    ) -> None:
+        if not tasks:
+            raise InterpError("a training mixture needs at least one task")
+        if batch_size < 1 or n_buckets < 1:
+            raise InterpError("batch_size and n_buckets must be positive")
+        self.specs = list(tasks)
+        self.tasks = [s.validate() for s in self.specs]
+        w = np.array([s.weight for s in self.specs], dtype=np.float64)
+        self.probs = w / w.sum()
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n_buckets = n_buckets
+        self.n_ctx = n_ctx
+        self._pool_index = -1
+        self._pool: list[Batch] = []
+
+    def sample_examples(self, n: int, rng: np.random.Generator) -> list[Example]:
+        """Draw ``n`` examples: task by weight, then a length uniform in its range."""
+        which = rng.choice(len(self.tasks), size=n, p=self.probs)
+        out = []
+        for k in which:
+            spec, task = self.specs[k], self.tasks[k]
+            length = int(rng.integers(spec.min_length, spec.max_length + 1))
+            out.append(task.sample(length, rng))
+        return out
+
+    def _fill(self, pool_index: int) -> None:
+        rng = np.random.default_rng([self.seed, pool_index])
+        examples = self.sample_examples(self.batch_size * self.n_buckets, rng)
+        if self.n_buckets > 1:
+            # Stable sort by token count so batches hold similar lengths; order of batches is
+            # shuffled so the model does not see a length curriculum within a pool.
+            examples.sort(key=lambda ex: len(ex.prompt) + len(ex.target))
+        chunks = [
+            examples[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.n_buckets)
+        ]
+        order = rng.permutation(self.n_buckets) if self.n_buckets > 1 else [0]
+        self._pool = [encode(chunks[i], n_ctx=self.n_ctx) for i in order]
+        self._pool_index = pool_index
+
+    def batch(self, step: int) -> Batch:
+        """The batch for training step ``step`` (0-based); a pure function of ``(seed, step)``."""
+        pool_index, offset = divmod(step, self.n_buckets)
+        if pool_index != self._pool_index:
+            self._fill(pool_index)
+        return self._pool[offset]
+
+    def __iter__(self) -> Iterator[Batch]:
+        step = 0
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+def eval_examples(task: str | Task, length: int, n: int, seed: int = 0) -> list[Example]:
+    """The fixed evaluation set for ``(task, length)``: ``n`` examples, independent of training.
+
+    The stream depends only on ``(seed, task name, length)``, so the first ``m < n`` examples of
+    a larger set equal the smaller set.
+    """
+    t = get_task(task) if isinstance(task, str) else task
+    rng = np.random.default_rng([EVAL_SALT, seed, zlib.crc32(t.name.encode()), int(length)])
+    return t.sample_many(length, n, rng)
+
+
+def eval_batches(
+    task: str | Task,
+    lengths: Sequence[int],
+    n: int,
+    seed: int = 0,
+    n_ctx: int | None = None,
+) -> Mapping[int, Batch]:
+    """Encoded evaluation sets, one :class:`Batch` per length."""
+    return {int(L): encode(eval_examples(task, L, n, seed), n_ctx=n_ctx) for L in lengths}
+
+
+def iter_minibatches(batch: Batch, size: int) -> Iterator[Batch]:
+    """Split a batch into consecutive row chunks of at most ``size`` rows."""
+    for start in range(0, len(batch), size):
+        yield batch.select(range(start, min(start + size, len(batch))))

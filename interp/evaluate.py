@@ -1,0 +1,208 @@
+"""Length generalization: exact-match accuracy per (task, length), and the paper's summary metrics.
+
+**Exact match in one pass.** Greedy decoding reproduces the target iff, at every answer position,
+the argmax of the logits *given the correct prefix* is the correct token: by induction, if every
+teacher-forced prediction is right then greedy decoding follows the same prefix and emits the same
+tokens, and the first wrong teacher-forced prediction is exactly where greedy decoding would
+diverge. So one teacher-forced forward pass (:func:`exact_match`) gives the same per-example
+result as autoregressive greedy decoding (:func:`greedy_decode`), at a fraction of the cost. The
+test suite checks the two agree example by example on trained models.
+
+**Generalization gap** (0..1, 0 = identical curves). For a main task trained up to ``L_main`` and
+auxiliaries trained up to ``L_aux > L_main``, compare accuracy curves over the *transfer range*
+``L_main < L <= L_aux``::
+
+    gap = mean_{L in transfer range} max(0, acc_aux(L) - acc_main(L)) / max(acc_aux(L), eps)
+
+averaged over lengths where the auxiliary is itself solved (``acc_aux(L) >= 0.05``); with several
+auxiliaries ``acc_aux`` is their mean. It is 0 when the main task is as accurate as the auxiliary
+at every transfer length and 1 when the main task fails everywhere the auxiliary succeeds. It is
+relative to the auxiliary so that an auxiliary that itself degrades with length does not count
+against transfer. The paper gives no formula; this is the project's choice.
+
+**Transfer strength**: the main task's mean accuracy over the transfer range minus that of the
+same configuration trained without auxiliaries (a baseline run). Positive means the auxiliary
+helped the main task extrapolate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from interp.data import Batch, eval_batches, iter_minibatches
+from interp.model import check_context
+from interp.tokenizer import VOCAB
+
+AUX_SOLVED = 0.05
+
+
+def answer_logits(model: HookedTransformer, batch: Batch) -> Float[Tensor, "batch pos d_vocab"]:
+    """Logits of a teacher-forced pass, context-checked."""
+    check_context(model, batch.n_pos, f"a batch of {sorted(set(batch.tasks))}")
+    return model(batch.tokens)
+
+
+def exact_match_from_logits(
+    logits: Float[Tensor, "batch pos d_vocab"], batch: Batch
+) -> Bool[Tensor, " batch"]:
+    """Per-example exact match: every answer token is the argmax given the correct prefix."""
+    pred = logits[:, :-1].argmax(-1)
+    ok = (pred == batch.tokens[:, 1:]) | ~batch.answer_mask[:, 1:]
+    return ok.all(-1)
+
+
+def answer_logprob_from_logits(
+    logits: Float[Tensor, "batch pos d_vocab"], batch: Batch
+) -> Float[Tensor, " batch"]:
+    """Per-example mean log-probability of the answer tokens."""
+    logp = logits[:, :-1].log_softmax(-1)
+    tok_lp = logp.gather(-1, batch.tokens[:, 1:, None])[..., 0]
+    m = batch.answer_mask[:, 1:].to(tok_lp.dtype)
+    return (tok_lp * m).sum(-1) / m.sum(-1).clamp_min(1)
+
+
+@torch.no_grad()
+def exact_match(model: HookedTransformer, batch: Batch, chunk: int = 512) -> Bool[Tensor, " batch"]:
+    """Teacher-forced exact match per example (one forward pass per chunk of rows)."""
+    return torch.cat(
+        [
+            exact_match_from_logits(answer_logits(model, b), b)
+            for b in iter_minibatches(batch, chunk)
+        ]
+    )
+
+
+@torch.no_grad()
+def greedy_decode(model: HookedTransformer, batch: Batch) -> Bool[Tensor, " batch"]:
+    """Reference path: decode each answer token by token and compare with the target.
+
+    Rows are grouped by prompt length so a batch decodes in lock-step; decoding runs for the
+    longest target of the group (stopping early is not needed for an exact-match verdict).
+    """
+    out = torch.zeros(len(batch), dtype=torch.bool)
+    for p in batch.prompt_len.unique().tolist():
+        rows = (batch.prompt_len == p).nonzero()[:, 0]
+        sub = batch.select(rows)
+        tgt_len = (sub.seq_len - p).max().item()
+        check_context(model, p + tgt_len, "greedy decoding")
+        seq = sub.tokens[:, :p].clone()
+        for _ in range(tgt_len):
+            nxt = model(seq)[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, nxt], dim=1)
+        gen = seq[:, p:]
+        tgt = sub.tokens[:, p : p + tgt_len]
+        valid = sub.answer_mask[:, p : p + tgt_len]
+        out[rows] = ((gen == tgt) | ~valid).all(-1)
+    return out
+
+
+@torch.no_grad()
+def accuracy_table(
+    model: HookedTransformer,
+    tasks: Sequence[str],
+    lengths: dict[str, Sequence[int]] | Sequence[int],
+    n_examples: int = 1024,
+    seed: int = 0,
+    progress: bool = False,
+    **labels: object,
+) -> pd.DataFrame:
+    """Exact-match accuracy per (task, length) on fixed seeded evaluation sets.
+
+    Args:
+        model: the model.
+        tasks: task names.
+        lengths: lengths to evaluate, per task or shared.
+        n_examples: examples per (task, length).
+        seed: evaluation-set seed.
+        progress: show a progress bar.
+        **labels: constant columns to add (``step=...``, ``run=...``).
+
+    Returns:
+        Tidy frame with columns ``task, length, accuracy, n, logprob`` plus ``labels``.
+    """
+    model.eval()
+    jobs = [(t, L) for t in tasks for L in (lengths[t] if isinstance(lengths, dict) else lengths)]
+    rows = []
+    for t, L in tqdm(jobs, desc="eval", disable=not progress, leave=False):
+        batch = next(iter(eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx).values()))
+        em, lp = [], []
+        for b in iter_minibatches(batch, 512):
+            logits = answer_logits(model, b)
+            em.append(exact_match_from_logits(logits, b))
+            lp.append(answer_logprob_from_logits(logits, b))
+        em_t = torch.cat(em)
+        rows.append(
+            {
+                **labels,
+                "task": t,
+                "length": int(L),
+                "accuracy": em_t.float().mean().item(),
+                "n": len(em_t),
+                "logprob": torch.cat(lp).mean().item(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _curve(acc: pd.DataFrame, tasks: Iterable[str]) -> pd.Series:
+    sub = acc[acc["task"].isin(list(tasks))]
+    return sub.groupby("length")["accuracy"].mean()
+
+
+def generalization_gap(
+    acc: pd.DataFrame, main: str, aux: Sequence[str], main_max: int, aux_max: int
+) -> float:
+    """The generalization gap (see the module docstring); NaN if no transfer length qualifies.
+
+    Args:
+        acc: accuracy table with ``task, length, accuracy`` (one checkpoint).
+        main: main task.
+        aux: auxiliary tasks.
+        main_max: main task's training max length.
+        aux_max: auxiliaries' training max length.
+    """
+    m = _curve(acc, [main])
+    a = _curve(acc, aux)
+    Ls = [L for L in range(main_max + 1, aux_max + 1) if L in m.index and L in a.index]
+    vals = [max(0.0, a[L] - m[L]) / a[L] for L in Ls if a[L] >= AUX_SOLVED]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def transfer_range_accuracy(acc: pd.DataFrame, task: str, lo: int, hi: int) -> float:
+    """Mean accuracy of ``task`` over lengths ``lo..hi`` (inclusive)."""
+    sub = acc[(acc["task"] == task) & acc["length"].between(lo, hi)]
+    return float(sub["accuracy"].mean()) if len(sub) else float("nan")
+
+
+def transfer_strength(
+    acc: pd.DataFrame, baseline_acc: pd.DataFrame, main: str, main_max: int, aux_max: int
+) -> float:
+    """Main-task accuracy over ``main_max < L <= aux_max`` minus the no-auxiliary baseline's."""
+    lo, hi = main_max + 1, aux_max
+    return transfer_range_accuracy(acc, main, lo, hi) - transfer_range_accuracy(
+        baseline_acc, main, lo, hi
+    )
+
+
+def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[str]:
+    """Readable ``prompt -> teacher-forced prediction (target)`` lines for the first ``n`` rows."""
+    out = []
+    sub = batch.select(range(min(n, len(batch))))
+    with torch.no_grad():
+        logits = model(sub.tokens)
+    pred = logits[:, :-1].argmax(-1)
+    for i in range(len(sub)):
+        p, s = int(sub.prompt_len[i]), int(sub.seq_len[i])
+        out.append(
+            f"{VOCAB.to_text(sub.tokens[i, 1:p])} -> {VOCAB.to_text(pred[i, p - 1 : s - 1])}"
+            f"  (target {VOCAB.to_text(sub.tokens[i, p:s])})"
+        )
+    return out

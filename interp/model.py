@@ -1,0 +1,184 @@
+"""The model factory: every ``HookedTransformer`` in the package is built here.
+
+Keeping construction in one module means a later move from TransformerLens 3.x
+(``HookedTransformer``) to 4.x (``TransformerBridge``) touches one file.
+
+Architectures follow the paper: a Llama-style decoder (RMSNorm, gated SiLU MLP) with one of three
+positional schemes:
+
+* ``rope``: rotary embeddings on every head dimension (TransformerLens ``"rotary"``). Its sin/cos
+  table is built for ``n_ctx`` positions and TransformerLens does not guard the overflow, so
+  :func:`check_context` refuses longer inputs before they reach the model.
+* ``nope``: no positional information at all. This is a ``"standard"`` model whose ``W_pos`` is
+  zeroed and frozen (``requires_grad=False``), so the optimizer never touches it and it stays zero.
+* ``learned``: ordinary learned absolute positions (``W_pos`` trained).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.errors import InterpError
+from interp.tokenizer import VOCAB
+
+POSITIONAL = ("rope", "nope", "learned")
+NORMS = ("rms", "ln")
+MLPS = ("gated_silu", "gelu")
+PRESET_DIR = Path(__file__).resolve().parent.parent / "models" / "presets"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a decoder-only model.
+
+    Attributes:
+        n_layers: transformer blocks.
+        n_heads: attention heads per block.
+        d_model: residual-stream width; ``d_head = d_model // n_heads``.
+        d_mlp: MLP hidden width (``None``: ``4 * d_model``).
+        positional: ``rope``, ``nope`` or ``learned``.
+        norm: ``rms`` (Llama) or ``ln`` (LayerNorm).
+        mlp: ``gated_silu`` (Llama) or ``gelu``.
+        n_ctx: longest sequence, in tokens, the model accepts (``<bos>`` included).
+        d_vocab: vocabulary size (the shared vocabulary by default).
+        rotary_base: RoPE base frequency.
+        init_seed: seed for weight initialisation.
+    """
+
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 128
+    d_mlp: int | None = None
+    positional: str = "rope"
+    norm: str = "rms"
+    mlp: str = "gated_silu"
+    n_ctx: int = 128
+    d_vocab: int = len(VOCAB)
+    rotary_base: int = 10_000
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def validate(self) -> None:
+        """Raise :class:`InterpError` on an impossible architecture."""
+        for name in ("n_layers", "n_heads", "d_model", "n_ctx", "d_vocab"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InterpError(f"model config: {name} must be a positive integer, got {v!r}")
+        if self.d_model % self.n_heads:
+            raise InterpError(
+                f"model config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if self.positional not in POSITIONAL:
+            raise InterpError(f"model config: positional must be one of {POSITIONAL}")
+        if self.norm not in NORMS:
+            raise InterpError(f"model config: norm must be one of {NORMS}")
+        if self.mlp not in MLPS:
+            raise InterpError(f"model config: mlp must be one of {MLPS}")
+        if self.positional == "rope" and self.d_head % 2:
+            raise InterpError("model config: RoPE needs an even d_head")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build from a dict, rejecting unknown keys with a readable error."""
+        if not isinstance(d, dict):
+            raise InterpError(f"model config must be a table/dict, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InterpError(
+                f"model config: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise InterpError(f"model config: {e}") from None
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Read a model preset from ``models/presets/NAME.json`` as a dict of config fields."""
+    path = PRESET_DIR / f"{name}.json"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+        raise InterpError(f"unknown model preset {name!r}; valid choices: {', '.join(names)}")
+    d = json.loads(path.read_text())
+    d.pop("_comment", None)
+    return d
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformerConfig:
+    """Translate a :class:`ModelConfig` into TransformerLens's config."""
+    rope = cfg.positional == "rope"
+    return HookedTransformerConfig(
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp or 4 * cfg.d_model,
+        d_vocab=cfg.d_vocab,
+        n_ctx=cfg.n_ctx,
+        act_fn="silu" if cfg.mlp == "gated_silu" else "gelu",
+        gated_mlp=cfg.mlp == "gated_silu",
+        normalization_type="RMS" if cfg.norm == "rms" else "LN",
+        positional_embedding_type="rotary" if rope else "standard",
+        rotary_dim=cfg.d_head if rope else None,
+        rotary_base=cfg.rotary_base,
+        seed=cfg.init_seed,
+        default_prepend_bos=False,
+        original_architecture="interp",
+        device=str(device),
+    )
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
+    """Build a freshly initialised ``HookedTransformer`` for ``cfg``.
+
+    Returns:
+        The model, with ``W_pos`` zeroed and frozen for ``nope``.
+    """
+    cfg.validate()
+    with warnings.catch_warnings():
+        # TransformerLens 3.9 emits a DeprecationWarning on every HookedTransformer construction
+        # (pointing at 4.x's TransformerBridge). The package pins 3.x on purpose and builds
+        # models in loops (sweeps, tests), so the warning is pure noise here; it is silenced
+        # only around construction, leaving every other warning visible.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(hooked_config(cfg, device), move_to_device=False)
+    if cfg.positional == "nope":
+        with torch.no_grad():
+            model.W_pos.zero_()
+        model.W_pos.requires_grad_(False)
+    return model.to(device, print_details=False)
+
+
+def check_context(cfg: ModelConfig | HookedTransformer, n_tokens: int, what: str = "input") -> None:
+    """Refuse a sequence longer than the model's context.
+
+    RoPE's rotation table only has ``n_ctx`` rows; TransformerLens would fail with a shape error
+    (or, for learned positions, index out of range), so the limit is checked up front.
+    """
+    n_ctx = cfg.n_ctx if isinstance(cfg, ModelConfig) else cfg.cfg.n_ctx
+    if n_tokens > n_ctx:
+        raise InterpError(
+            f"{what} needs {n_tokens} tokens but the model's context is n_ctx={n_ctx}; "
+            "evaluate shorter lengths or train with a larger n_ctx"
+        )

@@ -1,0 +1,325 @@
+"""Run specs: one TOML (or JSON) file fully describes a training run.
+
+Example (``analyses/`` and ``models/`` hold real ones)::
+
+    name = "arith_a_cpu"
+    group = "arith_a"            # a label; the tasks below are what is trained
+    main = "reverse_add"
+    seed = 0
+
+    [[tasks]]
+    name = "reverse_add"
+    lengths = [1, 6]
+
+    [[tasks]]
+    name = "no_carry"
+    lengths = [1, 12]
+    weight = 1.0
+
+    [model]
+    preset = "cpu"               # models/presets/cpu.json; other keys override it
+    positional = "rope"          # n_ctx is sized from the evaluation lengths unless given
+
+    [optim]
+    lr = 1e-3
+
+    [train]
+    steps = 3000
+    batch_size = 128
+    checkpoint_every = 500
+
+    [eval]
+    max_length = 12              # every task is evaluated at lengths 1..max_length
+    every = 500
+    examples = 128
+
+A spec round-trips through :meth:`TrainSpec.to_dict` / :meth:`TrainSpec.from_dict`; the run
+directory keeps the resolved dict as ``config.json``, and a resume must match it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from interp.data import TaskSpec
+from interp.errors import InterpError
+from interp.model import ModelConfig, load_preset
+from interp.tasks import get_task
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up, a constant phase, then cosine decay.
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        warmup_steps: linear warm-up from 0.
+        decay_fraction: the last fraction of training decays with a cosine to ``min_lr_ratio * lr``.
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+        grad_clip: max gradient norm (0 disables).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate for 0-based ``step`` of ``total``."""
+        import math
+
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        decay_start = int(total * (1 - self.decay_fraction))
+        if step < decay_start or total <= decay_start:
+            return self.lr
+        t = (step - decay_start) / max(1, total - decay_start)
+        return self.lr * (
+            self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: examples per step.
+        n_buckets: length-bucketing pool size in batches (1 disables bucketing).
+        checkpoint_every: save every this many steps (0: only at the end).
+        checkpoint_steps: extra explicit steps to checkpoint at.
+        log_every: record the training loss every this many steps.
+        threads: torch CPU threads (0: torch's default).
+    """
+
+    steps: int = 1000
+    batch_size: int = 128
+    n_buckets: int = 8
+    checkpoint_every: int = 0
+    checkpoint_steps: list[int] = field(default_factory=list)
+    log_every: int = 25
+    threads: int = 0
+
+    def save_steps(self) -> list[int]:
+        s = set(self.checkpoint_steps) | {self.steps}
+        if self.checkpoint_every:
+            s |= set(range(self.checkpoint_every, self.steps + 1, self.checkpoint_every))
+        return sorted(x for x in s if 0 < x <= self.steps)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings used during training and as defaults for ``interp eval``.
+
+    Attributes:
+        max_length: evaluate every task at lengths ``1..max_length`` (clipped to the task's
+            range); ``n_ctx`` is sized so that this fits.
+        every: periodic evaluation interval in steps (0: only at checkpoints).
+        examples: examples per (task, length) during training.
+        final_examples: examples per (task, length) for ``interp eval`` (the paper's 1024).
+        seed: evaluation-set seed.
+    """
+
+    max_length: int = 0
+    every: int = 0
+    examples: int = 128
+    final_examples: int = 1024
+    seed: int = 0
+
+
+_TOP_KEYS = {"name", "group", "main", "seed", "tasks", "model", "optim", "train", "eval"}
+
+
+def _section(cls: type, d: Any, name: str) -> Any:
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise InterpError(f"spec: [{name}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise InterpError(
+            f"spec: unknown keys {unknown} in [{name}]; valid keys: {', '.join(sorted(known))}"
+        )
+    d = dict(d)
+    if "betas" in d:
+        d["betas"] = tuple(d["betas"])
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise InterpError(f"spec: [{name}]: {e}") from None
+
+
+@dataclass
+class TrainSpec:
+    """Everything that defines a training run.
+
+    Attributes:
+        name: run name.
+        main: the main task (must be one of ``tasks``).
+        tasks: the training mixture (main and auxiliaries) with length ranges and weights.
+        model: the architecture (``n_ctx`` already resolved).
+        optim: optimizer and schedule.
+        train: loop settings.
+        eval: evaluation settings.
+        seed: data seed (and, unless the model config sets one, the init seed).
+        group: free-form group label (e.g. ``arith_a``).
+    """
+
+    name: str
+    main: str
+    tasks: list[TaskSpec]
+    model: ModelConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    group: str = ""
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def aux(self) -> list[str]:
+        return [t.name for t in self.tasks if t.name != self.main]
+
+    def train_range(self, task: str) -> tuple[int, int]:
+        for t in self.tasks:
+            if t.name == task:
+                return t.min_length, t.max_length
+        raise InterpError(f"task {task!r} is not trained in run {self.name!r}")
+
+    def eval_lengths(self, task: str) -> list[int]:
+        """Evaluation lengths for ``task``: 1..eval.max_length, clipped to the task's range."""
+        t = get_task(task)
+        hi = min(self.eval.max_length, t.max_length)
+        return list(range(t.min_length, hi + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "group": self.group,
+            "main": self.main,
+            "seed": self.seed,
+            "tasks": [
+                {"name": t.name, "lengths": [t.min_length, t.max_length], "weight": t.weight}
+                for t in self.tasks
+            ],
+            "model": self.model.to_dict(),
+            "optim": {**asdict(self.optim), "betas": list(self.optim.betas)},
+            "train": asdict(self.train),
+            "eval": asdict(self.eval),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainSpec:
+        """Validate and resolve a spec dict (presets expanded, ``n_ctx`` sized)."""
+        if not isinstance(d, dict):
+            raise InterpError("spec must be a table/dict")
+        unknown = sorted(set(d) - _TOP_KEYS)
+        if unknown:
+            raise InterpError(
+                f"spec: unknown top-level keys {unknown}; "
+                f"valid keys: {', '.join(sorted(_TOP_KEYS))}"
+            )
+        for req in ("name", "main", "tasks"):
+            if req not in d:
+                raise InterpError(f"spec: missing required key {req!r}")
+        raw_tasks = d["tasks"]
+        if not isinstance(raw_tasks, list) or not raw_tasks:
+            raise InterpError("spec: 'tasks' must be a non-empty list of [[tasks]] tables")
+        tasks = []
+        for t in raw_tasks:
+            if not isinstance(t, dict) or "name" not in t or "lengths" not in t:
+                raise InterpError("spec: every [[tasks]] entry needs 'name' and 'lengths'")
+            lo_hi = t["lengths"]
+            if not (
+                isinstance(lo_hi, list)
+                and len(lo_hi) == 2
+                and all(isinstance(x, int) for x in lo_hi)
+            ):
+                raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
+            extra = sorted(set(t) - {"name", "lengths", "weight"})
+            if extra:
+                raise InterpError(f"spec: task {t['name']!r}: unknown keys {extra}")
+            spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(t.get("weight", 1.0)))
+            spec.validate()
+            tasks.append(spec)
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise InterpError(f"spec: a task is listed twice in {names}")
+        if d["main"] not in names:
+            raise InterpError(f"spec: main task {d['main']!r} is not among the tasks {names}")
+        seed = d.get("seed", 0)
+        if not isinstance(seed, int):
+            raise InterpError("spec: seed must be an integer")
+        ev = _section(EvalConfig, d.get("eval"), "eval")
+        if ev.max_length <= 0:
+            ev.max_length = max(t.max_length for t in tasks)
+        for t in tasks:
+            get_task(t.name)  # validated above; keeps the order of errors predictable
+        model_d = dict(d.get("model") or {})
+        if not isinstance(model_d, dict):
+            raise InterpError("spec: [model] must be a table")
+        preset = model_d.pop("preset", None)
+        base = load_preset(preset) if preset else {}
+        merged = {**base, **model_d}
+        merged.setdefault("init_seed", seed)
+        spec = cls(
+            name=str(d["name"]),
+            main=d["main"],
+            tasks=tasks,
+            model=ModelConfig.from_dict({**merged, "n_ctx": merged.get("n_ctx", 1)}),
+            optim=_section(OptimConfig, d.get("optim"), "optim"),
+            train=_section(TrainConfig, d.get("train"), "train"),
+            eval=ev,
+            seed=seed,
+            group=str(d.get("group", "")),
+        )
+        needed = spec.context_needed()
+        if "n_ctx" not in merged:
+            spec.model.n_ctx = needed
+        elif merged["n_ctx"] < needed:
+            raise InterpError(
+                f"spec: model n_ctx={merged['n_ctx']} is too small for evaluation up to length "
+                f"{ev.max_length}, which needs {needed} tokens; "
+                "raise n_ctx or lower eval.max_length"
+            )
+        if spec.train.steps < 1 or spec.train.batch_size < 1:
+            raise InterpError("spec: train.steps and train.batch_size must be positive")
+        return spec
+
+    def context_needed(self) -> int:
+        """Tokens (``<bos>`` included) needed to train and evaluate every task of the run."""
+        need = 0
+        for t in self.tasks:
+            task = get_task(t.name)
+            hi = max(t.max_length, min(self.eval.max_length, task.max_length))
+            need = max(need, 1 + task.max_tokens(hi))
+        return need
+
+
+def load_spec(path: str | Path) -> TrainSpec:
+    """Read a spec from a ``.toml`` or ``.json`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"spec file not found: {p}")
+    try:
+        if p.suffix == ".json":
+            d = json.loads(p.read_text())
+        else:
+            d = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InterpError(f"malformed spec {p}: {e}") from None
+    return TrainSpec.from_dict(d)

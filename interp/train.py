@@ -1,0 +1,199 @@
+"""The training loop, with nothing hidden.
+
+One run = one :class:`~interp.spec.TrainSpec` = one run directory::
+
+    RUN_DIR/
+      config.json                  the resolved spec (a resume must match it exactly)
+      checkpoints/step_NNNNNN.safetensors, checkpoints/index.json
+      metrics.parquet              tidy: step, kind (loss|accuracy), task, length, value
+      DONE                         written last, when the final checkpoint is safe
+
+Each step: pick the step's batch from the deterministic mixture sampler, run the model, take the
+cross-entropy on answer tokens only, clip gradients, take an AdamW step at the scheduled learning
+rate. Because the batch at a step depends only on ``(seed, step)`` and the checkpoint stores the
+optimizer and RNG state, a run killed at any point and resumed from its last checkpoint ends with
+exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from interp.checkpoint import (
+    list_checkpoints,
+    load_model_weights,
+    load_tensors,
+    restore_training_state,
+    save_checkpoint,
+)
+from interp.data import Batch, MixtureSampler
+from interp.errors import InterpError
+from interp.evaluate import accuracy_table
+from interp.io import read_json, write_json, write_parquet, write_text
+from interp.model import build_model, check_context
+from interp.spec import TrainSpec
+
+CONFIG = "config.json"
+METRICS = "metrics.parquet"
+DONE = "DONE"
+
+
+def answer_loss(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Float[Tensor, ""]:
+    """Mean cross-entropy over answer tokens only (prompt and padding carry no loss)."""
+    mask = batch.answer_mask[:, 1:]
+    return F.cross_entropy(logits[:, :-1][mask], batch.tokens[:, 1:][mask])
+
+
+def make_optimizer(model: HookedTransformer, spec: TrainSpec) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on norms, biases and embeddings' zeros."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue  # NoPE's frozen W_pos must never move
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    o = spec.optim
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=o.lr,
+        betas=o.betas,
+    )
+
+
+def _eval_rows(model: HookedTransformer, spec: TrainSpec, step: int) -> pd.DataFrame:
+    acc = accuracy_table(
+        model,
+        spec.task_names,
+        {t: spec.eval_lengths(t) for t in spec.task_names},
+        n_examples=spec.eval.examples,
+        seed=spec.eval.seed,
+    )
+    model.train()
+    return pd.DataFrame(
+        {
+            "step": step,
+            "kind": "accuracy",
+            "task": acc["task"],
+            "length": acc["length"],
+            "value": acc["accuracy"],
+        }
+    )
+
+
+def train(
+    spec: TrainSpec,
+    run_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> HookedTransformer:
+    """Train (or resume) a run.
+
+    Args:
+        spec: the run spec.
+        run_dir: output directory.
+        resume: continue from the last checkpoint if the directory has one.
+        progress: show a tqdm bar with loss and speed.
+        stop_after: stop after this global step, as if killed (used by resume tests).
+
+    Returns:
+        The trained model.
+
+    Raises:
+        InterpError: if the directory holds a different run, or a checkpoint is corrupt.
+    """
+    run_dir = Path(run_dir)
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    cfg_path = run_dir / CONFIG
+    start = 0
+    model = build_model(spec.model)
+    optimizer = make_optimizer(model, spec)
+    rows: list[pd.DataFrame] = []
+    if cfg_path.exists():
+        if read_json(cfg_path) != spec.to_dict():
+            raise InterpError(
+                f"{run_dir} already holds a run with a different config; use a new --out "
+                "directory (or delete the old run)"
+            )
+        steps = list_checkpoints(run_dir)
+        if steps and not resume:
+            raise InterpError(f"{run_dir} already has checkpoints; pass resume to continue it")
+        if steps:
+            start = steps[-1]
+            tensors, meta = load_tensors(run_dir, start)
+            load_model_weights(model, tensors)
+            restore_training_state(optimizer, tensors, meta)
+            if (run_dir / METRICS).exists():
+                old = pd.read_parquet(run_dir / METRICS)
+                rows.append(old[old["step"] <= start])
+    else:
+        write_json(cfg_path, spec.to_dict())
+
+    sampler = MixtureSampler(
+        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+    )
+    save_steps = set(spec.train.save_steps())
+    total = spec.train.steps
+    ev = spec.eval.every
+    model.train()
+    bar = tqdm(
+        range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
+    )
+    t0, toks = time.perf_counter(), 0
+    for step in bar:
+        lr = spec.optim.lr_at(step, total)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        batch = sampler.batch(step)
+        check_context(model, batch.n_pos)
+        loss = answer_loss(model(batch.tokens), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
+        optimizer.step()
+        done = step + 1
+        toks += int(batch.seq_len.sum())
+        if done % spec.train.log_every == 0 or done == total:
+            rows.append(
+                pd.DataFrame(
+                    [{"step": done, "kind": "loss", "task": "", "length": 0, "value": loss.item()}]
+                )
+            )
+            bar.set_postfix(
+                loss=f"{loss.item():.4f}", tok_s=f"{toks / (time.perf_counter() - t0):.0f}"
+            )
+        if (ev and done % ev == 0) or done in save_steps:
+            rows.append(_eval_rows(model, spec, done))
+        if done in save_steps:
+            save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item()})
+            write_parquet(run_dir / METRICS, _metrics(rows))
+        if stop_after is not None and done >= stop_after:
+            break
+    bar.close()
+    if list_checkpoints(run_dir) and list_checkpoints(run_dir)[-1] == total:
+        write_text(run_dir / DONE, f"{total}\n")
+    return model
+
+
+def _metrics(rows: list[pd.DataFrame]) -> pd.DataFrame:
+    df = pd.concat(rows, ignore_index=True)
+    df = df.drop_duplicates(subset=["step", "kind", "task", "length"], keep="last")
+    return df.astype({"step": "int64", "length": "int64", "value": "float64"})
+
+
+def is_done(run_dir: str | Path) -> bool:
+    """Whether a run directory holds a finished run."""
+    return (Path(run_dir) / DONE).is_file()
