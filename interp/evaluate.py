@@ -28,6 +28,7 @@ helped the main task extrapolate.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from transformer_lens import HookedTransformer
 
 from interp.data import Batch, eval_batches, iter_minibatches
 from interp.model import check_context
+from interp.tasks import get_task
 from interp.tokenizer import VOCAB
 
 AUX_SOLVED = 0.05
@@ -206,3 +208,48 @@ def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[
             f"  (target {VOCAB.to_text(sub.tokens[i, p:s])})"
         )
     return out
+
+
+def eval_run(
+    run_dir: str | Path,
+    checkpoint: int | None = None,
+    lengths: Sequence[int] | None = None,
+    n_examples: int | None = None,
+    progress: bool = True,
+    save: bool = True,
+) -> pd.DataFrame:
+    """Evaluate a run directory: accuracy per task and length at one checkpoint.
+
+    Args:
+        run_dir: the run.
+        checkpoint: step to load (default: latest).
+        lengths: lengths to evaluate (default: each task's evaluation range from the spec).
+        n_examples: examples per length (default: the spec's ``eval.final_examples``).
+        progress: show a progress bar.
+        save: write ``RUN_DIR/eval/step_NNNNNN.parquet`` (atomically).
+
+    Returns:
+        Tidy accuracy table with ``run, step`` columns.
+    """
+    from interp.io import write_parquet
+    from interp.runs import load_run
+
+    run = load_run(run_dir, checkpoint)
+    spec = run.spec
+    if lengths is not None:
+        for t in spec.task_names:
+            get_task(t).check_length(max(lengths))
+    per_task = {t: (list(lengths) if lengths else spec.eval_lengths(t)) for t in spec.task_names}
+    acc = accuracy_table(
+        run.model,
+        spec.task_names,
+        per_task,
+        n_examples=n_examples or spec.eval.final_examples,
+        seed=spec.eval.seed,
+        progress=progress,
+        run=spec.name,
+        step=run.step,
+    )
+    if save:
+        write_parquet(Path(run_dir) / "eval" / f"step_{run.step:06d}.parquet", acc)
+    return acc

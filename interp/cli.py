@@ -1,0 +1,255 @@
+"""The ``interp`` command line.
+
+Every subcommand is a thin wrapper over a public function of the package. A user error
+(:class:`~interp.errors.InterpError`) prints one line ``interp: error: ...`` and exits with code 2;
+argument errors from argparse also exit with 2.
+
+    interp tasks list | interp tasks show TASK --length N -n K
+    interp groups list
+    interp train SPEC --out RUN_DIR
+    interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
+    interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
+    interp overlap RUN_DIR [--k K]
+    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N]
+    interp report SWEEP_OR_RUN_DIR
+    interp zoo list
+    interp demo --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from interp.errors import InterpError
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {}
+
+
+def command(name: str) -> Callable:
+    def deco(fn: Callable[[argparse.Namespace], int | None]) -> Callable:
+        _COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+def parse_lengths(text: str | None) -> list[int] | None:
+    """Parse ``A:B`` (inclusive) or ``A,B,C`` into a list of lengths."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            lo, hi = int(a), int(b)
+            if lo > hi:
+                raise ValueError
+            return list(range(lo, hi + 1))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise InterpError(
+            f"--lengths must look like A:B or A,B,C with A<=B, got {text!r}"
+        ) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+@command("tasks")
+def _tasks(args: argparse.Namespace) -> None:
+    from interp.tasks import get_task, list_tasks
+
+    if args.tasks_cmd == "list":
+        for name in list_tasks():
+            t = get_task(name)
+            rng = f"{t.min_length}..{t.max_length}"
+            print(f"{name:20s} {t.family:11s} lengths {rng:7s} {t.description}")
+    else:
+        task = get_task(args.task)
+        for ex in task.sample_many(args.length, args.n, args.seed):
+            print(ex.text)
+
+
+@command("groups")
+def _groups(args: argparse.Namespace) -> None:
+    from interp.tasks import get_group, list_groups
+
+    for name in list_groups():
+        g = get_group(name)
+        print(
+            f"{name:10s} {g.kind:8s} main {g.main} (<= {g.main_max})  "
+            f"aux {' + '.join(g.aux)} (<= {g.aux_max})"
+        )
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> None:
+    from interp.spec import load_spec
+    from interp.train import train
+
+    spec = load_spec(args.spec)
+    train(spec, args.out, resume=True, progress=not args.quiet)
+    print(f"trained {spec.name}: {args.out}")
+
+
+@command("eval")
+def _eval(args: argparse.Namespace) -> None:
+    from interp.evaluate import eval_run
+
+    acc = eval_run(
+        args.run_dir,
+        checkpoint=args.checkpoint,
+        lengths=parse_lengths(args.lengths),
+        n_examples=args.examples,
+        progress=not args.quiet,
+    )
+    pivot = acc.pivot_table(index="length", columns="task", values="accuracy")
+    print(pivot.round(3).to_string())
+
+
+@command("score")
+def _score(args: argparse.Namespace) -> None:
+    from interp.pipeline import score_run
+
+    df = score_run(
+        args.run_dir,
+        tasks=args.tasks.split(",") if args.tasks else None,
+        methods=args.method.split(","),
+        metrics=args.metric.split(","),
+        checkpoint=args.checkpoint,
+        lengths=parse_lengths(args.lengths),
+        n_examples=args.examples,
+    )
+    print(df.pivot_table(index=["layer", "head"], columns="task", values="score").round(3))
+
+
+@command("overlap")
+def _overlap(args: argparse.Namespace) -> None:
+    from interp.pipeline import overlap_run
+
+    df = overlap_run(args.run_dir, checkpoint=args.checkpoint, k=args.k)
+    print(df.to_string(index=False))
+
+
+@command("sweep")
+def _sweep(args: argparse.Namespace) -> None:
+    from interp.sweep import run_sweep
+
+    df = run_sweep(
+        args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address
+    )
+    print(f"sweep finished: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
+
+
+@command("report")
+def _report(args: argparse.Namespace) -> None:
+    from interp.report import write_report
+
+    path = write_report(args.path, out=args.out)
+    print(f"report: {path}")
+
+
+@command("zoo")
+def _zoo(args: argparse.Namespace) -> None:
+    from interp.zoo import list_models
+
+    print(list_models().to_string(index=False))
+
+
+@command("demo")
+def _demo(args: argparse.Namespace) -> None:
+    from interp.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tasks", help="list tasks or show examples")
+    tsub = t.add_subparsers(dest="tasks_cmd", required=True)
+    tsub.add_parser("list", help="list every task")
+    show = tsub.add_parser("show", help="print examples of a task")
+    show.add_argument("task")
+    show.add_argument("--length", type=int, required=True)
+    show.add_argument("-n", type=_positive, default=3, help="number of examples")
+    show.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("groups", help="list task groups").add_argument(
+        "groups_cmd", nargs="?", choices=["list"], default="list"
+    )
+
+    tr = sub.add_parser("train", help="train a run from a spec file")
+    tr.add_argument("spec")
+    tr.add_argument("--out", required=True, help="run directory (resumed if it exists)")
+    tr.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("eval", help="accuracy per task and length")
+    ev.add_argument("run_dir")
+    ev.add_argument("--checkpoint", type=int)
+    ev.add_argument("--lengths", help="A:B or A,B,C")
+    ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
+    ev.add_argument("--quiet", action="store_true")
+
+    sc = sub.add_parser("score", help="score every head per task")
+    sc.add_argument("run_dir")
+    sc.add_argument("--tasks", help="comma-separated (default: the run's tasks)")
+    sc.add_argument("--method", default="mean_ablation", help="comma-separated methods")
+    sc.add_argument("--metric", default="exact_match", help="comma-separated metrics")
+    sc.add_argument("--checkpoint", type=int)
+    sc.add_argument("--lengths", help="A:B or A,B,C")
+    sc.add_argument("--examples", type=_positive, default=256)
+
+    ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
+    ov.add_argument("run_dir")
+    ov.add_argument("--checkpoint", type=int)
+    ov.add_argument("--k", type=_positive, default=4)
+
+    sw = sub.add_parser("sweep", help="run a grid of training runs")
+    sw.add_argument("spec")
+    sw.add_argument("--out", required=True)
+    sw.add_argument("--executor", default="local")
+    sw.add_argument("--workers", type=_positive)
+    sw.add_argument("--address", help="Ray cluster address (ray executor)")
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report")
+    rp.add_argument("path", help="a run or sweep directory")
+    rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
+
+    sub.add_parser("zoo", help="list the model zoo").add_argument(
+        "zoo_cmd", nargs="?", choices=["list"], default="list"
+    )
+
+    de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
+    de.add_argument("--out", default="demo-output")
+    de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``interp`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = _COMMANDS[args.command](args)
+    except InterpError as e:
+        print(f"interp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
