@@ -10,7 +10,8 @@ argument errors from argparse also exit with 2.
     interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
     interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
     interp overlap RUN_DIR [--k K]
-    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N]
+    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--analyze]
+    interp analyze SWEEP_OR_RUN_DIR
     interp report SWEEP_OR_RUN_DIR
     interp zoo list
     interp demo --out DIR
@@ -160,9 +161,25 @@ def _report(args: argparse.Namespace) -> None:
 
 @command("zoo")
 def _zoo(args: argparse.Namespace) -> None:
-    from interp.zoo import list_models
+    from interp import zoo
 
-    print(list_models().to_string(index=False))
+    if args.zoo_cmd == "export":
+        if not args.run_dir or not args.name:
+            raise InterpError("usage: interp zoo export RUN_DIR NAME [--steps A,B,C]")
+        try:
+            steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+        except ValueError:
+            raise InterpError(f"--steps must look like A,B,C, got {args.steps!r}") from None
+        path = zoo.export_run(args.run_dir, args.name, steps, n_examples=args.examples)
+        print(f"exported {args.run_dir} -> {path}")
+        print(zoo.card(args.name, path.parent))
+        return
+    df = zoo.list_models()
+    if df.empty:
+        print("the model zoo is empty")
+        return
+    df["steps"] = [",".join(map(str, s)) for s in df["steps"]]
+    print(df.drop(columns=["final_step"]).to_string(index=False))
 
 
 @command("demo")
@@ -221,14 +238,25 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--executor", default="local")
     sw.add_argument("--workers", type=_positive)
     sw.add_argument("--address", help="Ray cluster address (ray executor)")
+    sw.add_argument("--scale", default="cpu", help="cpu (default) or paper ([paper] overrides)")
+    sw.add_argument("--analyze", action="store_true", help="then analyse and write the report")
+
+    an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")
+    an.add_argument("path", help="a run or sweep directory")
+    an.add_argument("--examples", type=_positive, default=128)
+    an.add_argument("--k", type=_positive, default=4)
+    an.add_argument("--no-causal", action="store_true")
 
     rp = sub.add_parser("report", help="write a self-contained HTML report")
     rp.add_argument("path", help="a run or sweep directory")
     rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
 
-    sub.add_parser("zoo", help="list the model zoo").add_argument(
-        "zoo_cmd", nargs="?", choices=["list"], default="list"
-    )
+    zo = sub.add_parser("zoo", help="list the model zoo, or export a run into it")
+    zo.add_argument("zoo_cmd", nargs="?", choices=["list", "export"], default="list")
+    zo.add_argument("run_dir", nargs="?", help="export: the finished run directory")
+    zo.add_argument("name", nargs="?", help="export: the zoo entry name")
+    zo.add_argument("--steps", help="export: checkpoint steps, A,B,C (default: all)")
+    zo.add_argument("--examples", type=_positive, default=256, help="export: examples per length")
 
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
     de.add_argument("--out", default="demo-output")

@@ -1,0 +1,329 @@
+"""Run directories in, analysis tables out: the glue between training and the statistics.
+
+Data flow one way: checkpoints -> (accuracy, head scores, attention differences) -> overlap ->
+transfer tables. Each stage reads the previous stage's output and writes a tidy Parquet table
+under ``RUN_DIR/analysis/``:
+
+* ``accuracy.parquet``: exact match per ``(run, step, task, length)``;
+* ``scores.parquet``: head importance per ``(run, step, task, method, metric, layer, head)``;
+* ``attention.parquet``: the paper's attention-matrix difference per ``(run, step, task_a,
+  task_b, layer, head)``;
+* ``overlap.parquet``: overlap statistics per ``(run, step, task_a, task_b, statistic)``.
+
+**Which lengths a head is scored on.** Each task is scored inside its own training range
+(the main task on ``1..main_max``, auxiliaries on ``1..aux_max``), where the model actually
+solves it: an ablation can only show that a head matters where accuracy is above zero. The
+``lengths=`` argument overrides this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.evaluate import accuracy_table
+from interp.io import write_parquet
+from interp.runs import load_run, read_run_spec, run_checkpoints
+from interp.spec import TrainSpec
+
+ANALYSIS = "analysis"
+
+
+def analysis_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / ANALYSIS
+
+
+def score_lengths(spec: TrainSpec, task: str, lengths: Sequence[int] | None = None) -> list[int]:
+    """Lengths a task is scored on: ``lengths`` or the task's training range in the run."""
+    if lengths is not None:
+        return list(lengths)
+    lo, hi = spec.train_range(task)
+    return list(range(lo, hi + 1))
+
+
+def _steps(run_dir: str | Path, steps: Sequence[int] | None) -> list[int]:
+    available = run_checkpoints(run_dir)
+    if not available:
+        raise InterpError(f"no checkpoints in {run_dir}: nothing to analyse")
+    if steps is None:
+        return available
+    missing = sorted(set(steps) - set(available))
+    if missing:
+        raise InterpError(
+            f"no checkpoint at steps {missing} in {run_dir}; available steps: "
+            f"{', '.join(map(str, available))}"
+        )
+    return list(steps)
+
+
+def run_meta(run_dir: str | Path, baseline: str | None = None, kind: str | None = None) -> dict:
+    """One metadata row for :mod:`interp.transfer` from a run's spec."""
+    from interp.tasks import GROUPS
+
+    spec = read_run_spec(run_dir)
+    aux = spec.aux
+    group = GROUPS.get(spec.group)
+    return {
+        "run": spec.name,
+        "group": spec.group,
+        "seed": spec.seed,
+        "main": spec.main,
+        "aux": ",".join(aux),
+        "main_max": spec.train_range(spec.main)[1],
+        "aux_max": max(
+            (spec.train_range(a)[1] for a in aux), default=spec.train_range(spec.main)[1]
+        ),
+        "kind": kind or ("baseline" if not aux else (group.kind if group else "transfer")),
+        "baseline": baseline or "",
+        "positional": spec.model.positional,
+    }
+
+
+def accuracy_over_checkpoints(
+    run_dir: str | Path,
+    steps: Sequence[int] | None = None,
+    n_examples: int = 256,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Accuracy per task and length at each checkpoint (evaluation range from the spec)."""
+    rows = []
+    for step in tqdm(_steps(run_dir, steps), desc="accuracy", disable=not progress):
+        run = load_run(run_dir, step)
+        spec = run.spec
+        rows.append(
+            accuracy_table(
+                run.model,
+                spec.task_names,
+                {t: spec.eval_lengths(t) for t in spec.task_names},
+                n_examples=n_examples,
+                seed=spec.eval.seed,
+                run=spec.name,
+                step=step,
+            )
+        )
+    df = pd.concat(rows, ignore_index=True)
+    write_parquet(analysis_dir(run_dir) / "accuracy.parquet", df)
+    return df
+
+
+def score_run(
+    run_dir: str | Path,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] = ("mean_ablation",),
+    metrics: Sequence[str] = ("exact_match",),
+    checkpoint: int | None = None,
+    steps: Sequence[int] | None = None,
+    lengths: Sequence[int] | None = None,
+    n_examples: int = 256,
+    progress: bool = True,
+    out: str | Path | None = None,
+) -> pd.DataFrame:
+    """Score every head for each task, method and metric, at one or several checkpoints.
+
+    Args:
+        run_dir: the run.
+        tasks: tasks to score (default: all the run's tasks).
+        methods: head-scoring methods (see :func:`interp.heads.score_heads`).
+        metrics: metrics.
+        checkpoint: a single step (default: the latest); ignored when ``steps`` is given.
+        steps: several steps.
+        lengths: lengths to score on (default: each task's training range).
+        n_examples: examples per length.
+        progress: progress bar.
+        out: output parquet (default: ``RUN_DIR/analysis/scores.parquet``).
+
+    Returns:
+        Tidy frame with ``run, step`` plus :func:`~interp.heads.score_heads`'s columns.
+    """
+    from interp.errors import unknown_choice
+    from interp.heads import METHODS, METRICS, score_heads
+
+    for m in methods:
+        if m not in METHODS:
+            raise unknown_choice("method", m, METHODS)
+    for m in metrics:
+        if m not in METRICS:
+            raise unknown_choice("metric", m, METRICS)
+    spec = read_run_spec(run_dir)
+    tasks = list(tasks or spec.task_names)
+    from interp.tasks import get_task
+
+    for t in tasks:
+        get_task(t)
+    step_list = (
+        _steps(run_dir, steps)
+        if steps is not None
+        else [
+            _steps(run_dir, [checkpoint])[0]
+            if checkpoint is not None
+            else run_checkpoints(run_dir)[-1]
+        ]
+    )
+    jobs = [(s, t, me, mt) for s in step_list for t in tasks for me in methods for mt in metrics]
+    frames = []
+    loaded: dict[int, object] = {}
+    for step, task, method, metric in tqdm(jobs, desc="score", disable=not progress):
+        if step not in loaded:
+            loaded.clear()
+            loaded[step] = load_run(run_dir, step)
+        run = loaded[step]
+        df = score_heads(
+            run.model,
+            task,
+            method,
+            metric,
+            lengths=score_lengths(spec, task, lengths) if task in spec.task_names else lengths,
+            n_examples=n_examples,
+            seed=spec.eval.seed,
+        )
+        df.insert(0, "step", step)
+        df.insert(0, "run", spec.name)
+        frames.append(df)
+    scores = pd.concat(frames, ignore_index=True)
+    write_parquet(Path(out) if out else analysis_dir(run_dir) / "scores.parquet", scores)
+    return scores
+
+
+def common_lengths(spec: TrainSpec, tasks: Sequence[str]) -> list[int]:
+    """Lengths every task in ``tasks`` was trained on (where attention patterns are comparable)."""
+    lo = max(spec.train_range(t)[0] for t in tasks)
+    hi = min(spec.train_range(t)[1] for t in tasks)
+    return list(range(lo, hi + 1))
+
+
+def overlap_over_checkpoints(
+    run_dir: str | Path,
+    scores: pd.DataFrame,
+    steps: Sequence[int] | None = None,
+    k: int = 4,
+    attention: bool = True,
+    n_examples: int = 64,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Overlap statistics between the run's tasks at each checkpoint.
+
+    Args:
+        run_dir: the run.
+        scores: :func:`score_run` output covering ``steps``.
+        steps: checkpoints (default: every step in ``scores``).
+        k: top-k for the Jaccard statistic.
+        attention: also compute the paper's attention-matrix difference (on the lengths all
+            tasks were trained on).
+        n_examples: examples per length for the attention patterns.
+        progress: progress bar.
+
+    Returns:
+        ``(overlap, attention)``: the long overlap table with ``run, step, method, metric``
+        columns, and the per-head attention differences with ``run, step``.
+    """
+    from interp.attention import attention_table
+    from interp.overlap import overlap_table
+
+    spec = read_run_spec(run_dir)
+    steps = list(steps) if steps is not None else sorted(scores["step"].unique().tolist())
+    ov_frames, at_frames = [], []
+    for step in tqdm(steps, desc="overlap", disable=not progress):
+        at_step = scores[scores["step"] == step]
+        attn = None
+        if attention and len(spec.task_names) > 1:
+            run = load_run(run_dir, step)
+            attn = attention_table(
+                run.model,
+                spec.task_names,
+                common_lengths(spec, spec.task_names),
+                n_examples=n_examples,
+                seed=spec.eval.seed,
+            )
+            at_frames.append(attn.assign(run=spec.name, step=step))
+        for (method, metric), sub in at_step.groupby(["method", "metric"]):
+            if sub["task"].nunique() < 2:
+                continue
+            ov = overlap_table(sub[sub["length"].isna()], attn, k=k)
+            ov_frames.append(ov.assign(run=spec.name, step=step, method=method, metric=metric))
+    overlap = pd.concat(ov_frames, ignore_index=True) if ov_frames else pd.DataFrame()
+    attn_df = pd.concat(at_frames, ignore_index=True) if at_frames else pd.DataFrame()
+    write_parquet(analysis_dir(run_dir) / "overlap.parquet", overlap)
+    if len(attn_df):
+        write_parquet(analysis_dir(run_dir) / "attention.parquet", attn_df)
+    return overlap, attn_df
+
+
+def overlap_run(
+    run_dir: str | Path,
+    checkpoint: int | None = None,
+    k: int = 4,
+    n_examples: int = 128,
+    write_figures: bool = True,
+) -> pd.DataFrame:
+    """``interp overlap``: scores (reused from ``scores.parquet`` when present) and overlap at one
+    checkpoint, plus HTML heatmaps in ``RUN_DIR/analysis/``."""
+    from interp import plots
+
+    spec = read_run_spec(run_dir)
+    if len(spec.task_names) < 2:
+        raise InterpError(f"run {spec.name!r} trains one task: there is no pair to compare")
+    step = (
+        _steps(run_dir, [checkpoint])[0] if checkpoint is not None else run_checkpoints(run_dir)[-1]
+    )
+    path = analysis_dir(run_dir) / "scores.parquet"
+    scores = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    if (
+        not len(scores)
+        or step not in set(scores["step"])
+        or set(spec.task_names) - set(scores.loc[scores["step"] == step, "task"])
+    ):
+        scores = score_run(run_dir, steps=[step], n_examples=n_examples, progress=False)
+    scores = scores[scores["step"] == step]
+    overlap, _ = overlap_over_checkpoints(
+        run_dir, scores, [step], k=k, n_examples=min(n_examples, 64), progress=False
+    )
+    if write_figures:
+        out = analysis_dir(run_dir)
+        sub = scores[scores["length"].isna()]
+        first = sub[["method", "metric"]].iloc[0]
+        sub = sub[(sub["method"] == first["method"]) & (sub["metric"] == first["metric"])]
+        for t in spec.aux:
+            plots.write_html(
+                plots.compare_maps(sub, spec.main, t), out / f"heads_{spec.main}_vs_{t}.html"
+            )
+        plots.write_html(plots.overlap_matrix(overlap), out / "overlap_matrix.html")
+    return overlap
+
+
+def analyze_run(
+    run_dir: str | Path,
+    steps: Sequence[int] | None = None,
+    methods: Sequence[str] = ("mean_ablation",),
+    metrics: Sequence[str] = ("exact_match",),
+    n_examples: int = 128,
+    k: int = 4,
+    attention: bool = True,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Accuracy, head scores, attention differences and overlap at every checkpoint of a run."""
+    acc = accuracy_over_checkpoints(run_dir, steps, n_examples=n_examples, progress=progress)
+    spec = read_run_spec(run_dir)
+    out = {"accuracy": acc}
+    if len(spec.task_names) > 1:
+        scores = score_run(
+            run_dir,
+            methods=methods,
+            metrics=metrics,
+            steps=_steps(run_dir, steps),
+            n_examples=n_examples,
+            progress=progress,
+        )
+        overlap, attn = overlap_over_checkpoints(
+            run_dir,
+            scores,
+            k=k,
+            attention=attention,
+            n_examples=min(64, n_examples),
+            progress=progress,
+        )
+        out.update(scores=scores, overlap=overlap, attention=attn)
+    return out
