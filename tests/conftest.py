@@ -16,3 +16,14 @@ def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory):
+    """The seconds-scale demo (``interp demo --quick``), run once per session: a sweep directory
+    with a transfer run, its baseline, analysis tables and ``report.html``."""
+    from interp.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    report = run_demo(out, quick=True, workers=2)
+    return out, report

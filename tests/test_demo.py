@@ -1,0 +1,57 @@
+"""The demo driver, on its seconds-scale variant: every stage runs and leaves its artifacts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_every_stage(quick_demo):
+    out, report = quick_demo
+    assert report == out / "report.html" and report.is_file()
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 2 and any(r.startswith("baseline-") for r in runs)
+    for r in runs:
+        assert (out / "runs" / r / "DONE").is_file()
+    adir = out / "analysis"
+    for name in ("meta", "accuracy", "scores", "overlap", "attention", "transfer", "causal",
+                 "correlations"):  # fmt: skip
+        assert (adir / f"{name}.parquet").is_file(), name
+    summary = (out / "summary.txt").read_text()
+    assert "interp demo summary" in summary and "causal" in summary
+
+
+def test_demo_tables_are_consistent(quick_demo):
+    out, _ = quick_demo
+    adir = out / "analysis"
+    acc = pd.read_parquet(adir / "accuracy.parquet")
+    meta = pd.read_parquet(adir / "meta.parquet")
+    scores = pd.read_parquet(adir / "scores.parquet")
+    # Every run was evaluated at each of its checkpoints (10, 20, 30, 40).
+    assert set(acc["run"]) == set(meta["run"])
+    assert sorted(acc["step"].unique()) == [10, 20, 30, 40]
+    assert acc["accuracy"].between(0, 1).all()
+    # Heads are scored for all three tasks of the transfer run at every checkpoint, 2x2 heads.
+    transfer_run = meta.loc[meta["kind"] != "baseline", "run"].item()
+    s = scores[(scores["run"] == transfer_run) & scores["length"].isna()]
+    assert set(s["task"]) == {"reverse_add", "no_carry", "carry_only"}
+    assert s.groupby(["step", "task"]).size().eq(4).all()
+    causal = pd.read_parquet(adir / "causal.parquet")
+    assert set(causal["range"]) == {"train", "transfer"}
+    assert set(causal["effect"]) == {"topk", "random", "diff"}
+
+
+def test_rerun_skips_finished_cells(quick_demo, tmp_path):
+    from interp.analysis import load_analysis_spec
+    from interp.demo import ANALYSES
+    from interp.sweep import run_sweep
+
+    out, _ = quick_demo
+    ckpt = next((out / "runs").iterdir()) / "checkpoints" / "index.json"
+    before = ckpt.read_bytes()
+    spec, _ = load_analysis_spec(ANALYSES / "demo_quick.toml")
+    df = run_sweep(spec, out, executor="serial", progress=False)
+    assert ckpt.read_bytes() == before  # nothing retrained
+    assert df["run"].nunique() == 2
