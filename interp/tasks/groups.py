@@ -2,7 +2,9 @@
 
 Each group names a main task, its auxiliary tasks and the paper's training max lengths. The
 lengths here are the paper's; CPU-scale runs scale them down in their specs (``models/presets``,
-``analyses/``), keeping the auxiliary/main ratio.
+``analyses/``), keeping the auxiliary/main ratio. ``kind`` is ``transfer`` for the paper's nine
+related pairs, ``control`` for the unrelated controls and ``single_aux`` for the one-auxiliary
+halves of the two-auxiliary groups (the paper's Figure 14).
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ _GROUPS = [
         kind="control",
         description="string copy <- reverse (unrelated)",
     ),
-]
+    # One auxiliary instead of two (the paper's Figure 14): each half of a two-auxiliary group.
+    TaskGroup("arith_a_nocarry", "reverse_add", ("no_carry",), 16, 32, kind="single_aux",
+              description="reverse add <- no carry alone (Fig. 14)"),
+    TaskGroup("arith_a_carry", "reverse_add", ("carry_only",), 16, 32, kind="single_aux",
+              description="reverse add <- carry only alone (Fig. 14)"),
+    TaskGroup("string_b_cap", "capitalize_reverse", ("capitalize",), 16, 32, kind="single_aux",
+              description="capitalize-reverse <- capitalize alone (Fig. 14)"),
+    TaskGroup("string_b_rev", "capitalize_reverse", ("reverse",), 16, 32, kind="single_aux",
+              description="capitalize-reverse <- reverse alone (Fig. 14)"),
+]  # fmt: skip
 
 GROUPS: dict[str, TaskGroup] = {g.name: g for g in _GROUPS}

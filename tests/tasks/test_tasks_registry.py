@@ -60,7 +60,9 @@ def test_registry_lists_all_tasks_with_their_attributes() -> None:
 
 
 def test_groups_name_existing_tasks_within_range() -> None:
-    assert len(list_groups()) == 9
+    assert len(list_groups()) == 13
+    kinds = [get_group(g).kind for g in list_groups()]
+    assert kinds.count("transfer") == 7 and kinds.count("control") == 2
     for gname in list_groups():
         group = get_group(gname)
         assert group.main == group.tasks[0]
