@@ -1,0 +1,275 @@
+"""Plotly figures for head maps, task overlap, attention patterns and length generalization.
+
+Every function returns a ``plotly.graph_objects.Figure`` and draws nothing on its own, so the
+same figure can be shown in a notebook (``fig.show()``) or saved with :func:`write_html`.
+:func:`write_html` embeds plotly.js in the file (``include_plotlyjs=True``), so a report opens
+offline; pointing at a CDN would leave a blank page on a machine without internet.
+
+Figures:
+
+* :func:`importance_heatmap`: one task's ``layer x head`` importance map.
+* :func:`compare_maps`: two tasks' maps side by side with their difference.
+* :func:`overlap_matrix`: one overlap statistic as a ``task x task`` matrix.
+* :func:`attention_figure`: one head's attention pattern on one example, tokens on the axes.
+* :func:`accuracy_figure`: exact-match accuracy against length per task, with each task's
+  training range shaded, which is how the paper shows length generalization and transfer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+from transformer_lens import HookedTransformer
+from transformer_lens.utilities import get_act_name
+
+from interp.data import Batch
+from interp.errors import InterpError
+from interp.io import atomic_write
+from interp.model import check_context
+from interp.overlap import OVERLAP_COLUMNS, score_maps
+from interp.tokenizer import VOCAB
+
+COLORS = qualitative.Plotly
+DIVERGING = "RdBu_r"
+# Value of each statistic for a task compared with itself (the matrix diagonal).
+SELF_VALUE = {"map_diff": 0.0, "cosine": 1.0, "spearman": 1.0, "attn_diff": 0.0,
+              "attn_diff_per_query": 0.0}  # fmt: skip
+
+
+def _map(scores: pd.DataFrame, task: str, method: str | None, metric: str | None) -> np.ndarray:
+    maps = score_maps(scores, method, metric)
+    if task not in maps:
+        raise InterpError(f"no head scores for task {task!r}; tasks present: {', '.join(maps)}")
+    return maps[task]
+
+
+def _label(scores: pd.DataFrame) -> str:
+    parts = [str(scores[c].iloc[0]) for c in ("method", "metric") if c in scores.columns]
+    return ", ".join(parts)
+
+
+def _heatmap(m: np.ndarray, zmid: float | None = 0.0, **kw: object) -> go.Heatmap:
+    n_layers, n_heads = m.shape
+    return go.Heatmap(
+        z=m,
+        x=list(range(n_heads)),
+        y=list(range(n_layers)),
+        zmid=zmid,
+        colorscale=DIVERGING,
+        hovertemplate="layer %{y}, head %{x}: %{z:.4f}<extra></extra>",
+        **kw,
+    )
+
+
+def importance_heatmap(
+    scores: pd.DataFrame,
+    task: str,
+    *,
+    method: str | None = None,
+    metric: str | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """One task's head-importance map (layers on y, heads on x; 0 is white)."""
+    m = _map(scores, task, method, metric)
+    fig = go.Figure(_heatmap(m, colorbar={"title": "score"}))
+    fig.update_layout(
+        title=title or f"{task}: head importance ({_label(scores)})",
+        xaxis_title="head",
+        yaxis_title="layer",
+        xaxis={"dtick": 1},
+        yaxis={"dtick": 1, "autorange": "reversed"},
+    )
+    return fig
+
+
+def compare_maps(
+    scores: pd.DataFrame,
+    task_a: str,
+    task_b: str,
+    *,
+    method: str | None = None,
+    metric: str | None = None,
+) -> go.Figure:
+    """Two tasks' maps on one colour scale, and their difference ``a - b`` on its own."""
+    a, b = _map(scores, task_a, method, metric), _map(scores, task_b, method, metric)
+    lim = float(max(np.abs(a).max(), np.abs(b).max(), 1e-12))
+    dlim = float(max(np.abs(a - b).max(), 1e-12))
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(task_a, task_b, f"{task_a} - {task_b}"),
+        horizontal_spacing=0.08,
+    )
+    shared = {"zmin": -lim, "zmax": lim}
+    fig.add_trace(_heatmap(a, **shared, coloraxis="coloraxis"), 1, 1)
+    fig.add_trace(_heatmap(b, **shared, coloraxis="coloraxis"), 1, 2)
+    fig.add_trace(_heatmap(a - b, coloraxis="coloraxis2"), 1, 3)
+    fig.update_layout(
+        title=f"head importance: {task_a} vs {task_b} (mean |diff| = "
+        f"{np.abs(a - b).mean():.4f}; {_label(scores)})",
+        coloraxis={"colorscale": DIVERGING, "cmin": -lim, "cmax": lim,
+                   "colorbar": {"x": 0.62, "title": "score"}},
+        coloraxis2={"colorscale": DIVERGING, "cmin": -dlim, "cmax": dlim,
+                    "colorbar": {"x": 1.0, "title": "diff"}},
+    )  # fmt: skip
+    fig.update_xaxes(title_text="head", dtick=1)
+    fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed")
+    return fig
+
+
+def overlap_matrix(overlap: pd.DataFrame, statistic: str = "map_diff") -> go.Figure:
+    """One statistic of :func:`interp.overlap.overlap_table` as a symmetric task-by-task matrix.
+
+    The diagonal holds the statistic's value for identical maps (0 for differences, 1 for
+    similarities); cells of pairs the table lacks are blank.
+    """
+    missing = [c for c in OVERLAP_COLUMNS if c not in overlap.columns]
+    if missing:
+        raise InterpError(f"overlap table lacks columns {missing}; expected overlap_table output")
+    available = list(dict.fromkeys(overlap["statistic"]))
+    if statistic not in available:
+        raise InterpError(
+            f"unknown statistic {statistic!r}; valid choices: {', '.join(available) or 'none'}"
+        )
+    sub = overlap[overlap["statistic"] == statistic]
+    tasks = list(dict.fromkeys([*sub["task_a"], *sub["task_b"]]))
+    idx = {t: i for i, t in enumerate(tasks)}
+    self_value = 1.0 if statistic.startswith("jaccard") else SELF_VALUE.get(statistic, np.nan)
+    mat = np.full((len(tasks), len(tasks)), np.nan)
+    np.fill_diagonal(mat, self_value)
+    for ta, tb, v in zip(sub["task_a"], sub["task_b"], sub["value"], strict=True):
+        mat[idx[ta], idx[tb]] = mat[idx[tb], idx[ta]] = v
+    fig = go.Figure(
+        go.Heatmap(
+            z=mat,
+            x=tasks,
+            y=tasks,
+            colorscale="Viridis",
+            text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.3f}")(mat),
+            texttemplate="%{text}",
+            hovertemplate="%{y} vs %{x}: %{z:.4f}<extra></extra>",
+            colorbar={"title": statistic},
+        )
+    )
+    fig.update_layout(title=f"task overlap: {statistic}", yaxis={"autorange": "reversed"})
+    return fig
+
+
+def attention_figure(
+    model: HookedTransformer, batch: Batch, layer: int, head: int, example: int = 0
+) -> go.Figure:
+    """One head's attention pattern on one example, with the tokens as axis labels.
+
+    Only the example's real tokens are shown (padding is cut). Axis ticks sit at positions, so
+    repeated tokens (``1``, ``1``) stay separate cells.
+    """
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise InterpError(
+            f"head ({layer}, {head}) is outside the model's {n_layers} layers x {n_heads} heads"
+        )
+    if not 0 <= example < len(batch):
+        raise InterpError(f"example {example} is outside the batch of {len(batch)} rows")
+    row = batch.select([example])
+    check_context(model, row.n_pos, "the example")
+    name = get_act_name("pattern", layer)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(row.tokens, names_filter=lambda n: n == name)
+    n = int(row.seq_len[0])
+    pat = cache[name][0, head, :n, :n].double().numpy()
+    toks = VOCAB.decode(row.tokens[0, :n])
+    labels = [f"{i}:{t}" for i, t in enumerate(toks)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=pat,
+            x=list(range(n)),
+            y=list(range(n)),
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            customdata=np.array([[(labels[q], labels[k]) for k in range(n)] for q in range(n)]),
+            hovertemplate="query %{customdata[0]}<br>key %{customdata[1]}<br>"
+            "attention %{z:.3f}<extra></extra>",
+            colorbar={"title": "attention"},
+        )
+    )
+    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": toks}
+    p = int(row.prompt_len[0])
+    fig.add_hline(y=p - 1.5, line={"color": "grey", "dash": "dot"})  # first answer-step query
+    fig.update_layout(
+        title=f"layer {layer}, head {head}: {row.tasks[0]} (length {int(row.lengths[0])})",
+        xaxis={**axis, "title": "key", "side": "top"},
+        yaxis={**axis, "title": "query", "autorange": "reversed"},
+        width=max(500, 18 * n + 200),
+        height=max(450, 18 * n + 150),
+    )
+    return fig
+
+
+def accuracy_figure(
+    acc: pd.DataFrame, train_ranges: Mapping[str, tuple[int, int]], title: str | None = None
+) -> go.Figure:
+    """Exact-match accuracy against length, one line per task, training ranges shaded.
+
+    Args:
+        acc: a table with ``task, length, accuracy`` (e.g.
+            :func:`interp.evaluate.accuracy_table`); several rows per ``(task, length)``
+            (seeds, checkpoints) are averaged.
+        train_ranges: ``task -> (lo, hi)``, the lengths the task was trained on; each is shaded
+            in the task's colour.
+        title: figure title.
+    """
+    missing = [c for c in ("task", "length", "accuracy") if c not in acc.columns]
+    if missing:
+        raise InterpError(f"accuracy table lacks columns {missing}")
+    for task, rng in train_ranges.items():
+        if len(rng) != 2 or rng[0] > rng[1]:
+            raise InterpError(f"training range of {task!r} must be (lo, hi) with lo <= hi")
+    curves = acc.groupby(["task", "length"], sort=False)["accuracy"].mean().reset_index()
+    tasks = list(dict.fromkeys([*curves["task"], *train_ranges]))
+    color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(tasks)}
+    fig = go.Figure()
+    for task, (lo, hi) in train_ranges.items():
+        fig.add_vrect(
+            x0=lo - 0.5,
+            x1=hi + 0.5,
+            fillcolor=color[task],
+            opacity=0.12,
+            line_width=0,
+            layer="below",
+            annotation_text=f"{task} train",
+            annotation_position="top left",
+        )
+    for task in dict.fromkeys(curves["task"]):
+        c = curves[curves["task"] == task].sort_values("length")
+        fig.add_trace(
+            go.Scatter(
+                x=c["length"],
+                y=c["accuracy"],
+                mode="lines+markers",
+                name=str(task),
+                line={"color": color[task]},
+            )
+        )
+    fig.update_layout(
+        title=title or "exact-match accuracy vs length (shaded: training lengths)",
+        xaxis_title="length",
+        yaxis={"title": "exact-match accuracy", "range": [-0.02, 1.05]},
+        legend_title="task",
+    )
+    return fig
+
+
+def write_html(fig: go.Figure, path: str | os.PathLike[str]) -> Path:
+    """Write a standalone HTML file (plotly.js embedded, opens offline) atomically."""
+    return atomic_write(
+        path, lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
+    )

@@ -1,0 +1,134 @@
+"""Plotly figures (interp.plots)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from interp.errors import InterpError
+from interp.heads import task_batch
+from interp.model import ModelConfig, build_model
+from interp.overlap import overlap_table
+from interp.plots import (
+    accuracy_figure,
+    attention_figure,
+    compare_maps,
+    importance_heatmap,
+    overlap_matrix,
+    write_html,
+)
+from interp.tokenizer import VOCAB
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models gain nothing from threads; contention on a shared machine only slows them.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def scores() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for task in ("reverse_add", "no_carry", "copy"):
+        m = rng.normal(size=(2, 3))
+        rows += [
+            (task, pd.NA, layer, head, v, "mean_ablation", "exact_match")
+            for (layer, head), v in np.ndenumerate(m)
+        ]
+    cols = ["task", "length", "layer", "head", "score", "method", "metric"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_importance_heatmap_holds_the_map():
+    df = scores()
+    fig = importance_heatmap(df, "no_carry")
+    assert isinstance(fig, go.Figure)
+    z = np.asarray(fig.data[0].z)
+    expected = df[df["task"] == "no_carry"].sort_values(["layer", "head"])["score"]
+    np.testing.assert_allclose(z.ravel(), expected.to_numpy())
+    with pytest.raises(InterpError, match="no head scores for task 'mqar'"):
+        importance_heatmap(df, "mqar")
+
+
+def test_compare_maps_shows_both_and_their_difference():
+    df = scores()
+    fig = compare_maps(df, "reverse_add", "copy")
+    a, b, d = (np.asarray(t.z) for t in fig.data)
+    np.testing.assert_allclose(d, a - b)
+    assert fig.layout.coloraxis.cmax == pytest.approx(max(abs(a).max(), abs(b).max()))
+
+
+def test_overlap_matrix_is_symmetric_with_identity_diagonal():
+    ov = overlap_table(scores(), k=2)
+    fig = overlap_matrix(ov, "cosine")
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert list(fig.data[0].x) == ["reverse_add", "no_carry", "copy"]
+    np.testing.assert_allclose(z, z.T)
+    np.testing.assert_allclose(np.diag(z), 1.0)
+    v = ov[(ov["statistic"] == "cosine") & (ov["task_a"] == "reverse_add")]
+    assert z[0, 2] == pytest.approx(v[v["task_b"] == "copy"]["value"].item())
+    assert np.allclose(np.diag(np.asarray(overlap_matrix(ov, "map_diff").data[0].z)), 0)
+    with pytest.raises(InterpError, match="valid choices: map_diff, cosine, spearman, jaccard@2"):
+        overlap_matrix(ov, "pearson")
+
+
+def test_attention_figure_labels_tokens_and_cuts_padding():
+    model = build_model(ModelConfig(n_layers=1, n_heads=2, d_model=16, n_ctx=64))
+    batch = task_batch(model, "shortest_path", [3], 4)
+    i = int(batch.seq_len.argmin())
+    fig = attention_figure(model, batch, 0, 1, example=i)
+    n = int(batch.seq_len[i])
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (n, n)
+    np.testing.assert_allclose(z.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(np.triu(z, 1), 0)  # causal
+    assert list(fig.layout.xaxis.ticktext) == VOCAB.decode(batch.tokens[i, :n])
+    assert list(fig.layout.xaxis.tickvals) == list(range(n))  # repeated tokens stay apart
+    with pytest.raises(InterpError, match="outside the model"):
+        attention_figure(model, batch, 1, 0)
+    with pytest.raises(InterpError, match="outside the batch"):
+        attention_figure(model, batch, 0, 0, example=4)
+
+
+def test_accuracy_figure_lines_and_training_ranges():
+    acc = pd.DataFrame(
+        {
+            "task": ["reverse_add"] * 4 + ["no_carry"] * 2,
+            "length": [2, 4, 2, 4, 2, 4],
+            "accuracy": [1.0, 0.2, 0.8, 0.4, 1.0, 1.0],  # two seeds of reverse_add
+        }
+    )
+    fig = accuracy_figure(acc, {"reverse_add": (1, 2), "no_carry": (1, 4)})
+    lines = {t.name: t for t in fig.data}
+    assert list(lines) == ["reverse_add", "no_carry"]
+    np.testing.assert_allclose(lines["reverse_add"].y, [0.9, 0.3])  # seeds averaged
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.x1) for r in rects] == [(0.5, 2.5), (0.5, 4.5)]
+    assert rects[0].fillcolor == lines["reverse_add"].line.color
+    with pytest.raises(InterpError, match="lo <= hi"):
+        accuracy_figure(acc, {"reverse_add": (5, 2)})
+    with pytest.raises(InterpError, match="lacks columns"):
+        accuracy_figure(acc.drop(columns="accuracy"), {})
+
+
+def test_write_html_is_standalone_and_atomic(tmp_path):
+    fig = importance_heatmap(scores(), "copy")
+    path = write_html(fig, tmp_path / "sub" / "map.html")
+    text = path.read_text()
+    # plotly.js is embedded (megabytes of it), not loaded from a CDN: the file opens offline.
+    assert len(text) > 1_000_000 and '<script src="http' not in text
+    assert [p.name for p in path.parent.iterdir()] == ["map.html"]  # no temp file left
+
+    class Boom(go.Figure):
+        def write_html(self, *a, **k):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_html(Boom(fig), path)
+    assert path.read_text() == text  # the old file survives a failed write
