@@ -79,13 +79,16 @@ def save_checkpoint(
         model: the model.
         optimizer: optimizer whose state to include (omit for weight-only checkpoints).
         extra: more JSON-serialisable metadata.
-        half: store weights in float16 (for the small model zoo).
+        half: store parameters in float16 (for the small model zoo); buffers stay exact.
     """
     run_dir = Path(run_dir)
     tensors: dict[str, torch.Tensor] = {}
+    # Only trained parameters are halved: buffers such as the RoPE sin/cos tables are loaded
+    # back verbatim, so rounding them would make a reloaded model differ from a fresh one.
+    params = {name for name, _ in model.named_parameters()}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        if half and v.is_floating_point():
+        if half and v.is_floating_point() and k in params:
             v = v.half()
         tensors[f"model.{k}"] = v.contiguous()
     meta: dict[str, str] = {"step": str(step), "extra": json.dumps(extra or {})}

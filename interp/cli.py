@@ -170,7 +170,14 @@ def _zoo(args: argparse.Namespace) -> None:
             steps = [int(x) for x in args.steps.split(",")] if args.steps else None
         except ValueError:
             raise InterpError(f"--steps must look like A,B,C, got {args.steps!r}") from None
-        path = zoo.export_run(args.run_dir, args.name, steps, n_examples=args.examples)
+        path = zoo.export_run(
+            args.run_dir,
+            args.name,
+            steps,
+            n_examples=args.examples,
+            description=args.description,
+            notes=args.notes,
+        )
         print(f"exported {args.run_dir} -> {path}")
         print(zoo.card(args.name, path.parent))
         return
@@ -257,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     zo.add_argument("name", nargs="?", help="export: the zoo entry name")
     zo.add_argument("--steps", help="export: checkpoint steps, A,B,C (default: all)")
     zo.add_argument("--examples", type=_positive, default=256, help="export: examples per length")
+    zo.add_argument("--description", help="export: one line for `interp zoo list`")
+    zo.add_argument("--notes", help="export: caveats for the model card's Notes section")
 
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
     de.add_argument("--out", default="demo-output")

@@ -174,7 +174,9 @@ def generalization_gap(
     m = _curve(acc, [main])
     a = _curve(acc, aux)
     Ls = [L for L in range(main_max + 1, aux_max + 1) if L in m.index and L in a.index]
-    vals = [max(0.0, a[L] - m[L]) / a[L] for L in Ls if a[L] >= AUX_SOLVED]
+    # A NaN main accuracy is "unknown", not "as good as the auxiliary": without the explicit
+    # check, max(0.0, nan) would be 0.0 and count as perfect transfer at that length.
+    vals = [max(0.0, a[L] - m[L]) / a[L] for L in Ls if a[L] >= AUX_SOLVED and not np.isnan(m[L])]
     return float(np.mean(vals)) if vals else float("nan")
 
 

@@ -19,6 +19,19 @@ from typing import Any
 import pandas as pd
 
 
+def _default_mode() -> int:
+    # mkstemp (and safetensors) create files with mode 0600; renaming one into place would leave
+    # every artifact unreadable to other users (a shared run directory, a served model zoo).
+    # Files get the mode ``open()`` would give them instead. The umask can only be read by
+    # setting it, so it is read once, at import, before any worker threads exist.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_mode()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` on success.
@@ -32,6 +45,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # After the writer: some (safetensors) recreate the file with a private mode themselves.
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

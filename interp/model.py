@@ -17,11 +17,15 @@ positional schemes:
 from __future__ import annotations
 
 import json
+import random
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -149,6 +153,25 @@ def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> Hooke
     )
 
 
+@contextmanager
+def _global_rng_preserved() -> Iterator[None]:
+    """Restore the global ``torch`` (CPU), ``random`` and ``numpy`` generators on exit.
+
+    ``HookedTransformerConfig(seed=...)`` calls ``torch.manual_seed``, ``random.seed`` and
+    ``np.random.seed``, so without this every model construction would silently reseed the
+    caller's global generators (two callers with different seeds would then draw the same
+    "random" numbers after building a model). The initial weights still depend only on
+    ``init_seed``: the seeding happens inside the block.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
     """Build a freshly initialised ``HookedTransformer`` for ``cfg``.
 
@@ -156,7 +179,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedT
         The model, with ``W_pos`` zeroed and frozen for ``nope``.
     """
     cfg.validate()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _global_rng_preserved():
         # TransformerLens 3.9 emits a DeprecationWarning on every HookedTransformer construction
         # (pointing at 4.x's TransformerBridge). The package pins 3.x on purpose and builds
         # models in loops (sweeps, tests), so the warning is pure noise here; it is silenced

@@ -151,6 +151,9 @@ def _section(cls: type, d: Any, name: str) -> Any:
         raise InterpError(
             f"spec: unknown keys {unknown} in [{name}]; valid keys: {', '.join(sorted(known))}"
         )
+    defaults = cls()
+    for key, value in d.items():
+        _check_type(name, key, value, getattr(defaults, key))
     d = dict(d)
     if "betas" in d:
         d["betas"] = tuple(d["betas"])
@@ -158,6 +161,39 @@ def _section(cls: type, d: Any, name: str) -> Any:
         return cls(**d)
     except TypeError as e:
         raise InterpError(f"spec: [{name}]: {e}") from None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _check_type(section: str, key: str, value: Any, default: Any) -> None:
+    """Reject a value whose type does not match the field's default, as a readable error.
+
+    Without this a quoted number (``steps = "100"``) would pass construction and fail much later
+    with a ``TypeError`` traceback instead of a one-line :class:`InterpError`.
+    """
+    if _is_int(default):
+        ok, want = _is_int(value), "an integer"
+    elif isinstance(default, float):
+        ok, want = _is_number(value), "a number"
+    elif isinstance(default, tuple):
+        ok = (
+            isinstance(value, list | tuple)
+            and len(value) == len(default)
+            and all(map(_is_number, value))
+        )
+        want = f"a list of {len(default)} numbers"
+    elif isinstance(default, list):
+        ok, want = isinstance(value, list) and all(map(_is_int, value)), "a list of integers"
+    else:
+        return
+    if not ok:
+        raise InterpError(f"spec: [{section}] {key} must be {want}, got {value!r}")
 
 
 @dataclass
@@ -244,16 +280,15 @@ class TrainSpec:
             if not isinstance(t, dict) or "name" not in t or "lengths" not in t:
                 raise InterpError("spec: every [[tasks]] entry needs 'name' and 'lengths'")
             lo_hi = t["lengths"]
-            if not (
-                isinstance(lo_hi, list)
-                and len(lo_hi) == 2
-                and all(isinstance(x, int) for x in lo_hi)
-            ):
+            if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(_is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
             extra = sorted(set(t) - {"name", "lengths", "weight"})
             if extra:
                 raise InterpError(f"spec: task {t['name']!r}: unknown keys {extra}")
-            spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(t.get("weight", 1.0)))
+            weight = t.get("weight", 1.0)
+            if not _is_number(weight):
+                raise InterpError(f"spec: task {t['name']!r}: weight must be a number")
+            spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(weight))
             spec.validate()
             tasks.append(spec)
         names = [t.name for t in tasks]
@@ -262,7 +297,7 @@ class TrainSpec:
         if d["main"] not in names:
             raise InterpError(f"spec: main task {d['main']!r} is not among the tasks {names}")
         seed = d.get("seed", 0)
-        if not isinstance(seed, int):
+        if not _is_int(seed):
             raise InterpError("spec: seed must be an integer")
         ev = _section(EvalConfig, d.get("eval"), "eval")
         if ev.max_length <= 0:

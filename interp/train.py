@@ -54,7 +54,9 @@ def answer_loss(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Flo
 
 
 def make_optimizer(model: HookedTransformer, spec: TrainSpec) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no weight decay on norms, biases and embeddings' zeros."""
+    """AdamW over trainable parameters: weight decay on every tensor with 2+ dimensions (weight
+    matrices, embeddings, and TransformerLens's per-head ``b_Q``/``b_K``/``b_V``), none on norm
+    scales and 1-D biases. Frozen parameters (NoPE's ``W_pos``) are left out entirely."""
     decay, no_decay = [], []
     for p in model.parameters():
         if not p.requires_grad:
@@ -178,8 +180,11 @@ def train(
         if (ev and done % ev == 0) or done in save_steps:
             rows.append(_eval_rows(model, spec, done))
         if done in save_steps:
-            save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item()})
+            # Metrics first: a kill between the two writes then leaves metrics *ahead* of the
+            # last checkpoint, and a resume drops the rows past it and recomputes them. In the
+            # other order the rows between the previous and this checkpoint would be lost.
             write_parquet(run_dir / METRICS, _metrics(rows))
+            save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item()})
         if stop_after is not None and done >= stop_after:
             break
     bar.close()

@@ -1,0 +1,572 @@
+"""The model zoo: small trained checkpoints shipped with the repository.
+
+Every entry lives in ``models/zoo/<name>/`` and is a complete, loadable run directory (so
+:func:`interp.runs.load_run` and every analysis that takes a run directory work on it), plus
+what a reader needs to trust it::
+
+    models/zoo/<name>/
+      spec.toml                   the spec it was trained from (models/zoo/specs/<name>.toml)
+      config.json                 the resolved spec (what interp.train wrote)
+      metrics.parquet             training loss and periodic accuracy (float32 weights, as trained)
+      checkpoints/step_NNNNNN.safetensors, checkpoints/index.json
+                                  weights only, parameters in float16, SHA-256 in the index
+      accuracy.parquet            exact-match accuracy of the *stored* float16 weights, per
+                                  (step, task, length), on n_examples per length
+      zoo.json                    description, source, wall time, evaluation settings
+      card.md                     human-readable summary with the final accuracy table
+
+Entries are made in two steps, so they can always be rebuilt from their spec::
+
+    interp train models/zoo/specs/<name>.toml --out RUN_DIR
+    interp zoo export RUN_DIR <name>          # or interp.zoo.export_run(RUN_DIR, "<name>")
+
+``accuracy.parquet`` is computed after the float16 round trip (the weights are written, loaded
+back through :func:`load` and evaluated), so it describes exactly what :func:`load` returns; a
+fresh :func:`evaluate` of the stored weights with the same ``n_examples`` and seed reproduces it.
+
+Use::
+
+    from interp import zoo
+    zoo.list_models()                                # one row per entry
+    model, cfg = zoo.load("string_b")                # the final checkpoint
+    model, cfg = zoo.load("string_b", checkpoint=500)
+    zoo.accuracy("string_b")                         # the stored accuracy table
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from transformer_lens import HookedTransformer
+
+from interp.checkpoint import list_checkpoints, resolve_step, save_checkpoint
+from interp.errors import InterpError
+from interp.evaluate import accuracy_table
+from interp.io import read_json, write_json, write_parquet, write_text
+from interp.model import ModelConfig
+from interp.runs import load_run, read_run_spec
+from interp.spec import TrainSpec
+
+ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
+"""Default zoo root: ``models/zoo`` of the repository."""
+SPEC_DIR = ZOO_DIR / "specs"
+"""Where the specs that produce the entries live (``models/zoo/specs/<name>.toml``)."""
+
+CONFIG = "config.json"
+METRICS = "metrics.parquet"
+ACCURACY = "accuracy.parquet"
+INFO = "zoo.json"
+CARD = "card.md"
+DONE = "DONE"
+DEFAULT_EXAMPLES = 256
+"""Examples per (task, length) behind ``accuracy.parquet``."""
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+LIST_COLUMNS = ["name", "group", "main", "aux", "steps", "final_step", "description"]
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and lookup
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root) if root is not None else ZOO_DIR
+
+
+def names(root: str | Path | None = None) -> list[str]:
+    """Names of the zoo entries under ``root`` (default: ``models/zoo``), sorted."""
+    r = _root(root)
+    if not r.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in r.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / CONFIG).is_file()
+    )
+
+
+def entry_dir(name: str, root: str | Path | None = None) -> Path:
+    """The directory of zoo entry ``name``.
+
+    Raises:
+        InterpError: if there is no such entry (the message lists the available ones).
+    """
+    available = names(root)
+    if name not in available:
+        listed = ", ".join(available) if available else "none (the zoo is empty)"
+        raise InterpError(f"unknown zoo model {name!r}; available: {listed}")
+    return _root(root) / name
+
+
+def spec_path(name: str, root: str | Path | None = None) -> Path:
+    """The spec file stored beside entry ``name`` (``spec.toml``, or ``spec.json``)."""
+    d = entry_dir(name, root)
+    for candidate in (d / "spec.toml", d / "spec.json"):
+        if candidate.is_file():
+            return candidate
+    raise InterpError(f"zoo model {name!r} has no spec file in {d}")
+
+
+def spec(name: str, root: str | Path | None = None) -> TrainSpec:
+    """The resolved training spec of entry ``name`` (from its ``config.json``)."""
+    return read_run_spec(entry_dir(name, root))
+
+
+def info(name: str, root: str | Path | None = None) -> dict[str, Any]:
+    """The entry's ``zoo.json``: description, source, wall time, evaluation settings."""
+    return read_json(entry_dir(name, root) / INFO)
+
+
+def checkpoints(name: str, root: str | Path | None = None) -> list[int]:
+    """Steps with a stored checkpoint, ascending."""
+    return list_checkpoints(entry_dir(name, root))
+
+
+def card(name: str, root: str | Path | None = None) -> str:
+    """The entry's model card (markdown)."""
+    return (entry_dir(name, root) / CARD).read_text(encoding="utf-8")
+
+
+def metrics(name: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Training metrics of the run the entry came from (loss and periodic accuracy)."""
+    return pd.read_parquet(entry_dir(name, root) / METRICS)
+
+
+def accuracy(
+    name: str, checkpoint: int | None = None, root: str | Path | None = None
+) -> pd.DataFrame:
+    """Stored accuracy of the float16 weights at one checkpoint (default: the final one).
+
+    Args:
+        name: zoo entry.
+        checkpoint: step, or ``None`` for the final checkpoint; ``-1`` returns every step.
+        root: zoo root.
+
+    Returns:
+        Columns ``step, task, length, accuracy, n, logprob``.
+    """
+    d = entry_dir(name, root)
+    df = pd.read_parquet(d / ACCURACY)
+    if checkpoint == -1:
+        return df
+    step = resolve_step(d, checkpoint)
+    if step not in set(df["step"]):
+        raise InterpError(
+            f"zoo model {name!r} has no stored accuracy at step {step}; stored: "
+            f"{', '.join(map(str, sorted(set(df['step']))))}"
+        )
+    return df[df["step"] == step].reset_index(drop=True)
+
+
+def load(
+    name: str, checkpoint: int | None = None, root: str | Path | None = None
+) -> tuple[HookedTransformer, ModelConfig]:
+    """Load a zoo model in eval mode.
+
+    Args:
+        name: zoo entry (see :func:`list_models`).
+        checkpoint: step to load (default: the final checkpoint).
+        root: zoo root (default: ``models/zoo``).
+
+    Returns:
+        ``(model, config)``: the HookedTransformer (float32, holding the stored float16 values)
+        and its :class:`~interp.model.ModelConfig`.
+
+    Raises:
+        InterpError: an unknown name (listing the available ones), a step without a checkpoint
+            (listing those that exist), or a corrupt checkpoint.
+    """
+    run = load_run(entry_dir(name, root), checkpoint)
+    return run.model, run.spec.model
+
+
+def list_models(root: str | Path | None = None) -> pd.DataFrame:
+    """One row per zoo entry.
+
+    Returns:
+        Columns ``name, group, main, aux`` (comma-separated), ``steps`` (list of stored
+        checkpoint steps), ``final_step`` and ``description``.
+    """
+    rows = []
+    for n in names(root):
+        s = spec(n, root)
+        steps = checkpoints(n, root)
+        try:
+            desc = info(n, root).get("description", "")
+        except InterpError:
+            desc = ""
+        rows.append(
+            {
+                "name": n,
+                "group": s.group,
+                "main": s.main,
+                "aux": ",".join(s.aux),
+                "steps": steps,
+                "final_step": steps[-1] if steps else None,
+                "description": desc,
+            }
+        )
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation and export
+
+
+def evaluate(
+    model: HookedTransformer,
+    train_spec: TrainSpec,
+    n_examples: int = DEFAULT_EXAMPLES,
+    seed: int | None = None,
+    **labels: object,
+) -> pd.DataFrame:
+    """Accuracy per (task, length) over the spec's evaluation range, as stored in the zoo.
+
+    Args:
+        model: the model (e.g. from :func:`load`).
+        train_spec: its spec (tasks and ``eval.max_length`` give the lengths).
+        n_examples: examples per (task, length).
+        seed: evaluation-set seed (default: the spec's ``eval.seed``).
+        **labels: constant columns (``step=...``).
+
+    Returns:
+        :func:`interp.evaluate.accuracy_table`'s frame.
+    """
+    return accuracy_table(
+        model,
+        train_spec.task_names,
+        {t: train_spec.eval_lengths(t) for t in train_spec.task_names},
+        n_examples=n_examples,
+        seed=train_spec.eval.seed if seed is None else seed,
+        **labels,
+    )
+
+
+def _describe(s: TrainSpec) -> str:
+    main_lo, main_hi = s.train_range(s.main)
+    parts = f"{s.main} ({main_lo}-{main_hi})"
+    if s.aux:
+        ranges = {s.train_range(a) for a in s.aux}
+        rng = ", ".join(f"{lo}-{hi}" for lo, hi in sorted(ranges))
+        parts += f" <- {' + '.join(s.aux)} ({rng})"
+    else:
+        parts += ", no auxiliary (baseline)"
+    m = s.model
+    return f"{parts}; {m.n_layers}L {m.n_heads}H d{m.d_model} {m.positional}"
+
+
+def _wall_time(run_dir: Path) -> float | None:
+    """Seconds from the run's ``config.json`` (written first) to ``DONE`` (written last)."""
+    cfg, done = run_dir / CONFIG, run_dir / DONE
+    if cfg.is_file() and done.is_file():
+        return round(done.stat().st_mtime - cfg.stat().st_mtime, 1)
+    return None
+
+
+def _load_spec_dict(path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix == ".json":
+            return read_json(path)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InterpError(f"malformed spec {path}: {e}") from None
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else absolute."""
+    repo = ZOO_DIR.parent.parent
+    try:
+        return str(path.resolve().relative_to(repo))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _n_params(model: HookedTransformer) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def export_run(
+    run_dir: str | Path,
+    name: str,
+    steps: Sequence[int] | None = None,
+    *,
+    n_examples: int = DEFAULT_EXAMPLES,
+    spec_file: str | Path | None = None,
+    description: str | None = None,
+    wall_time_s: float | None = None,
+    notes: str | None = None,
+    root: str | Path | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Turn a finished training run into zoo entry ``name``.
+
+    Writes weights-only float16 checkpoints of ``steps``, copies the run's ``config.json`` and
+    ``metrics.parquet`` and the spec file, evaluates the *stored* weights at every exported step
+    and writes ``accuracy.parquet``, ``zoo.json`` and ``card.md``. The entry is assembled in a
+    temporary folder beside it and renamed into place, so a failed export leaves any previous
+    entry untouched.
+
+    Args:
+        run_dir: a finished run directory (``interp train ... --out RUN_DIR``).
+        name: entry name (lowercase letters, digits and ``_``).
+        steps: checkpoint steps to export (default: all of the run's checkpoints).
+        n_examples: examples per (task, length) for ``accuracy.parquet``.
+        spec_file: the spec the run was trained from (default:
+            ``models/zoo/specs/<name>.toml``); it must resolve to the run's ``config.json``.
+        description: one line for :func:`list_models` (default: built from the spec).
+        wall_time_s: training wall time in seconds (default: time from the run's
+            ``config.json`` to its ``DONE`` marker).
+        root: zoo root (default: ``models/zoo``).
+        notes: free text for the card's "Notes" section (caveats, the machine's load, ...).
+        overwrite: replace an existing entry of that name.
+
+    Returns:
+        The entry directory.
+
+    Raises:
+        InterpError: a bad name, an unfinished run, a missing or mismatching spec file, steps
+            without a checkpoint (listing those that exist), or an existing entry with
+            ``overwrite=False``.
+    """
+    run_dir = Path(run_dir)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InterpError(
+            f"zoo name must be lowercase letters, digits and '_' (starting with a letter), "
+            f"got {name!r}"
+        )
+    train_spec = read_run_spec(run_dir)
+    if not (run_dir / DONE).is_file():
+        raise InterpError(f"{run_dir} is not a finished run (no {DONE} marker); train it first")
+    available = list_checkpoints(run_dir)
+    wanted = sorted(set(available if steps is None else (int(s) for s in steps)))
+    if not wanted:
+        raise InterpError("no steps to export")
+    for s in wanted:
+        resolve_step(run_dir, s)  # raises with the list of available steps
+
+    spec_src = Path(spec_file) if spec_file is not None else SPEC_DIR / f"{name}.toml"
+    if not spec_src.is_file():
+        raise InterpError(f"spec file not found: {spec_src} (pass spec_file=...)")
+    if TrainSpec.from_dict(_load_spec_dict(spec_src)).to_dict() != train_spec.to_dict():
+        raise InterpError(
+            f"{spec_src} does not resolve to the config of {run_dir}: the entry would not be "
+            "reproducible from its spec"
+        )
+
+    root_dir = _root(root)
+    final = root_dir / name
+    if final.exists() and not overwrite:
+        raise InterpError(f"zoo entry {name!r} already exists in {root_dir}")
+    root_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the entry is meant to be shared
+    try:
+        t0 = time.perf_counter()
+        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        shutil.copyfile(spec_src, tmp / f"spec{spec_src.suffix}")
+        if (run_dir / METRICS).is_file():
+            shutil.copyfile(run_dir / METRICS, tmp / METRICS)
+        n_params = 0
+        for s in wanted:
+            run = load_run(run_dir, s)
+            n_params = _n_params(run.model)
+            save_checkpoint(tmp, s, run.model, optimizer=None, half=True, extra={"source_step": s})
+        acc = pd.concat(
+            [evaluate(load_run(tmp, s).model, train_spec, n_examples, step=s) for s in wanted],
+            ignore_index=True,
+        )
+        write_parquet(tmp / ACCURACY, acc)
+        meta = {
+            "name": name,
+            "description": description or _describe(train_spec),
+            "source_run": str(run_dir),
+            "spec_file": _display_path(spec_src),
+            "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "train_wall_time_s": wall_time_s if wall_time_s is not None else _wall_time(run_dir),
+            "export_eval_s": round(time.perf_counter() - t0, 1),
+            "steps": wanted,
+            "final_step": wanted[-1],
+            "dtype": "float16 parameters (buffers exact)",
+            "n_params": n_params,
+            "cpu_count": os.cpu_count(),
+            "notes": notes or "",
+            "accuracy": {"n_examples": n_examples, "seed": train_spec.eval.seed},
+        }
+        write_json(tmp / INFO, meta)
+        write_text(tmp / CARD, render_card(train_spec, meta, acc))
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root_dir))
+            final.rename(old / name)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+# --------------------------------------------------------------------------------------------
+# Model card
+
+
+def _fmt_range(lo_hi: tuple[int, int]) -> str:
+    return f"{lo_hi[0]}-{lo_hi[1]}"
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in row.tolist()) + " |")
+    return "\n".join(lines)
+
+
+def _range_mean(acc: pd.DataFrame, task: str, lo: int, hi: int) -> float:
+    sub = acc[(acc["task"] == task) & acc["length"].between(lo, hi)]
+    return float(sub["accuracy"].mean()) if len(sub) else float("nan")
+
+
+def render_card(train_spec: TrainSpec, meta: dict[str, Any], acc: pd.DataFrame) -> str:
+    """The markdown model card of a zoo entry.
+
+    Args:
+        train_spec: the entry's spec.
+        meta: its ``zoo.json`` content.
+        acc: its accuracy table (all exported steps).
+
+    Returns:
+        Markdown text.
+    """
+    s, m, o, t = train_spec, train_spec.model, train_spec.optim, train_spec.train
+    final = meta["final_step"]
+    fin = acc[acc["step"] == final]
+    n_ex, seed = meta["accuracy"]["n_examples"], meta["accuracy"]["seed"]
+    wall = meta.get("train_wall_time_s")
+    wall_txt = f"{wall / 60:.1f} min ({wall:.0f} s)" if wall else "not recorded"
+    threads = (
+        f"{t.threads} torch thread{'s' if t.threads > 1 else ''}"
+        if t.threads
+        else "torch's default threads"
+    )
+    main_lo, main_hi = s.train_range(s.main)
+    lines = [
+        f"# Zoo model `{meta['name']}`",
+        "",
+        meta["description"],
+        "",
+        "## Training",
+        "",
+        "| task | role | training lengths | weight |",
+        "|---|---|---|---|",
+    ]
+    for task in s.tasks:
+        role = "main" if task.name == s.main else "auxiliary"
+        lines.append(
+            f"| {task.name} | {role} | {task.min_length}-{task.max_length} | {task.weight:g} |"
+        )
+    lines += [
+        "",
+        f"- group label: `{s.group or '-'}`; data seed {s.seed}",
+        f"- model: {m.n_layers} layers, {m.n_heads} heads, d_model {m.d_model}, "
+        f"d_mlp {m.d_mlp or 4 * m.d_model}, {m.positional}, {m.norm} norm, {m.mlp} MLP, "
+        f"n_ctx {m.n_ctx}; {meta['n_params']:,} trainable parameters",
+        f"- optimizer: AdamW, lr {o.lr:g}, weight decay {o.weight_decay:g}, warm-up "
+        f"{o.warmup_steps} steps, cosine decay over the last {o.decay_fraction:.0%}",
+        f"- {t.steps} steps of batch {t.batch_size} ({t.steps * t.batch_size:,} examples)",
+        f"- training wall time: {wall_txt} (from config.json to DONE, periodic evaluation "
+        f"included; {threads}, machine with {meta.get('cpu_count') or '?'} CPU cores)",
+        f"- stored checkpoints (float16 parameters, weights only): steps "
+        f"{', '.join(map(str, meta['steps']))}",
+        "",
+        "## Accuracy of the stored weights",
+        "",
+        f"Exact-match accuracy (teacher-forced, equal to greedy decoding) of the float16 weights "
+        f"at step {final}, {n_ex} examples per (task, length), evaluation seed {seed}. "
+        f"Lengths {main_hi + 1}+ are outside the main task's training range.",
+        "",
+    ]
+    pivot = fin.pivot_table(index="length", columns="task", values="accuracy")
+    pivot = pivot[[c for c in s.task_names if c in pivot.columns]]
+    table = pivot.map(lambda v: f"{v:.3f}").reset_index()
+    lines += [_markdown_table(table), ""]
+    if s.aux:
+        aux_hi = max(s.train_range(a)[1] for a in s.aux)
+        tr_lo, tr_hi = main_hi + 1, aux_hi
+        main_tr = _range_mean(fin, s.main, main_lo, main_hi)
+        main_x = _range_mean(fin, s.main, tr_lo, tr_hi)
+        aux_x = [_range_mean(fin, a, tr_lo, tr_hi) for a in s.aux]
+        lines += [
+            "Summary (mean over lengths): main task "
+            f"{main_tr:.3f} on its training range {_fmt_range((main_lo, main_hi))}, "
+            f"{main_x:.3f} on the transfer range {_fmt_range((tr_lo, tr_hi))}, where the "
+            "auxiliaries reach "
+            + ", ".join(f"{a} {v:.3f}" for a, v in zip(s.aux, aux_x, strict=True))
+            + ".",
+            "",
+        ]
+    else:
+        hi = max(s.eval_lengths(s.main))
+        inside = _range_mean(fin, s.main, main_lo, main_hi)
+        lines += [
+            f"Summary (mean over lengths): {s.main} {inside:.3f} on its training range "
+            f"{_fmt_range((main_lo, main_hi))}, "
+            f"{_range_mean(fin, s.main, main_hi + 1, hi):.3f} on {main_hi + 1}-{hi}.",
+            "",
+        ]
+    if len(meta["steps"]) > 1:
+        hi = max(s.eval_lengths(s.main))
+        if s.aux:
+            aux_hi = max(s.train_range(a)[1] for a in s.aux)
+            far = (main_hi + 1, aux_hi)
+            head = f"| step | main, {_fmt_range((main_lo, main_hi))} | main, {_fmt_range(far)} "
+            head += f"| auxiliaries (mean), {_fmt_range(far)} |"
+        else:
+            far = (main_hi + 1, hi)
+            head = f"| step | main, {_fmt_range((main_lo, main_hi))} | main, {_fmt_range(far)} |"
+        lines += [
+            "Accuracy per stored checkpoint (mean over lengths):",
+            "",
+            head,
+            "|---|---|---|" + ("---|" if s.aux else ""),
+        ]
+        for step in meta["steps"]:
+            a = acc[acc["step"] == step]
+            row = (
+                f"| {step} | {_range_mean(a, s.main, main_lo, main_hi):.3f} | "
+                f"{_range_mean(a, s.main, *far):.3f} |"
+            )
+            if s.aux:
+                aux_mean = sum(_range_mean(a, x, *far) for x in s.aux) / len(s.aux)
+                row += f" {aux_mean:.3f} |"
+            lines.append(row)
+        lines.append("")
+    if meta.get("notes"):
+        lines += ["## Notes", "", meta["notes"], ""]
+    lines += [
+        "## Use and rebuild",
+        "",
+        "```python",
+        "from interp import zoo",
+        f'model, cfg = zoo.load("{meta["name"]}")            # step {final}',
+        f'acc = zoo.accuracy("{meta["name"]}")               # the table above',
+        "```",
+        "",
+        "```bash",
+        f"interp train {meta['spec_file']} --out RUN_DIR",
+        f"interp zoo export RUN_DIR {meta['name']} --steps {','.join(map(str, meta['steps']))}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,214 @@
+"""The model zoo: entries load, their specs still train, their stored accuracy is reproducible."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from interp import zoo
+from interp.checkpoint import list_checkpoints
+from interp.cli import main
+from interp.errors import InterpError
+from interp.spec import TrainSpec
+from interp.train import is_done, train
+
+ENTRIES = zoo.names()
+# The entry retrained in the smoke test: the string group trains fastest.
+SMOKE = "string_b"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Evaluating a whole zoo entry is a few CPU-seconds on one thread; on a small shared machine
+    # torch's default of one thread per core oversubscribes it and takes many times longer.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _spec_dict(name: str) -> dict:
+    return tomllib.loads(zoo.spec_path(name).read_text())
+
+
+def _assert_same_accuracy(stored: pd.DataFrame, fresh: pd.DataFrame) -> None:
+    cols = ["step", "task", "length", "accuracy", "n"]
+    a = stored[cols].sort_values(["task", "length"]).reset_index(drop=True)
+    b = fresh[cols].sort_values(["task", "length"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    # logprob is a float mean: equal up to summation order across thread counts.
+    lp_a = stored.sort_values(["task", "length"])["logprob"].to_numpy()
+    lp_b = fresh.sort_values(["task", "length"])["logprob"].to_numpy()
+    assert lp_a == pytest.approx(lp_b, rel=1e-5, abs=1e-6)
+
+
+def test_zoo_has_the_required_entries():
+    assert {"arith_a", "arith_a_baseline", "string_b"} <= set(ENTRIES)
+    df = zoo.list_models()
+    assert list(df.columns) == zoo.LIST_COLUMNS
+    assert list(df["name"]) == ENTRIES
+    row = df.set_index("name").loc["arith_a"]
+    assert row["main"] == "reverse_add" and row["aux"] == "no_carry,carry_only"
+    assert df.set_index("name").loc["arith_a_baseline", "aux"] == ""
+    for name, steps in zip(df["name"], df["steps"], strict=True):
+        assert steps == zoo.checkpoints(name) and steps, name
+    # intermediate checkpoints for the over-training analysis
+    assert len(zoo.checkpoints("arith_a")) >= 5 and len(zoo.checkpoints("string_b")) >= 5
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_entry_files_and_spec_provenance(name):
+    d = zoo.entry_dir(name)
+    for f in ("config.json", "metrics.parquet", "accuracy.parquet", "card.md", "zoo.json"):
+        assert (d / f).is_file(), f
+    # the spec beside the entry is the one in models/zoo/specs and resolves to config.json
+    assert zoo.spec_path(name).read_text() == (zoo.SPEC_DIR / f"{name}.toml").read_text()
+    assert TrainSpec.from_dict(_spec_dict(name)).to_dict() == zoo.spec(name).to_dict()
+    info = zoo.info(name)
+    assert info["steps"] == zoo.checkpoints(name)
+    assert info["accuracy"]["n_examples"] >= 64
+    assert set(zoo.accuracy(name, -1)["step"]) == set(info["steps"])
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_load_returns_the_stored_fp16_model(name):
+    model, cfg = zoo.load(name)
+    assert cfg == zoo.spec(name).model
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model, model.cfg.n_ctx) == (
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.d_model,
+        cfg.n_ctx,
+    )
+    assert not model.training
+    for pname, p in model.named_parameters():
+        assert torch.equal(p, p.half().float()), f"{pname} is not float16-exact"
+    first = zoo.checkpoints(name)[0]
+    early, _ = zoo.load(name, checkpoint=first)
+    if first != zoo.checkpoints(name)[-1]:
+        assert not torch.equal(early.W_E, model.W_E)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_stored_accuracy_matches_a_fresh_evaluation(name):
+    info = zoo.info(name)
+    model, _ = zoo.load(name)
+    fresh = zoo.evaluate(
+        model,
+        zoo.spec(name),
+        n_examples=info["accuracy"]["n_examples"],
+        seed=info["accuracy"]["seed"],
+        step=info["final_step"],
+    )
+    _assert_same_accuracy(zoo.accuracy(name), fresh)
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(InterpError, match="unknown zoo model 'nope'") as e:
+        zoo.load("nope")
+    for n in ENTRIES:
+        assert n in str(e.value)
+    with pytest.raises(InterpError, match="available"):
+        zoo.spec("nope")
+
+
+def test_missing_step_lists_the_stored_ones():
+    steps = zoo.checkpoints(SMOKE)
+    with pytest.raises(InterpError, match="no checkpoint at step 7") as e:
+        zoo.load(SMOKE, checkpoint=7)
+    assert ", ".join(map(str, steps)) in str(e.value)
+    with pytest.raises(InterpError, match="available steps"):
+        zoo.accuracy(SMOKE, checkpoint=7)
+
+
+def test_cli_zoo_list(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    for n in ENTRIES:
+        assert n in out
+    assert main(["zoo"]) == 0  # "list" is the default
+
+
+def test_cli_zoo_export_errors(capsys, tmp_path):
+    assert main(["zoo", "export"]) == 2
+    assert "usage" in capsys.readouterr().err
+    assert main(["zoo", "export", str(tmp_path / "missing"), "x"]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    assert main(["zoo", "export", str(tmp_path), "x", "--steps", "a,b"]) == 2
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The smoke entry's own spec, retrained for 5 steps."""
+    d = _spec_dict(SMOKE)
+    d["train"] = {**d["train"], "steps": 5, "checkpoint_every": 0}
+    d["eval"] = {**d["eval"], "every": 0, "examples": 8}
+    run = tmp_path_factory.mktemp("zoo") / "run"
+    train(TrainSpec.from_dict(d), run, progress=False)
+    return run, d
+
+
+def test_zoo_spec_still_trains(smoke_run):
+    run, d = smoke_run
+    assert is_done(run) and list_checkpoints(run) == [5]
+    original = zoo.spec(SMOKE)
+    retrained = TrainSpec.from_dict(d)
+    assert retrained.model == original.model and retrained.tasks == original.tasks
+
+
+def test_export_round_trip(smoke_run, tmp_path):
+    run, d = smoke_run
+    spec_file = tmp_path / "smoke.json"
+    spec_file.write_text(json.dumps(d))
+    root = tmp_path / "zoo"
+    path = zoo.export_run(
+        run, "smoke", root=root, spec_file=spec_file, n_examples=8, notes="five steps only"
+    )
+    assert path == root / "smoke" and zoo.names(root) == ["smoke"]
+    assert "## Notes\n\nfive steps only" in zoo.card("smoke", root)
+    assert (path / "spec.json").read_text() == spec_file.read_text()
+    listed = zoo.list_models(root)
+    assert listed.loc[0, "steps"] == [5] and listed.loc[0, "main"] == d["main"]
+    assert "capitalize_reverse" in zoo.card("smoke", root)
+    model, cfg = zoo.load("smoke", root=root)
+    assert cfg == TrainSpec.from_dict(d).model
+    fresh = zoo.evaluate(model, zoo.spec("smoke", root), n_examples=8, step=5)
+    _assert_same_accuracy(zoo.accuracy("smoke", root=root), fresh)
+    assert (zoo.accuracy("smoke", root=root)["n"] == 8).all()
+    # re-export replaces the entry; refusing to overwrite is an error
+    zoo.export_run(run, "smoke", root=root, spec_file=spec_file, n_examples=8)
+    assert zoo.names(root) == ["smoke"] and not list(root.glob(".smoke*"))
+    with pytest.raises(InterpError, match="already exists"):
+        zoo.export_run(run, "smoke", root=root, spec_file=spec_file, overwrite=False)
+
+
+def test_export_rejects_bad_input(smoke_run, tmp_path):
+    run, d = smoke_run
+    spec_file = tmp_path / "smoke.json"
+    spec_file.write_text(json.dumps(d))
+    root = tmp_path / "zoo"
+    with pytest.raises(InterpError, match="zoo name"):
+        zoo.export_run(run, "Bad Name", root=root, spec_file=spec_file)
+    with pytest.raises(InterpError, match="available steps: 5"):
+        zoo.export_run(run, "smoke", [3], root=root, spec_file=spec_file)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**d, "seed": 1}))
+    with pytest.raises(InterpError, match="does not resolve"):
+        zoo.export_run(run, "smoke", root=root, spec_file=other)
+    with pytest.raises(InterpError, match="spec file not found"):
+        zoo.export_run(run, "smoke", root=root, spec_file=tmp_path / "none.toml")
+    (run / "DONE").rename(run / "DONE.bak")
+    try:
+        with pytest.raises(InterpError, match="not a finished run"):
+            zoo.export_run(run, "smoke", root=root, spec_file=spec_file)
+    finally:
+        (run / "DONE.bak").rename(run / "DONE")
+    assert zoo.names(root) == []
+    assert zoo.list_models(root).empty
+    with pytest.raises(InterpError, match="the zoo is empty"):
+        zoo.load("smoke", root=root)
