@@ -13,7 +13,7 @@ argument errors from argparse also exit with 2.
     interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--analyze]
     interp analyze SWEEP_OR_RUN_DIR
     interp report SWEEP_OR_RUN_DIR
-    interp zoo list
+    interp zoo list | interp zoo export RUN_DIR NAME
     interp demo --out DIR
 """
 
