@@ -260,7 +260,14 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
         want = ("view", "run", "group", "statistic", "metric", "method", "r", "ci_low",
                 "ci_high", "p_value", "n", "reason")  # fmt: skip
         cols = [c for c in want if c in corr.columns]
-        doc.table(corr[cols])
+        shown = corr[corr["r"].notna()]
+        if len(shown) < len(corr):
+            doc.p(
+                f"{len(corr) - len(shown)} correlations are undefined (fewer than 3 units in "
+                "their view, e.g. one seed or one group) and are omitted; they are listed with "
+                "their reason in analysis/correlations.parquet."
+            )
+        doc.table(shown[cols])
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
