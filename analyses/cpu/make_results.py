@@ -1,6 +1,6 @@
 """Collect the CPU runs into analyses/cpu/results.csv and the tables of analyses/cpu/RESULTS.md.
 
-usage: python analyses/cpu/make_results.py [RUNS_DIR]   (default /work/main/scratch/runs)
+usage: python analyses/cpu/make_results.py [RUNS_DIR]   (default scratch/runs)
 
 Every run directory must hold eval/step_*.parquet written by
 ``interp eval RUN --examples 1024 --quiet`` and wall_time.json written by analyses/cpu/run.sh.
@@ -19,7 +19,7 @@ import pandas as pd
 from interp.evaluate import generalization_gap, transfer_range_accuracy, transfer_strength
 
 HERE = Path(__file__).resolve().parent
-RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/work/main/scratch/runs")
+RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("scratch/runs")
 
 
 def load(run: Path) -> tuple[dict, pd.DataFrame, dict]:
