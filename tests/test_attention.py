@@ -19,15 +19,6 @@ from interp.heads import concat_batches, task_batch
 from interp.model import ModelConfig, build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from threads; contention on a shared machine only slows them.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model() -> HookedTransformer:
     cfg = ModelConfig(n_layers=2, n_heads=2, d_model=32, n_ctx=64)

@@ -6,7 +6,6 @@ import json
 import pickle
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,15 +39,6 @@ SPEC = TrainSpec.from_dict(
         "model": {"preset": "tiny"},
     }
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _trained(steps: int = 3) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -18,16 +18,6 @@ from interp.model import ModelConfig, build_model
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine thread
-    # contention made these tests ~10x slower; restore the setting for other modules.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(
     n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0
 ) -> HookedTransformer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,6 @@ from interp.tokenizer import VOCAB
 from interp.train import train
 
 TINY = load_preset("tiny")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention, which
-    # otherwise makes these tests ~10x slower when other processes are busy.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(**kw: object) -> ModelConfig:

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from interp.errors import InterpError
 from interp.heads import task_batch
@@ -21,15 +20,6 @@ from interp.plots import (
     write_html,
 )
 from interp.tokenizer import VOCAB
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from threads; contention on a shared machine only slows them.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def scores() -> pd.DataFrame:

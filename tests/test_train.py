@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from interp.io import read_json
 from interp.runs import load_run, read_metrics, read_run_spec, run_checkpoints
 from interp.spec import TrainSpec
 from interp.train import CONFIG, DONE, METRICS, is_done, train
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _spec(**train: Any) -> TrainSpec:

@@ -22,16 +22,6 @@ ENTRIES = zoo.names()
 SMOKE = "string_b"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Evaluating a whole zoo entry is a few CPU-seconds on one thread; on a small shared machine
-    # torch's default of one thread per core oversubscribes it and takes many times longer.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _spec_dict(name: str) -> dict:
     return tomllib.loads(zoo.spec_path(name).read_text())
 
