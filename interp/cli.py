@@ -115,6 +115,15 @@ def _eval(args: argparse.Namespace) -> None:
     )
     pivot = acc.pivot_table(index="length", columns="task", values="accuracy")
     print(pivot.round(3).to_string())
+    from interp import plots
+    from interp.runs import read_run_spec
+
+    spec = read_run_spec(args.run_dir)
+    step = int(acc["step"].iloc[0])
+    ranges = {t: spec.train_range(t) for t in spec.task_names}
+    fig = plots.accuracy_figure(acc, ranges, title=f"{spec.name} at step {step}")
+    path = plots.write_html(fig, Path(args.run_dir) / "eval" / f"accuracy_step_{step:06d}.html")
+    print(f"table and figure: {path.parent}")
 
 
 @command("score")

@@ -143,3 +143,41 @@ def test_parse_lengths():
         parse_lengths("5:2")
     with pytest.raises(InterpError):
         parse_lengths("a:b")
+
+
+def test_score_overlap_report_and_bad_choices(tmp_path: Path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC)
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
+    assert (run / "eval").exists() is False
+    assert main(["eval", str(run), "--examples", "4", "--quiet"]) == 0
+    assert (run / "eval" / "accuracy_step_000006.html").is_file()
+    assert (
+        main(["score", str(run), "--method", "mean_ablation,zero_ablation", "--examples", "4"]) == 0
+    )
+    import pandas as pd
+
+    scores = pd.read_parquet(run / "analysis" / "scores.parquet")
+    assert set(scores["method"]) == {"mean_ablation", "zero_ablation"}
+    assert set(scores["task"]) == {"reverse_add", "no_carry"}
+    assert main(["overlap", str(run), "--k", "2"]) == 0
+    assert (run / "analysis" / "overlap.parquet").is_file()
+    assert (run / "analysis" / "overlap_matrix.html").is_file()
+    capsys.readouterr()
+    assert main(["score", str(run), "--method", "bogus"]) == 2
+    assert "valid choices" in capsys.readouterr().err
+    assert main(["score", str(run), "--metric", "bogus"]) == 2
+    assert "valid choices" in capsys.readouterr().err
+    assert main(["overlap", str(run), "--k", "99"]) == 2
+    assert "k" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert "neither a run directory nor a sweep" in capsys.readouterr().err
+    bad = tmp_path / "sweep.toml"
+    bad.write_text('groups = ["arith_a"]\nseeds = "x"\n')
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "sw")]) == 2
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "sw"), "--executor", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
