@@ -17,9 +17,7 @@ from interp.errors import InterpError
 from interp.io import read_json
 from interp.model import build_model
 from interp.spec import TrainSpec
-
-CONFIG = "config.json"
-METRICS = "metrics.parquet"
+from interp.train import CONFIG, METRICS
 
 
 @dataclass
