@@ -37,6 +37,23 @@ def analysis_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / ANALYSIS
 
 
+def _upsert(path: Path, df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Write ``df`` to ``path``, keeping earlier rows whose ``keys`` ``df`` does not cover.
+
+    So ``interp score RUN --checkpoint 300`` adds to the multi-checkpoint table that
+    ``interp analyze`` wrote instead of replacing it.
+    """
+    if path.is_file() and len(df):
+        old = pd.read_parquet(path)
+        if set(keys) <= set(old.columns):
+            covered = df[list(keys)].drop_duplicates()
+            merged = old.merge(covered, on=list(keys), how="left", indicator=True)
+            old = old[(merged["_merge"] == "left_only").to_numpy()]
+            df = pd.concat([old, df], ignore_index=True)
+    write_parquet(path, df)
+    return df
+
+
 def score_lengths(spec: TrainSpec, task: str, lengths: Sequence[int] | None = None) -> list[int]:
     """Lengths a task is scored on: ``lengths`` or the task's training range in the run."""
     if lengths is not None:
@@ -106,7 +123,7 @@ def accuracy_over_checkpoints(
             )
         )
     df = pd.concat(rows, ignore_index=True)
-    write_parquet(analysis_dir(run_dir) / "accuracy.parquet", df)
+    _upsert(analysis_dir(run_dir) / "accuracy.parquet", df, ["step"])
     return df
 
 
@@ -184,7 +201,11 @@ def score_run(
         df.insert(0, "run", spec.name)
         frames.append(df)
     scores = pd.concat(frames, ignore_index=True)
-    write_parquet(Path(out) if out else analysis_dir(run_dir) / "scores.parquet", scores)
+    _upsert(
+        Path(out) if out else analysis_dir(run_dir) / "scores.parquet",
+        scores,
+        ["step", "task", "method", "metric"],
+    )
     return scores
 
 
@@ -246,9 +267,9 @@ def overlap_over_checkpoints(
             ov_frames.append(ov.assign(run=spec.name, step=step, method=method, metric=metric))
     overlap = pd.concat(ov_frames, ignore_index=True) if ov_frames else pd.DataFrame()
     attn_df = pd.concat(at_frames, ignore_index=True) if at_frames else pd.DataFrame()
-    write_parquet(analysis_dir(run_dir) / "overlap.parquet", overlap)
+    _upsert(analysis_dir(run_dir) / "overlap.parquet", overlap, ["step", "method", "metric"])
     if len(attn_df):
-        write_parquet(analysis_dir(run_dir) / "attention.parquet", attn_df)
+        _upsert(analysis_dir(run_dir) / "attention.parquet", attn_df, ["step"])
     return overlap, attn_df
 
 
