@@ -65,6 +65,7 @@ COLUMNS = [
     "k",
     "heads",
     "clean",
+    "random_sets",
 ]
 
 Head = tuple[int, int]
@@ -298,6 +299,10 @@ def causal_test(
     top = [(int(a), int(b)) for a, b in top]
     rng = np.random.default_rng([seed, 1])
     draws = matched_random_heads(top, n_layers, n_heads, n_random, rng)
+    # With few heads per layer the layer-matched control can collapse to one or two sets (the
+    # only heads left in the layer); reporting the count keeps such a control from looking
+    # like n_random independent draws.
+    n_sets = len({tuple(d) for d in draws})
 
     rows = []
     aux_label = ",".join(aux)
@@ -332,6 +337,7 @@ def causal_test(
                 "k": k,
                 "heads": _fmt_heads(top),
                 "clean": float(c.mean()),
+                "random_sets": n_sets,
             }
             for effect, ci, pv in (
                 ("topk", t_ci, float("nan")),

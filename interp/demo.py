@@ -74,6 +74,11 @@ def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> s
                 f"causal: ablating the top-{r.k} shared heads {r.heads} drops {r.range}-range "
                 f"accuracy by {r.estimate:+.3f} more than matched random heads "
                 f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}], p = {r.p_value:.3f}"
+                + (
+                    f" (control degenerate: only {r.random_sets} distinct random head set(s))"
+                    if r.random_sets < 5
+                    else ""
+                )
             )
     lines.append(f"wall time {elapsed / 60:.1f} min; report: {report}")
     return "\n".join(lines)

@@ -279,11 +279,14 @@ def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         "Drop in the main task's exact match when the top-k heads shared by main and auxiliary "
         "are mean-ablated together, against k random heads matched by layer (many draws), inside "
         "the main training range and in the transfer range. diff = top-k minus random, with a "
-        "one-sided rank p-value. Heads were selected on other examples than those measured."
+        "one-sided rank p-value. Heads were selected on other examples than those measured. "
+        "random_sets counts the distinct random head sets drawn: with few heads per layer the "
+        "layer-matched control can collapse to a single set, and then it has no spread."
     )
     em = causal[causal["metric"] == "exact_match"]
-    cols = [c for c in ("run", "range", "lo", "hi", "effect", "estimate", "ci_low", "ci_high",
-                        "p_value", "n", "k", "heads", "clean") if c in em.columns]  # fmt: skip
+    want = ("run", "range", "lo", "hi", "effect", "estimate", "ci_low", "ci_high", "p_value",
+            "n", "k", "heads", "clean", "random_sets")  # fmt: skip
+    cols = [c for c in want if c in em.columns]
     doc.table(em[cols])
     fig = go.Figure()
     for effect in ("topk", "random"):

@@ -276,3 +276,33 @@ def test_causal_bad_input(model) -> None:
         causal_test(model, "copy", [], (1, 2), (3, 4), k=1)
     with pytest.raises(InterpError, match="n_ctx"):
         causal_test(model, "copy", "reverse", (1, 2), (3, 60), k=1, n_examples=2, n_random=1)
+
+
+def test_random_sets_counts_distinct_control_sets(model) -> None:
+    """With k equal to half a layer's heads the layer-matched control collapses to one set."""
+    from interp.heads import score_heads
+
+    scores = pd.concat(
+        [score_heads(model, t, lengths=[1, 2], n_examples=16) for t in ("copy", "reverse")]
+    )
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    # Force the top-k to be the first half of layer 0's heads, for both tasks.
+    forced = scores.assign(score=0.0)
+    half = n_heads // 2
+    forced.loc[(forced["layer"] == 0) & (forced["head"] < half), "score"] = 1.0
+    df = causal_test(
+        model, "copy", "reverse", (1, 2), (3, 4), k=half, n_random=12, n_examples=8,
+        n_boot=50, scores=forced,
+    )  # fmt: skip
+    expected = len(
+        {
+            tuple(d)
+            for d in matched_random_heads(
+                [(0, h) for h in range(half)], n_layers, n_heads, 12, np.random.default_rng([0, 1])
+            )
+        }
+    )
+    assert (df["random_sets"] == expected).all()
+    # n_heads is even, so exactly as many heads lie outside the top set as in it: every
+    # layer-matched draw is the same set, and the control has no spread.
+    assert n_heads % 2 == 0 and expected == 1
