@@ -163,7 +163,8 @@ def _section(cls: type, d: Any, name: str) -> Any:
         raise InterpError(f"spec: [{name}]: {e}") from None
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
+    """An ``int`` that is not a ``bool`` (TOML and JSON give both)."""
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -177,8 +178,8 @@ def _check_type(section: str, key: str, value: Any, default: Any) -> None:
     Without this a quoted number (``steps = "100"``) would pass construction and fail much later
     with a ``TypeError`` traceback instead of a one-line :class:`InterpError`.
     """
-    if _is_int(default):
-        ok, want = _is_int(value), "an integer"
+    if is_int(default):
+        ok, want = is_int(value), "an integer"
     elif isinstance(default, float):
         ok, want = _is_number(value), "a number"
     elif isinstance(default, tuple):
@@ -189,7 +190,7 @@ def _check_type(section: str, key: str, value: Any, default: Any) -> None:
         )
         want = f"a list of {len(default)} numbers"
     elif isinstance(default, list):
-        ok, want = isinstance(value, list) and all(map(_is_int, value)), "a list of integers"
+        ok, want = isinstance(value, list) and all(map(is_int, value)), "a list of integers"
     else:
         return
     if not ok:
@@ -280,7 +281,7 @@ class TrainSpec:
             if not isinstance(t, dict) or "name" not in t or "lengths" not in t:
                 raise InterpError("spec: every [[tasks]] entry needs 'name' and 'lengths'")
             lo_hi = t["lengths"]
-            if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(_is_int, lo_hi))):
+            if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
             extra = sorted(set(t) - {"name", "lengths", "weight"})
             if extra:
@@ -297,7 +298,7 @@ class TrainSpec:
         if d["main"] not in names:
             raise InterpError(f"spec: main task {d['main']!r} is not among the tasks {names}")
         seed = d.get("seed", 0)
-        if not _is_int(seed):
+        if not is_int(seed):
             raise InterpError("spec: seed must be an integer")
         ev = _section(EvalConfig, d.get("eval"), "eval")
         if ev.max_length <= 0:

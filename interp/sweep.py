@@ -92,7 +92,7 @@ from tqdm.auto import tqdm
 
 from interp.errors import InterpError, unknown_choice
 from interp.io import write_json, write_parquet
-from interp.spec import TrainSpec
+from interp.spec import TrainSpec, is_int
 from interp.tasks import get_group, get_task
 from interp.train import METRICS, is_done
 
@@ -224,10 +224,6 @@ def _check_unique(key: str, values: list[Any]) -> None:
         seen.add(v)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def parse_sweep_spec(d: dict[str, Any]) -> SweepSpec:
     """Validate a sweep spec dict (the parsed TOML).
 
@@ -247,15 +243,15 @@ def parse_sweep_spec(d: dict[str, Any]) -> SweepSpec:
     for g in groups:
         get_group(g)  # raises with the list of valid groups
     seeds = _as_list(d, "seeds")
-    if not all(_is_int(s) and s >= 0 for s in seeds):
+    if not all(is_int(s) and s >= 0 for s in seeds):
         raise InterpError(f"sweep spec: 'seeds' must be non-negative integers, got {seeds}")
     raw_lengths = d.get("lengths")
-    if isinstance(raw_lengths, list) and len(raw_lengths) == 2 and all(map(_is_int, raw_lengths)):
+    if isinstance(raw_lengths, list) and len(raw_lengths) == 2 and all(map(is_int, raw_lengths)):
         raw_lengths = [raw_lengths]  # a single pair
     lengths = _as_list({"lengths": raw_lengths}, "lengths")
     pairs = []
     for p in lengths:
-        if not (isinstance(p, list) and len(p) == 2 and all(_is_int(x) and x >= 1 for x in p)):
+        if not (isinstance(p, list) and len(p) == 2 and all(is_int(x) and x >= 1 for x in p)):
             raise InterpError(
                 f"sweep spec: 'lengths' must be [main_max, aux_max] pairs of positive integers, "
                 f"got {p!r}"
@@ -278,7 +274,7 @@ def parse_sweep_spec(d: dict[str, Any]) -> SweepSpec:
     if not isinstance(baseline, bool):
         raise InterpError("sweep spec: 'baseline' must be true or false")
     margin = d.get("eval_margin", 0)
-    if not _is_int(margin) or margin < 0:
+    if not is_int(margin) or margin < 0:
         raise InterpError("sweep spec: 'eval_margin' must be a non-negative integer")
     base = d.get("base", {})
     if not isinstance(base, dict):
@@ -502,7 +498,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and (not _is_int(workers) or workers < 1):
+        if workers is not None and (not is_int(workers) or workers < 1):
             raise InterpError(f"workers must be a positive integer, got {workers!r}")
         self.workers = workers or _cpu_count()
 
