@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import write_parquet
-from interp.runs import load_run, read_run_spec, run_checkpoints
+from interp.runs import LoadedRun, load_run, read_run_spec, run_checkpoints
 from interp.spec import TrainSpec
 
 ANALYSIS = "analysis"
@@ -100,6 +100,96 @@ def run_meta(run_dir: str | Path, baseline: str | None = None, kind: str | None 
     }
 
 
+def _accuracy_at(run: LoadedRun, n_examples: int) -> pd.DataFrame:
+    """Accuracy per task and length of one loaded checkpoint (evaluation range from the spec)."""
+    spec = run.spec
+    return accuracy_table(
+        run.model,
+        spec.task_names,
+        {t: spec.eval_lengths(t) for t in spec.task_names},
+        n_examples=n_examples,
+        seed=spec.eval.seed,
+        run=spec.name,
+        step=run.step,
+    )
+
+
+def _scores_at(
+    run: LoadedRun,
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    lengths: Sequence[int] | None,
+    n_examples: int,
+) -> pd.DataFrame:
+    """Head scores of one loaded checkpoint for every task x method x metric."""
+    from interp.heads import score_heads
+
+    spec = run.spec
+    frames = []
+    for task in tasks:
+        task_lengths = score_lengths(spec, task, lengths) if task in spec.task_names else lengths
+        for method in methods:
+            for metric in metrics:
+                df = score_heads(
+                    run.model,
+                    task,
+                    method,
+                    metric,
+                    lengths=task_lengths,
+                    n_examples=n_examples,
+                    seed=spec.eval.seed,
+                )
+                df.insert(0, "step", run.step)
+                df.insert(0, "run", spec.name)
+                frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _overlap_at(
+    run: LoadedRun, scores: pd.DataFrame, k: int, attention: bool, n_examples: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Overlap statistics (and attention differences) of one loaded checkpoint's head scores."""
+    from interp.attention import attention_table
+    from interp.overlap import overlap_table
+
+    spec = run.spec
+    attn = None
+    if attention and len(spec.task_names) > 1:
+        attn = attention_table(
+            run.model,
+            spec.task_names,
+            common_lengths(spec, spec.task_names),
+            n_examples=n_examples,
+            seed=spec.eval.seed,
+        ).assign(run=spec.name, step=run.step)
+    frames = []
+    for (method, metric), sub in scores.groupby(["method", "metric"]):
+        if sub["task"].nunique() < 2:
+            continue
+        ov = overlap_table(sub[sub["length"].isna()], attn, k=k)
+        frames.append(ov.assign(run=spec.name, step=run.step, method=method, metric=metric))
+    overlap = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return overlap, attn if attn is not None else pd.DataFrame()
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _write_tables(run_dir: str | Path, **tables: pd.DataFrame) -> None:
+    keys = {
+        "accuracy": ["step"],
+        "scores": ["step", "task", "method", "metric"],
+        "overlap": ["step", "method", "metric"],
+        "attention": ["step"],
+    }
+    for name, df in tables.items():
+        if name == "overlap" or len(df):
+            _upsert(analysis_dir(run_dir) / f"{name}.parquet", df, keys[name])
+
+
 def accuracy_over_checkpoints(
     run_dir: str | Path,
     steps: Sequence[int] | None = None,
@@ -107,24 +197,33 @@ def accuracy_over_checkpoints(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Accuracy per task and length at each checkpoint (evaluation range from the spec)."""
-    rows = []
-    for step in tqdm(_steps(run_dir, steps), desc="accuracy", disable=not progress):
-        run = load_run(run_dir, step)
-        spec = run.spec
-        rows.append(
-            accuracy_table(
-                run.model,
-                spec.task_names,
-                {t: spec.eval_lengths(t) for t in spec.task_names},
-                n_examples=n_examples,
-                seed=spec.eval.seed,
-                run=spec.name,
-                step=step,
-            )
-        )
-    df = pd.concat(rows, ignore_index=True)
-    _upsert(analysis_dir(run_dir) / "accuracy.parquet", df, ["step"])
+    df = _concat(
+        [
+            _accuracy_at(load_run(run_dir, step), n_examples)
+            for step in tqdm(_steps(run_dir, steps), desc="accuracy", disable=not progress)
+        ]
+    )
+    _write_tables(run_dir, accuracy=df)
     return df
+
+
+def _check_scoring(
+    spec: TrainSpec, tasks: Sequence[str] | None, methods: Sequence[str], metrics: Sequence[str]
+) -> list[str]:
+    from interp.errors import unknown_choice
+    from interp.heads import METHODS, METRICS
+    from interp.tasks import get_task
+
+    for m in methods:
+        if m not in METHODS:
+            raise unknown_choice("method", m, METHODS)
+    for m in metrics:
+        if m not in METRICS:
+            raise unknown_choice("metric", m, METRICS)
+    tasks = list(tasks or spec.task_names)
+    for t in tasks:
+        get_task(t)
+    return tasks
 
 
 def score_run(
@@ -156,56 +255,19 @@ def score_run(
     Returns:
         Tidy frame with ``run, step`` plus :func:`~interp.heads.score_heads`'s columns.
     """
-    from interp.errors import unknown_choice
-    from interp.heads import METHODS, METRICS, score_heads
-
-    for m in methods:
-        if m not in METHODS:
-            raise unknown_choice("method", m, METHODS)
-    for m in metrics:
-        if m not in METRICS:
-            raise unknown_choice("metric", m, METRICS)
-    spec = read_run_spec(run_dir)
-    tasks = list(tasks or spec.task_names)
-    from interp.tasks import get_task
-
-    for t in tasks:
-        get_task(t)
-    step_list = (
-        _steps(run_dir, steps)
-        if steps is not None
-        else [
-            _steps(run_dir, [checkpoint])[0]
-            if checkpoint is not None
-            else run_checkpoints(run_dir)[-1]
+    tasks = _check_scoring(read_run_spec(run_dir), tasks, methods, metrics)
+    if steps is None:
+        steps = [checkpoint] if checkpoint is not None else run_checkpoints(run_dir)[-1:]
+    scores = _concat(
+        [
+            _scores_at(load_run(run_dir, step), tasks, methods, metrics, lengths, n_examples)
+            for step in tqdm(_steps(run_dir, steps), desc="score", disable=not progress)
         ]
     )
-    jobs = [(s, t, me, mt) for s in step_list for t in tasks for me in methods for mt in metrics]
-    frames = []
-    loaded: dict[int, object] = {}
-    for step, task, method, metric in tqdm(jobs, desc="score", disable=not progress):
-        if step not in loaded:
-            loaded.clear()
-            loaded[step] = load_run(run_dir, step)
-        run = loaded[step]
-        df = score_heads(
-            run.model,
-            task,
-            method,
-            metric,
-            lengths=score_lengths(spec, task, lengths) if task in spec.task_names else lengths,
-            n_examples=n_examples,
-            seed=spec.eval.seed,
-        )
-        df.insert(0, "step", step)
-        df.insert(0, "run", spec.name)
-        frames.append(df)
-    scores = pd.concat(frames, ignore_index=True)
-    _upsert(
-        Path(out) if out else analysis_dir(run_dir) / "scores.parquet",
-        scores,
-        ["step", "task", "method", "metric"],
-    )
+    if out:
+        _upsert(Path(out), scores, ["step", "task", "method", "metric"])
+    else:
+        _write_tables(run_dir, scores=scores)
     return scores
 
 
@@ -241,36 +303,15 @@ def overlap_over_checkpoints(
         ``(overlap, attention)``: the long overlap table with ``run, step, method, metric``
         columns, and the per-head attention differences with ``run, step``.
     """
-    from interp.attention import attention_table
-    from interp.overlap import overlap_table
-
-    spec = read_run_spec(run_dir)
     steps = list(steps) if steps is not None else sorted(scores["step"].unique().tolist())
-    ov_frames, at_frames = [], []
-    for step in tqdm(steps, desc="overlap", disable=not progress):
-        at_step = scores[scores["step"] == step]
-        attn = None
-        if attention and len(spec.task_names) > 1:
-            run = load_run(run_dir, step)
-            attn = attention_table(
-                run.model,
-                spec.task_names,
-                common_lengths(spec, spec.task_names),
-                n_examples=n_examples,
-                seed=spec.eval.seed,
-            )
-            at_frames.append(attn.assign(run=spec.name, step=step))
-        for (method, metric), sub in at_step.groupby(["method", "metric"]):
-            if sub["task"].nunique() < 2:
-                continue
-            ov = overlap_table(sub[sub["length"].isna()], attn, k=k)
-            ov_frames.append(ov.assign(run=spec.name, step=step, method=method, metric=metric))
-    overlap = pd.concat(ov_frames, ignore_index=True) if ov_frames else pd.DataFrame()
-    attn_df = pd.concat(at_frames, ignore_index=True) if at_frames else pd.DataFrame()
-    _upsert(analysis_dir(run_dir) / "overlap.parquet", overlap, ["step", "method", "metric"])
-    if len(attn_df):
-        _upsert(analysis_dir(run_dir) / "attention.parquet", attn_df, ["step"])
-    return overlap, attn_df
+    pairs = [
+        _overlap_at(load_run(run_dir, step), scores[scores["step"] == step], k, attention,
+                    n_examples)
+        for step in tqdm(steps, desc="overlap", disable=not progress)
+    ]  # fmt: skip
+    overlap, attn = _concat([o for o, _ in pairs]), _concat([a for _, a in pairs])
+    _write_tables(run_dir, overlap=overlap, attention=attn)
+    return overlap, attn
 
 
 def overlap_run(
@@ -325,26 +366,25 @@ def analyze_run(
     attention: bool = True,
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
-    """Accuracy, head scores, attention differences and overlap at every checkpoint of a run."""
-    acc = accuracy_over_checkpoints(run_dir, steps, n_examples=n_examples, progress=progress)
+    """Accuracy, head scores, attention differences and overlap at every checkpoint of a run.
+
+    Each checkpoint is loaded once and every measurement is taken on that model.
+    """
     spec = read_run_spec(run_dir)
-    out = {"accuracy": acc}
-    if len(spec.task_names) > 1:
-        scores = score_run(
-            run_dir,
-            methods=methods,
-            metrics=metrics,
-            steps=_steps(run_dir, steps),
-            n_examples=n_examples,
-            progress=progress,
-        )
-        overlap, attn = overlap_over_checkpoints(
-            run_dir,
-            scores,
-            k=k,
-            attention=attention,
-            n_examples=min(64, n_examples),
-            progress=progress,
-        )
-        out.update(scores=scores, overlap=overlap, attention=attn)
+    multi = len(spec.task_names) > 1
+    tasks = _check_scoring(spec, None, methods, metrics)
+    acc, scores, overlap, attn = [], [], [], []
+    for step in tqdm(_steps(run_dir, steps), desc="analyze", disable=not progress):
+        run = load_run(run_dir, step)
+        acc.append(_accuracy_at(run, n_examples))
+        if multi:
+            sc = _scores_at(run, tasks, methods, metrics, None, n_examples)
+            ov, at = _overlap_at(run, sc, k, attention, min(64, n_examples))
+            scores.append(sc)
+            overlap.append(ov)
+            attn.append(at)
+    out = {"accuracy": _concat(acc)}
+    if multi:
+        out.update(scores=_concat(scores), overlap=_concat(overlap), attention=_concat(attn))
+    _write_tables(run_dir, **out)
     return out
