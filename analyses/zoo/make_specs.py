@@ -1,0 +1,84 @@
+"""Write the zoo's arithmetic group-A family: one spec per (condition, seed) in models/zoo/specs/.
+
+The recipe (4 layers, 4 heads, d_model 128, LayerNorm + GELU, RoPE; AdamW lr 1e-3, weight decay
+0.01, warm-up 200, cosine decay over the last 30%; batch 128; 4000 steps; 8 length buckets) is
+the one from issue 9. Seeds are 0..n-1 for every condition, declared here before any run, so the
+family is not a selection of lucky seeds.
+
+    python analyses/zoo/make_specs.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECS = Path(__file__).resolve().parents[2] / "models" / "zoo" / "specs"
+
+# condition -> (auxiliary tasks, number of seeds, description)
+CONDITIONS = {
+    "both": (["no_carry", "carry_only"], 5, "reverse add 1..6 with no carry + carry only 1..12"),
+    "main": ([], 3, "reverse add 1..6 alone (no auxiliary)"),
+    "control1": (["copy_first_op"], 3, "reverse add 1..6 with copy-first-op 1..12 (control 1)"),
+    "nocarry": (["no_carry"], 2, "reverse add 1..6 with no carry 1..12 only"),
+    "carry": (["carry_only"], 2, "reverse add 1..6 with carry only 1..12 only"),
+}
+# Dense in the second half for the within-run view; every step here is also a resume point.
+CHECKPOINTS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
+
+TEMPLATE = """\
+# Model zoo entry "{name}" (condition {cond}, seed {seed}): {desc}.
+# Arithmetic group A on the 4-layer CPU recipe; written by analyses/zoo/make_specs.py.
+# Rebuild: interp zoo train {name}   (= interp train models/zoo/specs/{name}.toml --out RUN_DIR,
+#          then interp zoo export RUN_DIR {name})
+name = "{name}"
+group = "arith_a4"
+main = "reverse_add"
+seed = {seed}
+
+[[tasks]]
+name = "reverse_add"
+lengths = [1, 6]
+{aux}
+[model]
+n_layers = 4
+n_heads = 4
+d_model = 128
+d_mlp = 512
+positional = "rope"
+norm = "ln"
+mlp = "gelu"
+
+[optim]
+lr = 1e-3
+weight_decay = 0.01
+warmup_steps = 200
+decay_fraction = 0.3
+
+[train]
+steps = 4000
+batch_size = 128
+n_buckets = 8
+checkpoint_steps = {ckpts}
+threads = 1
+
+[eval]
+max_length = 12    # 7..12: the transfer range (the auxiliaries' own range beyond 6)
+every = 0          # evaluated at every checkpoint
+examples = 128
+"""
+
+
+def main() -> None:
+    for cond, (aux, n_seeds, desc) in CONDITIONS.items():
+        for seed in range(n_seeds):
+            name = f"a4_{cond}_s{seed}"
+            aux_txt = "".join(f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n' for a in aux)
+            text = TEMPLATE.format(
+                name=name, cond=cond, seed=seed, desc=desc, aux=aux_txt, ckpts=CHECKPOINTS
+            )
+            (SPECS / f"{name}.toml").write_text(text)
+            print(SPECS / f"{name}.toml")
+
+
+if __name__ == "__main__":
+    main()
