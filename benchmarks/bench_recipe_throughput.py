@@ -1,0 +1,140 @@
+"""Benchmark: training throughput of the 4-layer CPU recipe, and how to spend two cores.
+
+The recipe is the zoo's arithmetic group-A run (``models/zoo/specs/a4_both_s0.toml``: 4 layers,
+4 heads, d_model 128, LayerNorm + GELU, RoPE; reverse add 1..6 with no carry and carry only
+1..12; batch 128, 8 length buckets). Every contender runs :func:`interp.train.train` itself (the
+loop ``interp train`` runs), stopped after ``--steps`` steps before its first checkpoint, so the
+numbers are what a real run gets. Measured:
+
+* one process, 1 thread;
+* one process, 2 threads;
+* two processes at once, 1 thread each (the aggregate is what two runs in parallel get);
+* ``torch.compile`` of the model (default inductor backend), 1 thread, with the step code of
+  :func:`interp.train.train`: compile time (the first steps, which include every recompile for
+  the bucketed sequence lengths), steady-state speed-up, and the largest loss difference over the
+  first 50 steps against eager.
+
+Run on an idle machine (check ``uptime``): ``.venv/bin/python benchmarks/bench_recipe_throughput.py
+[--steps 150] [--no-compile]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from interp.data import MixtureSampler
+from interp.model import build_model
+from interp.spec import TrainSpec, load_spec
+from interp.train import answer_loss, make_optimizer, train
+
+SPEC = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs" / "a4_both_s0.toml"
+
+
+def _spec(threads: int) -> TrainSpec:
+    spec = load_spec(SPEC)
+    spec.train.threads = threads
+    return spec
+
+
+def _tokens(spec: TrainSpec, n: int) -> int:
+    """Real (non-pad) tokens in the first ``n`` batches of the run."""
+    s = MixtureSampler(
+        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+    )
+    return sum(int(s.batch(i).seq_len.sum()) for i in range(n))
+
+
+def time_train(threads: int, steps: int) -> dict[str, float]:
+    """Wall time of ``interp.train.train`` for ``steps`` steps (model build included)."""
+    spec = _spec(threads)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        train(spec, d, progress=False, stop_after=steps)
+        dt = time.perf_counter() - t0
+    return {"steps_s": steps / dt, "tok_s": _tokens(spec, steps) / dt}
+
+
+def time_compile(steps: int) -> dict[str, float]:
+    """Eager vs ``torch.compile`` on the same batches and initial weights, 1 thread."""
+    torch.set_num_threads(1)
+    spec = _spec(1)
+    sampler = MixtureSampler(
+        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+    )
+    out: dict[str, float] = {}
+    losses: dict[str, list[float]] = {}
+    for mode in ("eager", "compiled"):
+        model = build_model(spec.model)
+        opt = make_optimizer(model, spec)
+        fwd = torch.compile(model) if mode == "compiled" else model
+        times, ls = [], []
+        for i in range(50 + steps):
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = spec.optim.lr_at(i, spec.train.steps)
+            b = sampler.batch(i)
+            loss = answer_loss(fwd(b.tokens), b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
+            opt.step()
+            ls.append(loss.item())
+            times.append(time.perf_counter() - t0)
+        losses[mode] = ls[:50]
+        out[f"{mode}_first50_s"] = sum(times[:50])
+        out[f"{mode}_steps_s"] = steps / sum(times[50:])
+    out["speedup"] = out["compiled_steps_s"] / out["eager_steps_s"]
+    out["max_loss_diff_50"] = max(
+        abs(a - b) for a, b in zip(losses["eager"], losses["compiled"], strict=True)
+    )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker is not None:
+        print(json.dumps(time_train(a.worker, a.steps)))
+        return
+    one = time_train(1, a.steps)
+    two = time_train(2, a.steps)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(a.steps)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    pair = [json.loads(pr.communicate()[0]) for pr in procs]
+    agg = sum(r["steps_s"] for r in pair)
+    print(f"recipe: {SPEC.name}, {a.steps} steps of interp.train.train per contender\n")
+    print("| setup | steps/s | tokens/s | 4000 steps (min) | ratio to 1 process x 1 thread |")
+    print("|---|---|---|---|---|")
+    rows = [
+        ("1 process x 1 thread", one["steps_s"], one["tok_s"]),
+        ("1 process x 2 threads", two["steps_s"], two["tok_s"]),
+        ("2 processes x 1 thread (aggregate)", agg, sum(r["tok_s"] for r in pair)),
+    ]
+    for name, sps, tps in rows:
+        per_run = sps / 2 if name.startswith("2 processes") else sps
+        print(
+            f"| {name} | {sps:.2f} | {tps:,.0f} | {4000 / per_run / 60:.1f} "
+            f"| {sps / one['steps_s']:.2f} |"
+        )
+    if not a.no_compile:
+        c = time_compile(a.steps)
+        print("\n| torch.compile (1 thread) | value |\n|---|---|")
+        for k, v in c.items():
+            print(f"| {k} | {v:.4g} |")
+
+
+if __name__ == "__main__":
+    main()
