@@ -13,7 +13,8 @@ argument errors from argparse also exit with 2.
     interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--analyze]
     interp analyze SWEEP_OR_RUN_DIR
     interp report SWEEP_OR_RUN_DIR
-    interp zoo list | interp zoo export RUN_DIR NAME
+    interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
+    interp zoo export RUN_DIR NAME
     interp demo --out DIR
 """
 
@@ -190,12 +191,20 @@ def _zoo(args: argparse.Namespace) -> None:
         print(f"exported {args.run_dir} -> {path}")
         print(zoo.card(args.name, path.parent))
         return
+    if args.zoo_cmd == "train":
+        out = args.out or str(Path("runs") / "zoo" / args.name)
+        path = zoo.train_entry(args.name, out, export=args.export, progress=not args.quiet)
+        print(f"trained zoo entry {args.name}: {path}")
+        return
     df = zoo.list_models()
     if df.empty:
         print("the model zoo is empty")
         return
-    df["steps"] = [",".join(map(str, s)) for s in df["steps"]]
-    print(df.drop(columns=["final_step"]).to_string(index=False))
+    df["steps"] = [len(s) for s in df["steps"]]
+    df = df.rename(columns={"steps": "ckpts"})
+    df["transfer_acc"] = df["transfer_acc"].round(3)
+    cols = ["name", "condition", "seed", "ckpts", "final_step", "transfer_range", "transfer_acc"]
+    print(df[cols].to_string(index=False))
 
 
 @command("demo")
@@ -267,14 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("path", help="a run or sweep directory")
     rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
 
-    zo = sub.add_parser("zoo", help="list the model zoo, or export a run into it")
-    zo.add_argument("zoo_cmd", nargs="?", choices=["list", "export"], default="list")
-    zo.add_argument("run_dir", nargs="?", help="export: the finished run directory")
-    zo.add_argument("name", nargs="?", help="export: the zoo entry name")
-    zo.add_argument("--steps", help="export: checkpoint steps, A,B,C (default: all)")
-    zo.add_argument("--examples", type=_positive, default=256, help="export: examples per length")
-    zo.add_argument("--description", help="export: one line for `interp zoo list`")
-    zo.add_argument("--notes", help="export: caveats for the model card's Notes section")
+    zo = sub.add_parser("zoo", help="list the model zoo, retrain an entry, or export a run")
+    zo.set_defaults(zoo_cmd="list")
+    zsub = zo.add_subparsers(dest="zoo_cmd")
+    zsub.add_parser("list", help="one line per entry: condition, seed, transfer accuracy")
+    zt = zsub.add_parser("train", help="retrain an entry from models/zoo/specs/NAME.toml")
+    zt.add_argument("name")
+    zt.add_argument("--out", help="run directory (default runs/zoo/NAME; resumed if it exists)")
+    zt.add_argument("--export", action="store_true", help="then replace the zoo entry")
+    zt.add_argument("--quiet", action="store_true")
+    zx = zsub.add_parser("export", help="turn a finished run into a zoo entry")
+    zx.add_argument("run_dir", nargs="?", help="the finished run directory")
+    zx.add_argument("name", nargs="?", help="the zoo entry name")
+    zx.add_argument("--steps", help="checkpoint steps, A,B,C (default: all)")
+    zx.add_argument("--examples", type=_positive, default=256, help="examples per length")
+    zx.add_argument("--description", help="one line for `interp zoo list`")
+    zx.add_argument("--notes", help="caveats for the model card's Notes section")
 
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
     de.add_argument("--out", default="demo-output")

@@ -72,7 +72,19 @@ DEFAULT_EXAMPLES = 256
 """Examples per (task, length) behind ``accuracy.parquet``."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-LIST_COLUMNS = ["name", "group", "main", "aux", "steps", "final_step", "description"]
+LIST_COLUMNS = [
+    "name",
+    "group",
+    "main",
+    "aux",
+    "condition",
+    "seed",
+    "steps",
+    "final_step",
+    "transfer_range",
+    "transfer_acc",
+    "description",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,12 +202,32 @@ def load(
     return run.model, run.spec.model
 
 
+def transfer_range(s: TrainSpec) -> tuple[int, int]:
+    """The lengths past the main task's training range where transfer is measured.
+
+    From one past the main task's maximum training length to the auxiliaries' maximum (a run
+    without auxiliaries uses its evaluation maximum, so a baseline is read on the same lengths as
+    the runs it is compared with).
+    """
+    main_hi = s.train_range(s.main)[1]
+    hi = max(s.train_range(a)[1] for a in s.aux) if s.aux else max(s.eval_lengths(s.main))
+    return main_hi + 1, hi
+
+
+def condition(s: TrainSpec) -> str:
+    """A run's condition: its auxiliary tasks joined by ``+``, or ``none`` for the main alone."""
+    return "+".join(s.aux) if s.aux else "none"
+
+
 def list_models(root: str | Path | None = None) -> pd.DataFrame:
     """One row per zoo entry.
 
     Returns:
-        Columns ``name, group, main, aux`` (comma-separated), ``steps`` (list of stored
-        checkpoint steps), ``final_step`` and ``description``.
+        Columns ``name, group, main, aux`` (comma-separated), ``condition`` (auxiliaries joined
+        by ``+``, or ``none``), ``seed``, ``steps`` (list of stored checkpoint steps),
+        ``final_step``, ``transfer_range`` (``"A-B"``, see :func:`transfer_range`),
+        ``transfer_acc`` (the main task's stored accuracy at the final step, mean over the
+        transfer range) and ``description``.
     """
     rows = []
     for n in names(root):
@@ -205,14 +237,24 @@ def list_models(root: str | Path | None = None) -> pd.DataFrame:
             desc = info(n, root).get("description", "")
         except InterpError:
             desc = ""
+        lo, hi = transfer_range(s)
+        try:
+            acc = accuracy(n, None, root)
+            transfer_acc = _range_mean(acc, s.main, lo, hi)
+        except (InterpError, FileNotFoundError):
+            transfer_acc = float("nan")
         rows.append(
             {
                 "name": n,
                 "group": s.group,
                 "main": s.main,
                 "aux": ",".join(s.aux),
+                "condition": condition(s),
+                "seed": s.seed,
                 "steps": steps,
                 "final_step": steps[-1] if steps else None,
+                "transfer_range": f"{lo}-{hi}",
+                "transfer_acc": transfer_acc,
                 "description": desc,
             }
         )
@@ -415,6 +457,49 @@ def export_run(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def train_entry(
+    name: str,
+    out: str | Path,
+    *,
+    export: bool = False,
+    steps: Sequence[int] | None = None,
+    n_examples: int = DEFAULT_EXAMPLES,
+    progress: bool = True,
+    root: str | Path | None = None,
+) -> Path:
+    """Retrain zoo entry ``name`` from its spec (``models/zoo/specs/<name>.toml``).
+
+    Training is :func:`interp.train.train` on that spec, so it resumes an interrupted ``out`` and,
+    on the machine and thread count the entry was made with, reproduces its weights exactly.
+
+    Args:
+        name: the entry (its spec must exist in ``models/zoo/specs``).
+        out: run directory to train into.
+        export: then export the run into the zoo (replacing the entry of that name).
+        steps: checkpoint steps to export (default: the existing entry's steps, else all).
+        n_examples: examples per (task, length) for the export's ``accuracy.parquet``.
+        progress: show the training progress bar.
+        root: zoo root for the export (default: ``models/zoo``).
+
+    Returns:
+        The run directory, or the entry directory when ``export`` is set.
+    """
+    from interp.spec import load_spec
+    from interp.train import train
+
+    src = SPEC_DIR / f"{name}.toml"
+    if not src.is_file():
+        known = sorted(p.stem for p in SPEC_DIR.glob("*.toml"))
+        raise InterpError(f"no zoo spec {name!r}; available: {', '.join(known)}")
+    out = Path(out)
+    train(load_spec(src), out, resume=True, progress=progress)
+    if not export:
+        return out
+    if steps is None and name in names(root):
+        steps = info(name, root)["steps"]
+    return export_run(out, name, steps, n_examples=n_examples, spec_file=src, root=root)
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,18 +84,57 @@ def test_load_returns_the_stored_fp16_model(name):
         assert not torch.equal(early.W_E, model.W_E)
 
 
+def _check_lengths(s: TrainSpec) -> dict[str, list[int]]:
+    """A few lengths per task that matter: the shortest, the main task's last training length,
+    the first transfer length and the longest evaluated. Evaluation sets are fixed per (task,
+    length), so a subset reproduces the stored rows exactly at a fraction of the cost (the
+    4-layer family has 15 entries)."""
+    main_hi = s.train_range(s.main)[1]
+    out = {}
+    for t in s.task_names:
+        ls = s.eval_lengths(t)
+        out[t] = sorted({ls[0], min(main_hi, ls[-1]), min(main_hi + 1, ls[-1]), ls[-1]})
+    return out
+
+
 @pytest.mark.parametrize("name", ENTRIES)
 def test_stored_accuracy_matches_a_fresh_evaluation(name):
+    from interp.evaluate import accuracy_table
+
     info = zoo.info(name)
     model, _ = zoo.load(name)
-    fresh = zoo.evaluate(
+    lengths = _check_lengths(zoo.spec(name))
+    fresh = accuracy_table(
         model,
-        zoo.spec(name),
+        zoo.spec(name).task_names,
+        lengths,
         n_examples=info["accuracy"]["n_examples"],
         seed=info["accuracy"]["seed"],
         step=info["final_step"],
     )
-    _assert_same_accuracy(zoo.accuracy(name), fresh)
+    stored = zoo.accuracy(name)
+    keep = pd.concat(
+        [stored[(stored["task"] == t) & stored["length"].isin(ls)] for t, ls in lengths.items()]
+    )
+    assert len(keep) == len(fresh)
+    _assert_same_accuracy(keep, fresh)
+
+
+def test_list_models_transfer_columns():
+    df = zoo.list_models().set_index("name")
+    row = df.loc["arith_a"]
+    assert row["condition"] == "no_carry+carry_only" and row["seed"] == 0
+    assert row["transfer_range"] == "4-6"
+    acc = zoo.accuracy("arith_a")
+    expect = acc[(acc["task"] == "reverse_add") & acc["length"].between(4, 6)]["accuracy"].mean()
+    assert row["transfer_acc"] == pytest.approx(expect)
+    assert df.loc["arith_a_baseline", "condition"] == "none"
+
+
+def test_cli_zoo_train_unknown_name(capsys):
+    assert main(["zoo", "train", "no_such_entry"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("interp: error: no zoo spec") and "a4_both_s0" in err
 
 
 def test_unknown_name_lists_the_available_ones():
@@ -202,3 +241,28 @@ def test_export_rejects_bad_input(smoke_run, tmp_path):
     assert zoo.list_models(root).empty
     with pytest.raises(InterpError, match="the zoo is empty"):
         zoo.load("smoke", root=root)
+
+
+def test_train_entry_trains_and_exports(smoke_run, tmp_path, monkeypatch):
+    _, d = smoke_run
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    d = {**d, "name": "tiny_entry"}
+    lines = ['name = "tiny_entry"', f'group = "{d["group"]}"', f'main = "{d["main"]}"']
+    lines.append(f"seed = {d.get('seed', 0)}")
+    for t in d["tasks"]:
+        lines += ["[[tasks]]", f'name = "{t["name"]}"', f"lengths = {list(t['lengths'])}"]
+    for section in ("model", "optim", "train", "eval"):
+        lines.append(f"[{section}]")
+        for k, v in d.get(section, {}).items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    (specs / "tiny_entry.toml").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(zoo, "SPEC_DIR", specs)
+    root = tmp_path / "zoo"
+    kw = {"export": True, "n_examples": 8, "progress": False, "root": root}
+    entry = zoo.train_entry("tiny_entry", tmp_path / "run", **kw)
+    assert entry == root / "tiny_entry" and zoo.names(root) == ["tiny_entry"]
+    assert zoo.checkpoints("tiny_entry", root) == [5]
+    # a second call resumes the finished run (no retraining) and re-exports identically
+    again = zoo.train_entry("tiny_entry", tmp_path / "run", **kw)
+    assert again == entry
