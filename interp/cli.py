@@ -14,7 +14,7 @@ argument errors from argparse also exit with 2.
     interp analyze SWEEP_OR_RUN_DIR
     interp report SWEEP_OR_RUN_DIR
     interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
-    interp zoo export RUN_DIR NAME
+    interp zoo export RUN_DIR NAME | interp zoo results [--prefix a4_] [--out DIR]
     interp demo --out DIR
 """
 
@@ -191,6 +191,22 @@ def _zoo(args: argparse.Namespace) -> None:
         print(f"exported {args.run_dir} -> {path}")
         print(zoo.card(args.name, path.parent))
         return
+    if args.zoo_cmd == "results":
+        from interp import family
+        from interp.io import write_parquet, write_text
+
+        wanted = [n for n in zoo.names() if n.startswith(args.prefix)]
+        if not wanted:
+            raise InterpError(f"no zoo entry starts with {args.prefix!r}")
+        df = family.family_accuracy(wanted, n_examples=args.examples, progress=not args.quiet)
+        out = Path(args.out)
+        write_parquet(out / "results.parquet", df)
+        main_task = zoo.spec(wanted[0]).main
+        md = family.condition_table(df, main_task)
+        write_text(out / "results.md", md + "\n")
+        print(family.condition_table(df, main_task, ci=False))
+        print(f"tables: {out / 'results.parquet'}, {out / 'results.md'}")
+        return
     if args.zoo_cmd == "train":
         out = args.out or str(Path("runs") / "zoo" / args.name)
         path = zoo.train_entry(args.name, out, export=args.export, progress=not args.quiet)
@@ -285,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     zt.add_argument("--out", help="run directory (default runs/zoo/NAME; resumed if it exists)")
     zt.add_argument("--export", action="store_true", help="then replace the zoo entry")
     zt.add_argument("--quiet", action="store_true")
+    zr = zsub.add_parser("results", help="per-condition transfer table of a zoo family")
+    zr.add_argument("--prefix", default="a4_", help="entries whose name starts with this")
+    zr.add_argument("--examples", type=_positive, default=1024, help="examples per length")
+    zr.add_argument("--out", default="analyses/zoo", help="folder for results.parquet/.md")
+    zr.add_argument("--quiet", action="store_true")
     zx = zsub.add_parser("export", help="turn a finished run into a zoo entry")
     zx.add_argument("run_dir", nargs="?", help="the finished run directory")
     zx.add_argument("name", nargs="?", help="the zoo entry name")

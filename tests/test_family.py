@@ -1,0 +1,65 @@
+"""Zoo families: exact binomial intervals and the per-condition transfer table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interp import family, zoo
+from interp.cli import main
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = family.clopper_pearson(np.array([0, 10, 5]), np.array([10, 10, 10]))
+    assert lo[0] == 0 and hi[0] == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert hi[1] == 1 and lo[1] == pytest.approx(0.025 ** (1 / 10))
+    # symmetric around one half, and the textbook value for 5/10
+    assert lo[2] == pytest.approx(1 - hi[2]) and lo[2] == pytest.approx(0.1871, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def fam():
+    return family.family_accuracy(["arith_a", "arith_a_baseline"], n_examples=64, progress=False)
+
+
+def test_family_accuracy_rows(fam):
+    assert set(fam["name"]) == {"arith_a", "arith_a_baseline"}
+    assert set(fam["task"]) == {"reverse_add"}
+    assert (fam["n"] == 64).all() and (fam["correct"] <= fam["n"]).all()
+    assert ((fam["ci_lo"] <= fam["accuracy"]) & (fam["accuracy"] <= fam["ci_hi"])).all()
+    base = fam[fam["name"] == "arith_a_baseline"]
+    assert base["condition"].iloc[0] == "none"
+    lengths = zoo.spec("arith_a_baseline").eval_lengths("reverse_add")
+    assert sorted(base["length"]) == lengths
+
+
+def test_condition_table_counts_transferring_seeds(fam):
+    text = family.condition_table(fam, "reverse_add")
+    assert "**none** | **0/1 transfer**" in text
+    t = family.transfers(fam)
+    expect = int(t["arith_a"])
+    assert f"**no_carry+carry_only** | **{expect}/1 transfer**" in text
+    first = fam[(fam["name"] == "arith_a") & (fam["length"] == 4)]["accuracy"].iloc[0]
+    assert t["arith_a"] == (first > family.TRANSFER_THRESHOLD)
+
+
+def test_cli_zoo_results(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "zoo",
+                "results",
+                "--prefix",
+                "arith_a",
+                "--examples",
+                "16",
+                "--quiet",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "results.parquet").is_file() and (tmp_path / "results.md").is_file()
+    assert main(["zoo", "results", "--prefix", "zzz", "--out", str(tmp_path)]) == 2
+    assert "no zoo entry starts with" in capsys.readouterr().err
