@@ -198,13 +198,18 @@ def _zoo(args: argparse.Namespace) -> None:
         wanted = [n for n in zoo.names() if n.startswith(args.prefix)]
         if not wanted:
             raise InterpError(f"no zoo entry starts with {args.prefix!r}")
-        df = family.family_accuracy(wanted, n_examples=args.examples, progress=not args.quiet)
+        df = family.family_accuracy(
+            wanted, n_examples=args.examples, main_only=False, progress=not args.quiet
+        )
         out = Path(args.out)
         write_parquet(out / "results.parquet", df)
         main_task = zoo.spec(wanted[0]).main
-        md = family.condition_table(df, main_task)
+        gate = family.aux_gate(df)
+        md = family.condition_table(df, main_task) + "\n\n" + family.markdown(gate)
         write_text(out / "results.md", md + "\n")
         print(family.condition_table(df, main_task, ci=False))
+        print(f"\nauxiliary gate (>= {family.AUX_GATE} at every own training length):")
+        print(gate.to_string(index=False))
         print(f"tables: {out / 'results.parquet'}, {out / 'results.md'}")
         return
     if args.zoo_cmd == "train":

@@ -102,6 +102,49 @@ def family_accuracy(
     return df[cols]
 
 
+AUX_GATE = 0.9
+"""An auxiliary counts as learned when its accuracy is at least this at every training length."""
+
+
+def aux_gate(
+    df: pd.DataFrame, gate: float = AUX_GATE, root: str | Path | None = None
+) -> pd.DataFrame:
+    """Did every auxiliary learn its own training range? (the gate a recipe must pass).
+
+    Args:
+        df: :func:`family_accuracy` rows evaluated with ``main_only=False``.
+        gate: the minimum accuracy required at each of an auxiliary's training lengths.
+        root: zoo root the entries came from.
+
+    Returns:
+        One row per (entry, auxiliary): ``name, condition, seed, aux, min_acc, worst_length,
+        passes``; entries without auxiliaries are absent.
+    """
+    rows = []
+    for name, g in df.groupby("name", sort=False):
+        spec = zoo.spec(name, root)
+        for aux in spec.aux:
+            lo, hi = spec.train_range(aux)
+            a = g[(g["task"] == aux) & g["length"].between(lo, hi)]
+            if a.empty:
+                raise ValueError(f"{name}: no rows for auxiliary {aux}; use main_only=False")
+            worst = a.loc[a["accuracy"].idxmin()]
+            rows.append(
+                {
+                    "name": name,
+                    "condition": g["condition"].iloc[0],
+                    "seed": int(g["seed"].iloc[0]),
+                    "aux": aux,
+                    "min_acc": float(worst["accuracy"]),
+                    "worst_length": int(worst["length"]),
+                    "passes": bool(worst["accuracy"] >= gate),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["name", "condition", "seed", "aux", "min_acc", "worst_length", "passes"]
+    )
+
+
 def transfers(df: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD) -> pd.Series:
     """Per entry: does the main task beat ``threshold`` at the first transfer length?"""
     main = df[df["length"] == df["transfer_lo"]]
@@ -151,4 +194,14 @@ def condition_table(
             lines.append(f"| {cond} | {seed} | {' | '.join(cells)} | {mean:.3f} | {verdict} |")
         n = g["name"].nunique()
         lines.append(f"| **{cond}** | **{yes}/{n} transfer** |" + " |" * (len(lengths) + 2))
+    return "\n".join(lines)
+
+
+def markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """A plain markdown table of ``df`` (floats rounded)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,12 +19,15 @@ def test_clopper_pearson_known_values():
 
 @pytest.fixture(scope="module")
 def fam():
-    return family.family_accuracy(["arith_a", "arith_a_baseline"], n_examples=64, progress=False)
+    return family.family_accuracy(
+        ["arith_a", "arith_a_baseline"], n_examples=64, main_only=False, progress=False
+    )
 
 
 def test_family_accuracy_rows(fam):
     assert set(fam["name"]) == {"arith_a", "arith_a_baseline"}
-    assert set(fam["task"]) == {"reverse_add"}
+    assert set(fam[fam["name"] == "arith_a_baseline"]["task"]) == {"reverse_add"}
+    assert set(fam["task"]) == {"reverse_add", "no_carry", "carry_only"}
     assert (fam["n"] == 64).all() and (fam["correct"] <= fam["n"]).all()
     assert ((fam["ci_lo"] <= fam["accuracy"]) & (fam["accuracy"] <= fam["ci_hi"])).all()
     base = fam[fam["name"] == "arith_a_baseline"]
@@ -63,3 +66,14 @@ def test_cli_zoo_results(tmp_path, capsys):
     assert (tmp_path / "results.parquet").is_file() and (tmp_path / "results.md").is_file()
     assert main(["zoo", "results", "--prefix", "zzz", "--out", str(tmp_path)]) == 2
     assert "no zoo entry starts with" in capsys.readouterr().err
+
+
+def test_aux_gate(fam):
+    gate = family.aux_gate(fam)
+    assert list(gate["aux"]) == ["no_carry", "carry_only"] and set(gate["name"]) == {"arith_a"}
+    for row in gate.itertuples():
+        own = fam[(fam["name"] == "arith_a") & (fam["task"] == row.aux) & (fam["length"] <= 6)]
+        assert row.min_acc == own["accuracy"].min()
+        assert row.passes == (row.min_acc >= family.AUX_GATE)
+    strict = family.aux_gate(fam, gate=1.01)
+    assert not strict["passes"].any()
