@@ -93,7 +93,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from interp.device import check_gpu_fraction, parse_device, ray_resources
+from interp.device import check_gpu_fraction, parse_device, ray_resources, resolve_device
 from interp.errors import InterpError, unknown_choice
 from interp.io import write_json, write_parquet
 from interp.spec import TrainSpec, is_int
@@ -786,6 +786,8 @@ def run_sweep(
     if isinstance(executor, str):
         _check_executor_args(executor, address)
     device = parse_device(device or sw.base.get("train", {}).get("device"))
+    if executor in ("local", "serial"):
+        resolve_device(device)  # cells train on this machine: fail now, not once per cell
     check_gpu_fraction(gpus_per_cell)
     out = Path(out_dir)
     write_json(out / SWEEP_JSON, {**asdict(sw), "lengths": [list(p) for p in sw.lengths]})

@@ -335,6 +335,13 @@ def test_sweep_validates_device_before_writing(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@cpu_only
+def test_local_sweep_on_a_missing_gpu_fails_once(tmp_path: Path) -> None:
+    with pytest.raises(InterpError, match="CUDA is not available"):
+        run_sweep(SWEEP, tmp_path, executor="serial", device="cuda", progress=False)
+    assert not tmp_path.joinpath("runs").exists()
+
+
 def test_sweep_cells_train_on_the_given_device(tmp_path: Path) -> None:
     df = run_sweep(SWEEP, tmp_path, executor="serial", device="cpu", progress=False)
     assert df.attrs["failures"] == []
