@@ -127,14 +127,19 @@ def _read_cells(sweep_dir: Path) -> pd.DataFrame:
 
 
 def analyze_sweep(
-    sweep_dir: str | Path, cfg: AnalysisConfig | None = None, progress: bool = True
+    sweep_dir: str | Path,
+    cfg: AnalysisConfig | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Measure every finished run of a sweep and write the tables to ``SWEEP_DIR/analysis/``.
 
     Baseline (main-only) runs get accuracy per checkpoint; every other run also gets head
     scores, attention differences and overlap per checkpoint and, if ``cfg.causal``, the causal
     test at its last checkpoint. Runs without checkpoints are skipped (and listed in ``meta``
-    with ``analyzed = False``).
+    with ``analyzed = False``). ``device`` and ``batch_size`` are passed to every stage (see
+    :mod:`interp.pipeline`).
     """
     from interp.transfer import transfer_correlations, transfer_table
 
@@ -154,7 +159,14 @@ def analyze_sweep(
         chosen = steps if cfg.checkpoints == "all" else steps[-1:]
         if row.kind == "baseline":
             frames["accuracy"].append(
-                accuracy_over_checkpoints(run_dir, chosen, cfg.n_examples, progress=False)
+                accuracy_over_checkpoints(
+                    run_dir,
+                    chosen,
+                    cfg.n_examples,
+                    progress=False,
+                    device=device,
+                    batch_size=batch_size,
+                )
             )
             continue
         out = analyze_run(
@@ -166,12 +178,16 @@ def analyze_sweep(
             k=cfg.k,
             attention=cfg.attention,
             progress=False,
+            device=device,
+            batch_size=batch_size,
         )
         for key in ("accuracy", "scores", "overlap", "attention"):
             if key in out and len(out[key]):
                 frames[key].append(out[key].assign(run=row.run))
         if cfg.causal:
-            frames["causal"].append(causal_for_run(run_dir, out.get("scores"), cfg))
+            frames["causal"].append(
+                causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
+            )
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -191,7 +207,11 @@ def analyze_sweep(
 
 
 def causal_for_run(
-    run_dir: str | Path, scores: pd.DataFrame | None, cfg: AnalysisConfig
+    run_dir: str | Path,
+    scores: pd.DataFrame | None,
+    cfg: AnalysisConfig,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """The causal shared-head test at a run's last checkpoint (empty without a transfer range)."""
     from interp.causal import causal_test
@@ -201,7 +221,7 @@ def causal_for_run(
     aux_max = max(spec.train_range(a)[1] for a in spec.aux)
     if aux_max <= main_max:
         return pd.DataFrame()
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=device)
     sc = None
     if scores is not None and len(scores):
         sc = scores[
@@ -224,5 +244,6 @@ def causal_for_run(
         seed=spec.eval.seed,
         scores=sc,
         n_boot=1000,
+        batch_size=batch_size or spec.eval.batch_size or None,
     )
     return df.assign(run=spec.name, step=run.step)

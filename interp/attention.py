@@ -73,7 +73,9 @@ def _chunk_patterns(
     with torch.no_grad():
         _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
     pats = [cache[get_act_name("pattern", layer)] for layer in range(model.cfg.n_layers)]
-    return torch.stack(pats).transpose(1, 2)  # [layer, head, batch, query, key]
+    # Patterns are reduced on the CPU, next to the batch's bookkeeping tensors: they are taken
+    # on a few dozen examples per length, so moving them costs little.
+    return torch.stack(pats).transpose(1, 2).cpu()  # [layer, head, batch, query, key]
 
 
 def attention_patterns(

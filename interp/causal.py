@@ -206,7 +206,11 @@ def _fmt_heads(heads: Sequence[Head]) -> str:
 
 
 def _ablate(
-    model: HookedTransformer, batch: Batch, heads: Sequence[Head], method: str, batch_size: int
+    model: HookedTransformer,
+    batch: Batch,
+    heads: Sequence[Head],
+    method: str,
+    batch_size: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     em, lp = ablate_heads(model, batch, list(heads), method=method, batch_size=batch_size)
     return em.numpy().astype(np.float64), lp.numpy().astype(np.float64)
@@ -229,7 +233,7 @@ def causal_test(
     scores: pd.DataFrame | None = None,
     ablation: str = "mean",
     n_boot: int = 2000,
-    batch_size: int = 512,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Ablate the top-k shared heads vs matched random heads; measure the main task's drop.
 
@@ -252,7 +256,7 @@ def causal_test(
             and ``aux``); skips scoring, e.g. to reuse scores or to force a head set.
         ablation: ``mean`` (the paper's) or ``zero``.
         n_boot: bootstrap resamples for every interval.
-        batch_size: most rows in one forward pass.
+        batch_size: most rows in one forward pass (default: the model device's).
 
     Returns:
         Tidy frame, one row per ``(range, metric, effect)``: ``range`` is ``train`` or

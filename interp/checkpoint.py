@@ -4,7 +4,8 @@ A training checkpoint ``RUN_DIR/checkpoints/step_000500.safetensors`` holds
 
 * the model weights under ``model.<name>``;
 * the AdamW state under ``optim.<param_index>.<key>`` (``exp_avg``, ``exp_avg_sq``, ``step``);
-* the torch CPU RNG state under ``rng.torch``;
+* the torch CPU RNG state under ``rng.torch`` (training draws no CUDA random numbers: there is
+  no dropout, and data come from seeded numpy generators);
 
 and its safetensors header metadata carries the step, the optimizer's param groups (JSON) and
 the Python ``random`` state (the global numpy RNG is never used: data come from seeded
@@ -125,8 +126,18 @@ def resolve_step(run_dir: str | Path, step: int | None) -> int:
     return step
 
 
-def load_tensors(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read and verify one checkpoint file; returns ``(tensors, metadata)``."""
+def load_tensors(
+    run_dir: str | Path, step: int, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read and verify one checkpoint file; returns ``(tensors, metadata)``.
+
+    Args:
+        run_dir: the run directory.
+        step: the checkpoint step.
+        device: where the tensors are materialised (what ``map_location`` does for
+            pickled checkpoints). Checkpoints are written from the CPU and carry no
+            device, so one written on a GPU loads on a CPU and the other way round.
+    """
     from safetensors import safe_open
 
     run_dir = Path(run_dir)
@@ -139,7 +150,7 @@ def load_tensors(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor
     if sha256(path) != entry["sha256"]:
         raise InterpError(f"corrupt checkpoint {path}: its SHA-256 does not match index.json")
     try:
-        tensors = load_file(str(path))
+        tensors = load_file(str(path), device=str(device))
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
@@ -177,8 +188,11 @@ def restore_training_state(
     for k, v in tensors.items():
         if k.startswith("optim."):
             _, pid, key = k.split(".", 2)
-            state.setdefault(int(pid), {})[key] = v
+            # load_state_dict moves moment tensors to their parameter's device but leaves
+            # "step" where it is; a fresh (non-capturable) AdamW keeps it on the CPU.
+            state.setdefault(int(pid), {})[key] = v.cpu() if key == "step" else v
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    torch.set_rng_state(tensors["rng.torch"])
+    # The CPU generator's state must be a CPU tensor, wherever the other tensors were loaded.
+    torch.set_rng_state(tensors["rng.torch"].cpu())
     py_state = json.loads(meta["rng_python"])
     random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))

@@ -6,7 +6,7 @@ argument errors from argparse also exit with 2.
 
     interp tasks list | interp tasks show TASK --length N -n K
     interp groups list
-    interp train SPEC --out RUN_DIR
+    interp train SPEC --out RUN_DIR [--device auto|cpu|cuda[:N]|mps]
     interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
     interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
     interp overlap RUN_DIR [--k K]
@@ -66,6 +66,21 @@ def _positive(text: str) -> int:
     return v
 
 
+def _device_args(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
+    """``--device`` (and ``--batch-size``): where models run, and rows per forward pass."""
+    p.add_argument(
+        "--device",
+        help="auto (default: CUDA if available, else CPU), cpu, cuda, cuda:N or mps; "
+        "default: the run's [train] device",
+    )
+    if batch_size:
+        p.add_argument(
+            "--batch-size",
+            type=_positive,
+            help="rows per forward pass (default: 512 on CPU, 4096 on GPU)",
+        )
+
+
 @command("tasks")
 def _tasks(args: argparse.Namespace) -> None:
     from interp.tasks import get_task, list_tasks
@@ -99,7 +114,7 @@ def _train(args: argparse.Namespace) -> None:
     from interp.train import train
 
     spec = load_spec(args.spec)
-    train(spec, args.out, resume=True, progress=not args.quiet)
+    train(spec, args.out, resume=True, progress=not args.quiet, device=args.device)
     print(f"trained {spec.name}: {args.out}")
 
 
@@ -113,6 +128,8 @@ def _eval(args: argparse.Namespace) -> None:
         lengths=parse_lengths(args.lengths),
         n_examples=args.examples,
         progress=not args.quiet,
+        device=args.device,
+        batch_size=args.batch_size,
     )
     pivot = acc.pivot_table(index="length", columns="task", values="accuracy")
     print(pivot.round(3).to_string())
@@ -139,6 +156,8 @@ def _score(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
         lengths=parse_lengths(args.lengths),
         n_examples=args.examples,
+        device=args.device,
+        batch_size=args.batch_size,
     )
     print(df.pivot_table(index=["layer", "head"], columns="task", values="score").round(3))
 
@@ -147,7 +166,13 @@ def _score(args: argparse.Namespace) -> None:
 def _overlap(args: argparse.Namespace) -> None:
     from interp.pipeline import overlap_run
 
-    df = overlap_run(args.run_dir, checkpoint=args.checkpoint, k=args.k)
+    df = overlap_run(
+        args.run_dir,
+        checkpoint=args.checkpoint,
+        k=args.k,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
     print(df.to_string(index=False))
 
 
@@ -156,7 +181,13 @@ def _sweep(args: argparse.Namespace) -> None:
     from interp.sweep import run_sweep
 
     df = run_sweep(
-        args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address
+        args.spec,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        device=args.device,
+        gpus_per_cell=args.gpus_per_cell,
     )
     print(f"sweep finished: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
 
@@ -232,7 +263,7 @@ def _zoo(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from interp.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, device=args.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("spec")
     tr.add_argument("--out", required=True, help="run directory (resumed if it exists)")
     tr.add_argument("--quiet", action="store_true")
+    _device_args(tr, batch_size=False)
 
     ev = sub.add_parser("eval", help="accuracy per task and length")
     ev.add_argument("run_dir")
@@ -263,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lengths", help="A:B or A,B,C")
     ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
     ev.add_argument("--quiet", action="store_true")
+    _device_args(ev)
 
     sc = sub.add_parser("score", help="score every head per task")
     sc.add_argument("run_dir")
@@ -272,11 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--checkpoint", type=int)
     sc.add_argument("--lengths", help="A:B or A,B,C")
     sc.add_argument("--examples", type=_positive, default=256)
+    _device_args(sc)
 
     ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
     ov.add_argument("run_dir")
     ov.add_argument("--checkpoint", type=int)
     ov.add_argument("--k", type=_positive, default=4)
+    _device_args(ov)
 
     sw = sub.add_parser("sweep", help="run a grid of training runs")
     sw.add_argument("spec")
@@ -286,12 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", help="Ray cluster address (ray executor)")
     sw.add_argument("--scale", default="cpu", help="cpu (default) or paper ([paper] overrides)")
     sw.add_argument("--analyze", action="store_true", help="then analyse and write the report")
+    _device_args(sw)
+    sw.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        default=1.0,
+        help="ray executor on CUDA: GPUs per cell, a fraction packs cells onto a GPU (default 1)",
+    )
 
     an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")
     an.add_argument("path", help="a run or sweep directory")
     an.add_argument("--examples", type=_positive, default=128)
     an.add_argument("--k", type=_positive, default=4)
     an.add_argument("--no-causal", action="store_true")
+    _device_args(an)
 
     rp = sub.add_parser("report", help="write a self-contained HTML report")
     rp.add_argument("path", help="a run or sweep directory")
@@ -322,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
     de.add_argument("--out", default="demo-output")
     de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    _device_args(de, batch_size=False)
     return p
 
 

@@ -23,6 +23,10 @@ against transfer. The paper gives no formula; this is the project's choice.
 **Transfer strength**: the main task's mean accuracy over the transfer range minus that of the
 same configuration trained without auxiliaries (a baseline run). Positive means the auxiliary
 helped the main task extrapolate.
+
+**Devices.** Batches are built on the CPU and moved to the model's device chunk by chunk
+(``batch_size`` rows per forward pass; by default 512 on a CPU and 8192 on a GPU, so a
+1024-example evaluation set is one pass there); per-example results come back to the CPU.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp.data import Batch, eval_batches, iter_minibatches
+from interp.device import default_batch_size, model_device
 from interp.model import check_context
 from interp.tasks import get_task
 from interp.tokenizer import VOCAB
@@ -55,28 +60,35 @@ def answer_logits(model: HookedTransformer, batch: Batch) -> Float[Tensor, "batc
 def exact_match_from_logits(
     logits: Float[Tensor, "batch pos d_vocab"], batch: Batch
 ) -> Bool[Tensor, " batch"]:
-    """Per-example exact match: every answer token is the argmax given the correct prefix."""
+    """Per-example exact match: every answer token is the argmax given the correct prefix.
+
+    Computed on the logits' device (the batch's tensors are moved there if needed)."""
     pred = logits[:, :-1].argmax(-1)
-    ok = (pred == batch.tokens[:, 1:]) | ~batch.answer_mask[:, 1:]
+    tokens, mask = batch.tokens.to(logits.device), batch.answer_mask.to(logits.device)
+    ok = (pred == tokens[:, 1:]) | ~mask[:, 1:]
     return ok.all(-1)
 
 
 def answer_logprob_from_logits(
     logits: Float[Tensor, "batch pos d_vocab"], batch: Batch
 ) -> Float[Tensor, " batch"]:
-    """Per-example mean log-probability of the answer tokens."""
+    """Per-example mean log-probability of the answer tokens (on the logits' device)."""
     logp = logits[:, :-1].log_softmax(-1)
-    tok_lp = logp.gather(-1, batch.tokens[:, 1:, None])[..., 0]
-    m = batch.answer_mask[:, 1:].to(tok_lp.dtype)
+    tok_lp = logp.gather(-1, batch.tokens[:, 1:, None].to(logits.device))[..., 0]
+    m = batch.answer_mask[:, 1:].to(tok_lp.device, tok_lp.dtype)
     return (tok_lp * m).sum(-1) / m.sum(-1).clamp_min(1)
 
 
 @torch.no_grad()
-def exact_match(model: HookedTransformer, batch: Batch, chunk: int = 512) -> Bool[Tensor, " batch"]:
-    """Teacher-forced exact match per example (one forward pass per chunk of rows)."""
+def exact_match(
+    model: HookedTransformer, batch: Batch, chunk: int | None = None
+) -> Bool[Tensor, " batch"]:
+    """Teacher-forced exact match per example (one forward pass per chunk of rows; default
+    chunk: the device's :func:`~interp.device.default_batch_size`), on the CPU."""
+    chunk = chunk or default_batch_size(model_device(model))
     return torch.cat(
         [
-            exact_match_from_logits(answer_logits(model, b), b)
+            exact_match_from_logits(answer_logits(model, b), b).cpu()
             for b in iter_minibatches(batch, chunk)
         ]
     )
@@ -90,9 +102,10 @@ def greedy_decode(model: HookedTransformer, batch: Batch) -> Bool[Tensor, " batc
     longest target of the group (stopping early is not needed for an exact-match verdict).
     """
     out = torch.zeros(len(batch), dtype=torch.bool)
+    dev = model_device(model)
     for p in batch.prompt_len.unique().tolist():
         rows = (batch.prompt_len == p).nonzero()[:, 0]
-        sub = batch.select(rows)
+        sub = batch.select(rows).to(dev)
         tgt_len = (sub.seq_len - p).max().item()
         check_context(model, p + tgt_len, "greedy decoding")
         seq = sub.tokens[:, :p].clone()
@@ -102,7 +115,7 @@ def greedy_decode(model: HookedTransformer, batch: Batch) -> Bool[Tensor, " batc
         gen = seq[:, p:]
         tgt = sub.tokens[:, p : p + tgt_len]
         valid = sub.answer_mask[:, p : p + tgt_len]
-        out[rows] = ((gen == tgt) | ~valid).all(-1)
+        out[rows] = ((gen == tgt) | ~valid).all(-1).cpu()
     return out
 
 
@@ -114,6 +127,7 @@ def accuracy_table(
     n_examples: int = 1024,
     seed: int = 0,
     progress: bool = False,
+    batch_size: int | None = None,
     **labels: object,
 ) -> pd.DataFrame:
     """Exact-match accuracy per (task, length) on fixed seeded evaluation sets.
@@ -125,18 +139,23 @@ def accuracy_table(
         n_examples: examples per (task, length).
         seed: evaluation-set seed.
         progress: show a progress bar.
+        batch_size: rows per forward pass (default: the model device's
+            :func:`~interp.device.default_batch_size`).
         **labels: constant columns to add (``step=...``, ``run=...``).
 
     Returns:
         Tidy frame with columns ``task, length, accuracy, n, logprob`` plus ``labels``.
     """
     model.eval()
+    dev = model_device(model)
+    batch_size = batch_size or default_batch_size(dev)
     jobs = [(t, L) for t in tasks for L in (lengths[t] if isinstance(lengths, dict) else lengths)]
     rows = []
     for t, L in tqdm(jobs, desc="eval", disable=not progress, leave=False):
         batch = next(iter(eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx).values()))
         em, lp = [], []
-        for b in iter_minibatches(batch, 512):
+        for b in iter_minibatches(batch, batch_size):
+            b = b.to(dev)
             logits = answer_logits(model, b)
             em.append(exact_match_from_logits(logits, b))
             lp.append(answer_logprob_from_logits(logits, b))
@@ -202,7 +221,7 @@ def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[
     sub = batch.select(range(min(n, len(batch))))
     with torch.no_grad():
         logits = model(sub.tokens)
-    pred = logits[:, :-1].argmax(-1)
+    pred = logits[:, :-1].argmax(-1).cpu()
     for i in range(len(sub)):
         p, s = int(sub.prompt_len[i]), int(sub.seq_len[i])
         out.append(
@@ -219,6 +238,8 @@ def eval_run(
     n_examples: int | None = None,
     progress: bool = True,
     save: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Evaluate a run directory: accuracy per task and length at one checkpoint.
 
@@ -229,6 +250,9 @@ def eval_run(
         n_examples: examples per length (default: the spec's ``eval.final_examples``).
         progress: show a progress bar.
         save: write ``RUN_DIR/eval/step_NNNNNN.parquet`` (atomically).
+        device: where to evaluate (default: the run's ``[train] device``, usually ``auto``).
+        batch_size: rows per forward pass (default: the spec's ``[eval] batch_size``, else the
+            device's default).
 
     Returns:
         Tidy accuracy table with ``run, step`` columns.
@@ -236,7 +260,7 @@ def eval_run(
     from interp.io import write_parquet
     from interp.runs import load_run
 
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, device=device)
     spec = run.spec
     if lengths is not None:
         for t in spec.task_names:
@@ -249,6 +273,7 @@ def eval_run(
         n_examples=n_examples or spec.eval.final_examples,
         seed=spec.eval.seed,
         progress=progress,
+        batch_size=batch_size or spec.eval.batch_size or None,
         run=spec.name,
         step=run.step,
     )

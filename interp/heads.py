@@ -86,6 +86,12 @@ hook that edits replica ``h``'s head ``h``. Replicas are chunked to at most ``ba
 per forward pass to bound memory. The tests check both paths against
 ``transformer_lens.patching`` to 1e-5.
 
+**Devices.** Everything runs on the model's device: batches stay on the CPU as bookkeeping
+(row indices, lengths, layouts) and their token tensors meet the model there; caches, means and
+replicated passes stay on the device; per-example results come back to the CPU. The default
+``batch_size`` is the device's (:func:`interp.device.default_batch_size`: 512 rows on a CPU,
+4096 on a GPU).
+
 ``get_act_name`` is imported from ``transformer_lens.utilities``: ``transformer_lens.utils`` is
 the same function behind a deprecated alias in TransformerLens 3.9.
 """
@@ -106,6 +112,7 @@ from transformer_lens.utilities import get_act_name
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from interp.data import Batch, eval_batches
+from interp.device import default_batch_size, model_device
 from interp.errors import InterpError, unknown_choice
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
 from interp.model import check_context
@@ -197,13 +204,14 @@ def _accumulate_z(
     n_layers: int,
 ) -> tuple[Tensor, Tensor]:
     """Add one chunk's masked ``z`` sums (over real positions) to ``acc = (total, count)``."""
-    real = torch.arange(sub.n_pos)[None, :] < sub.seq_len[:, None]  # [b, pos]
     z = torch.stack([cache[get_act_name("z", layer)] for layer in range(n_layers)])
+    pos = torch.arange(sub.n_pos, device=z.device)
+    real = pos[None, :] < sub.seq_len.to(z.device)[:, None]  # [b, pos]
     s = (z * real[None, :, :, None, None].to(z.dtype)).sum(1)  # [layer, pos, head, d_head]
     if acc is None:
         acc = (
-            torch.zeros((n_layers, width, *s.shape[2:]), dtype=s.dtype),
-            torch.zeros(width, dtype=torch.float64),
+            torch.zeros((n_layers, width, *s.shape[2:]), dtype=s.dtype, device=s.device),
+            torch.zeros(width, dtype=torch.float64, device=s.device),
         )
     acc[0][:, : sub.n_pos] += s
     acc[1][: sub.n_pos] += real.sum(0).to(torch.float64)
@@ -350,7 +358,7 @@ def _layer_sweep(
     """Metric per (layer, head, row) with head ``(layer, h)`` replaced, from cached residuals."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     rep = _repeat(sub, n_heads)
-    out = torch.empty((n_layers, n_heads, len(sub)), dtype=torch.float64)
+    out = torch.empty((n_layers, n_heads, len(sub)), dtype=torch.float64, device=resid[0].device)
     for layer in range(n_layers):
         x = resid[layer].repeat(n_heads, 1, 1)
         hook = _replica_hook(n_heads, replacement(layer))
@@ -418,7 +426,7 @@ def _fast_sweep(
     )
     rep = _repeat(tail, n_heads)
     last = model.blocks[n_layers - 1]
-    out = torch.empty((n_layers, n_heads, b), dtype=torch.float64)
+    out = torch.empty((n_layers, n_heads, b), dtype=torch.float64, device=mid[0].device)
     for layer in range(n_layers):
         z_l = z[layer][:, :end]
         r = replacement(layer)
@@ -529,8 +537,8 @@ def _ablation_group(
             logits, cache = _cached_run(model, sub, names)
             clean = _metric_values(logits, sub, metric).double()
         repl = (lambda layer: None) if mean is None else (lambda layer: mean[layer][None])
-        per_ex[:, :, rows] = clean[None, None] - _sweep(model, sub, cache, repl, metric)
-        clean_v[rows] = clean
+        per_ex[:, :, rows] = (clean[None, None] - _sweep(model, sub, cache, repl, metric)).cpu()
+        clean_v[rows] = clean.cpu()
         bar.update(len(rows))
 
 
@@ -685,7 +693,7 @@ def score_heads(
     seed: int = 0,
     reference: Batch | None = None,
     per_length: bool = False,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Importance of every attention head for a task (see the module docstring).
@@ -704,7 +712,8 @@ def score_heads(
             the scored batch); patching: where corrupted prompts come from (default: see the
             module docstring). Not allowed with ``zero_ablation``.
         per_length: also return one row per ``(task, length, layer, head)``.
-        batch_size: most rows in one forward pass (replicas included); bounds memory.
+        batch_size: most rows in one forward pass (replicas included); bounds memory
+            (default: the model device's :func:`~interp.device.default_batch_size`).
         progress: show a progress bar over chunks.
 
     Returns:
@@ -720,6 +729,8 @@ def score_heads(
     """
     _check_choice("method", method, METHODS)
     _check_choice("metric", metric, METRICS)
+    if batch_size is None:
+        batch_size = default_batch_size(model_device(model))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InterpError(f"batch_size must be a positive integer, got {batch_size!r}")
     if method == "zero_ablation" and reference is not None:
@@ -772,7 +783,8 @@ def score_heads(
                 scores, clean, corr_m = _patching_chunk(model, sub, corr, metric)
             else:
                 scores, clean, corr_m = attribution_scores(model, sub, corr)
-            per_ex[:, :, rows], clean_v[rows], corr_v[rows] = scores, clean, corr_m
+            per_ex[:, :, rows] = scores.cpu()
+            clean_v[rows], corr_v[rows] = clean.cpu(), corr_m.cpu()
             bar.update(len(rows))
     bar.close()
     return _tidy(batch, per_ex, clean_v, corr_v, method, metric, per_length)
@@ -830,7 +842,7 @@ def ablate_heads(
     heads: Sequence[tuple[int, int]],
     method: str = "mean",
     reference: Batch | None = None,
-    batch_size: int = 512,
+    batch_size: int | None = None,
 ) -> tuple[Bool[Tensor, " batch"], Float[Tensor, " batch"]]:
     """Ablate a *set* of heads at once and score every example.
 
@@ -844,11 +856,11 @@ def ablate_heads(
         heads: ``(layer, head)`` pairs; an empty list gives the clean model's results.
         method: ``mean`` or ``zero`` (``mean_ablation``/``zero_ablation`` are accepted too).
         reference: batch for the means (mean ablation only).
-        batch_size: most rows in one forward pass.
+        batch_size: most rows in one forward pass (default: the device's).
 
     Returns:
         Per-example teacher-forced exact match and mean answer log-probability, in ``batch``'s
-        row order.
+        row order, on the CPU.
 
     Raises:
         InterpError: an unknown method, a head outside the model, or a mismatched reference.
@@ -873,6 +885,7 @@ def ablate_heads(
         raise InterpError("zero ablation takes no reference batch")
 
     ref = batch if reference is None else reference
+    batch_size = batch_size or default_batch_size(model_device(model))
     em = torch.empty(len(batch), dtype=torch.bool)
     lp = torch.empty(len(batch))
     for key, group_rows in layout_groups(batch).items():
@@ -890,8 +903,8 @@ def ablate_heads(
                 hooks.append((get_act_name("z", layer), _set_heads_hook(idx, m_l)))
             with torch.no_grad():
                 logits = model.run_with_hooks(sub.tokens, fwd_hooks=hooks)
-            em[rows] = exact_match_from_logits(logits, sub)
-            lp[rows] = answer_logprob_from_logits(logits, sub).float()
+            em[rows] = exact_match_from_logits(logits, sub).cpu()
+            lp[rows] = answer_logprob_from_logits(logits, sub).float().cpu()
     return em, lp
 
 
@@ -900,10 +913,11 @@ def _set_heads_hook(
 ) -> Callable[[Tensor, HookPoint], Tensor]:
     def hook(z: Tensor, hook: HookPoint) -> Tensor:
         z = z.clone()
+        i = idx.to(z.device)
         if mean is None:
-            z[:, :, idx] = 0.0
+            z[:, :, i] = 0.0
         else:
-            z[:, :, idx] = mean[None, : z.shape[1], idx].to(z.dtype)
+            z[:, :, i] = mean[None, : z.shape[1], i].to(z.dtype)
         return z
 
     return hook

@@ -14,6 +14,10 @@ under ``RUN_DIR/analysis/``:
 (the main task on ``1..main_max``, auxiliaries on ``1..aux_max``), where the model actually
 solves it: an ablation can only show that a head matters where accuracy is above zero. The
 ``lengths=`` argument overrides this.
+
+**Device and chunking.** Every entry point takes ``device`` (default: the run's ``[train]
+device``, usually ``auto``) and ``batch_size`` (rows per forward pass; default: the run's
+``[eval] batch_size``, else the device's default, see :mod:`interp.device`).
 """
 
 from __future__ import annotations
@@ -100,7 +104,11 @@ def run_meta(run_dir: str | Path, baseline: str | None = None, kind: str | None 
     }
 
 
-def _accuracy_at(run: LoadedRun, n_examples: int) -> pd.DataFrame:
+def _batch_size(run: LoadedRun, batch_size: int | None) -> int | None:
+    return batch_size or run.spec.eval.batch_size or None
+
+
+def _accuracy_at(run: LoadedRun, n_examples: int, batch_size: int | None = None) -> pd.DataFrame:
     """Accuracy per task and length of one loaded checkpoint (evaluation range from the spec)."""
     spec = run.spec
     return accuracy_table(
@@ -109,6 +117,7 @@ def _accuracy_at(run: LoadedRun, n_examples: int) -> pd.DataFrame:
         {t: spec.eval_lengths(t) for t in spec.task_names},
         n_examples=n_examples,
         seed=spec.eval.seed,
+        batch_size=_batch_size(run, batch_size),
         run=spec.name,
         step=run.step,
     )
@@ -121,6 +130,7 @@ def _scores_at(
     metrics: Sequence[str],
     lengths: Sequence[int] | None,
     n_examples: int,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Head scores of one loaded checkpoint for every task x method x metric."""
     from interp.heads import score_heads
@@ -139,6 +149,7 @@ def _scores_at(
                     lengths=task_lengths,
                     n_examples=n_examples,
                     seed=spec.eval.seed,
+                    batch_size=_batch_size(run, batch_size),
                 )
                 df.insert(0, "step", run.step)
                 df.insert(0, "run", spec.name)
@@ -195,11 +206,13 @@ def accuracy_over_checkpoints(
     steps: Sequence[int] | None = None,
     n_examples: int = 256,
     progress: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Accuracy per task and length at each checkpoint (evaluation range from the spec)."""
     df = _concat(
         [
-            _accuracy_at(load_run(run_dir, step), n_examples)
+            _accuracy_at(load_run(run_dir, step, device), n_examples, batch_size)
             for step in tqdm(_steps(run_dir, steps), desc="accuracy", disable=not progress)
         ]
     )
@@ -237,6 +250,8 @@ def score_run(
     n_examples: int = 256,
     progress: bool = True,
     out: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Score every head for each task, method and metric, at one or several checkpoints.
 
@@ -251,6 +266,8 @@ def score_run(
         n_examples: examples per length.
         progress: progress bar.
         out: output parquet (default: ``RUN_DIR/analysis/scores.parquet``).
+        device: where to score (see the module docstring).
+        batch_size: rows per forward pass, replicas included (see the module docstring).
 
     Returns:
         Tidy frame with ``run, step`` plus :func:`~interp.heads.score_heads`'s columns.
@@ -260,7 +277,15 @@ def score_run(
         steps = [checkpoint] if checkpoint is not None else run_checkpoints(run_dir)[-1:]
     scores = _concat(
         [
-            _scores_at(load_run(run_dir, step), tasks, methods, metrics, lengths, n_examples)
+            _scores_at(
+                load_run(run_dir, step, device),
+                tasks,
+                methods,
+                metrics,
+                lengths,
+                n_examples,
+                batch_size,
+            )
             for step in tqdm(_steps(run_dir, steps), desc="score", disable=not progress)
         ]
     )
@@ -286,6 +311,7 @@ def overlap_over_checkpoints(
     attention: bool = True,
     n_examples: int = 64,
     progress: bool = True,
+    device: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Overlap statistics between the run's tasks at each checkpoint.
 
@@ -298,6 +324,7 @@ def overlap_over_checkpoints(
             tasks were trained on).
         n_examples: examples per length for the attention patterns.
         progress: progress bar.
+        device: where to take the attention patterns (see the module docstring).
 
     Returns:
         ``(overlap, attention)``: the long overlap table with ``run, step, method, metric``
@@ -305,7 +332,7 @@ def overlap_over_checkpoints(
     """
     steps = list(steps) if steps is not None else sorted(scores["step"].unique().tolist())
     pairs = [
-        _overlap_at(load_run(run_dir, step), scores[scores["step"] == step], k, attention,
+        _overlap_at(load_run(run_dir, step, device), scores[scores["step"] == step], k, attention,
                     n_examples)
         for step in tqdm(steps, desc="overlap", disable=not progress)
     ]  # fmt: skip
@@ -320,6 +347,8 @@ def overlap_run(
     k: int = 4,
     n_examples: int = 128,
     write_figures: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """``interp overlap``: scores (reused from ``scores.parquet`` when present) and overlap at one
     checkpoint, plus HTML heatmaps in ``RUN_DIR/analysis/``."""
@@ -338,10 +367,23 @@ def overlap_run(
         or step not in set(scores["step"])
         or set(spec.task_names) - set(scores.loc[scores["step"] == step, "task"])
     ):
-        scores = score_run(run_dir, steps=[step], n_examples=n_examples, progress=False)
+        scores = score_run(
+            run_dir,
+            steps=[step],
+            n_examples=n_examples,
+            progress=False,
+            device=device,
+            batch_size=batch_size,
+        )
     scores = scores[scores["step"] == step]
     overlap, _ = overlap_over_checkpoints(
-        run_dir, scores, [step], k=k, n_examples=min(n_examples, 64), progress=False
+        run_dir,
+        scores,
+        [step],
+        k=k,
+        n_examples=min(n_examples, 64),
+        progress=False,
+        device=device,
     )
     if write_figures:
         out = analysis_dir(run_dir)
@@ -365,20 +407,22 @@ def analyze_run(
     k: int = 4,
     attention: bool = True,
     progress: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Accuracy, head scores, attention differences and overlap at every checkpoint of a run.
 
-    Each checkpoint is loaded once and every measurement is taken on that model.
+    Each checkpoint is loaded once (on ``device``) and every measurement is taken on that model.
     """
     spec = read_run_spec(run_dir)
     multi = len(spec.task_names) > 1
     tasks = _check_scoring(spec, None, methods, metrics)
     acc, scores, overlap, attn = [], [], [], []
     for step in tqdm(_steps(run_dir, steps), desc="analyze", disable=not progress):
-        run = load_run(run_dir, step)
-        acc.append(_accuracy_at(run, n_examples))
+        run = load_run(run_dir, step, device)
+        acc.append(_accuracy_at(run, n_examples, batch_size))
         if multi:
-            sc = _scores_at(run, tasks, methods, metrics, None, n_examples)
+            sc = _scores_at(run, tasks, methods, metrics, None, n_examples, batch_size)
             ov, at = _overlap_at(run, sc, k, attention, min(64, n_examples))
             scores.append(sc)
             overlap.append(ov)

@@ -1,7 +1,7 @@
 """Loading trained runs: a run directory (or a checkpoint step in it) back into a model.
 
 Downstream stages (evaluation, head scoring, overlap, reports) read runs only through
-:func:`load_run`, so they never depend on how training wrote them.
+:func:`load_run`, so they never depend on how training wrote them, nor on which device did.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 from transformer_lens import HookedTransformer
 
 from interp.checkpoint import list_checkpoints, load_model_weights, load_tensors, resolve_step
+from interp.device import resolve_device
 from interp.errors import InterpError
 from interp.io import read_json
 from interp.model import build_model
@@ -47,17 +49,28 @@ def read_run_spec(run_dir: str | Path) -> TrainSpec:
     return TrainSpec.from_dict(read_json(run_dir / CONFIG))
 
 
-def load_run(run_dir: str | Path, checkpoint: int | None = None) -> LoadedRun:
+def load_run(
+    run_dir: str | Path,
+    checkpoint: int | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedRun:
     """Load the model of a run at ``checkpoint`` (default: the latest).
 
+    Args:
+        run_dir: the run directory.
+        checkpoint: the step (default: the latest).
+        device: where to put the model (default: the run's ``[train] device``, usually
+            ``auto``); the checkpoint's tensors are loaded straight onto it.
+
     Raises:
-        InterpError: for a missing directory, a missing step (listing those that exist) or a
-            corrupt checkpoint.
+        InterpError: for a missing directory, a missing step (listing those that exist), a
+            corrupt checkpoint, or a device this machine does not have.
     """
     spec = read_run_spec(run_dir)
     step = resolve_step(run_dir, checkpoint)
-    tensors, _ = load_tensors(run_dir, step)
-    model = build_model(spec.model)
+    dev = resolve_device(device if device is not None else spec.train.device)
+    tensors, _ = load_tensors(run_dir, step, device=dev)
+    model = build_model(spec.model, dev)
     load_model_weights(model, tensors)
     model.eval()
     return LoadedRun(model, spec, step, Path(run_dir))

@@ -27,6 +27,8 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     steps = 3000
     batch_size = 128
     checkpoint_every = 500
+    device = "auto"              # cpu, cuda, cuda:N, mps; `--device` overrides it
+    autocast = "off"             # "bf16": bfloat16 autocast on CUDA (off on the CPU)
 
     [eval]
     max_length = 12              # every task is evaluated at lengths 1..max_length
@@ -100,6 +102,11 @@ class TrainConfig:
         checkpoint_steps: extra explicit steps to checkpoint at.
         log_every: record the training loss every this many steps.
         threads: torch CPU threads (0: torch's default).
+        device: where to train and, by default, analyse the run: ``auto`` (a CUDA GPU when
+            one is visible, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+            (:mod:`interp.device`). ``--device`` overrides it.
+        autocast: ``off`` or ``bf16`` (bfloat16 autocast of the training forward pass on CUDA;
+            always off on the CPU).
     """
 
     steps: int = 1000
@@ -109,6 +116,8 @@ class TrainConfig:
     checkpoint_steps: list[int] = field(default_factory=list)
     log_every: int = 25
     threads: int = 0
+    device: str = "auto"
+    autocast: str = "off"
 
     def save_steps(self) -> list[int]:
         s = set(self.checkpoint_steps) | {self.steps}
@@ -128,6 +137,8 @@ class EvalConfig:
         examples: examples per (task, length) during training.
         final_examples: examples per (task, length) for ``interp eval`` (the paper's 1024).
         seed: evaluation-set seed.
+        batch_size: rows per forward pass in evaluation and head scoring (0: the device's
+            default, :func:`interp.device.default_batch_size`).
     """
 
     max_length: int = 0
@@ -135,6 +146,27 @@ class EvalConfig:
     examples: int = 128
     final_examples: int = 1024
     seed: int = 0
+    batch_size: int = 0
+
+
+EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("device", "autocast"),
+    "eval": ("batch_size",),
+}
+"""Settings that say *where and how fast* a run executes, not *what* it trains. A resume may
+change them (a GPU run resumed on a CPU), so they are left out of :func:`run_identity`."""
+
+
+def run_identity(d: dict[str, Any]) -> dict[str, Any]:
+    """A spec dict without its :data:`EXECUTION_KEYS`: what a resume must match exactly.
+
+    Also makes a ``config.json`` written before these keys existed compare equal to today's.
+    """
+    out = dict(d)
+    for section, keys in EXECUTION_KEYS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
 
 
 _TOP_KEYS = {"name", "group", "main", "seed", "tasks", "model", "optim", "train", "eval"}
@@ -334,6 +366,7 @@ class TrainSpec:
             )
         if spec.train.steps < 1 or spec.train.batch_size < 1:
             raise InterpError("spec: train.steps and train.batch_size must be positive")
+        _check_execution(spec)
         return spec
 
     def context_needed(self) -> int:
@@ -344,6 +377,25 @@ class TrainSpec:
             hi = max(t.max_length, min(self.eval.max_length, task.max_length))
             need = max(need, 1 + task.max_tokens(hi))
         return need
+
+
+def _check_execution(spec: TrainSpec) -> None:
+    """Validate the device settings' spelling (not the hardware: a spec written for a GPU must
+    still load on a CPU machine, e.g. to evaluate its run there with ``--device cpu``)."""
+    from interp.device import check_autocast, parse_device
+
+    t = spec.train
+    if not isinstance(t.device, str):
+        raise InterpError(f"spec: [train] device must be a string, got {t.device!r}")
+    if not isinstance(t.autocast, str):
+        raise InterpError(f"spec: [train] autocast must be a string, got {t.autocast!r}")
+    try:
+        t.device = parse_device(t.device)
+        check_autocast(t.autocast)
+    except InterpError as e:
+        raise InterpError(f"spec: [train] {e}") from None
+    if spec.eval.batch_size < 0:
+        raise InterpError("spec: [eval] batch_size must be 0 (device default) or positive")
 
 
 def load_spec(path: str | Path) -> TrainSpec:

@@ -58,7 +58,10 @@ partially trained cells are never lost. Every table is written atomically (:mod:
 * ``local`` (default): a ``ProcessPoolExecutor`` with the ``spawn`` start method (no forked torch
   state) and as many workers as cores.
 * ``ray``: one Ray task per cell (``num_cpus=1``), on a local Ray instance or the cluster at
-  ``address``; an already initialised Ray session is reused and left running.
+  ``address``; an already initialised Ray session is reused and left running. When the cells'
+  device is CUDA (``cuda``, or ``auto`` on a cluster that has GPUs) each task also requests
+  ``gpus_per_cell`` GPUs (a fraction packs several cells onto one GPU); see
+  :func:`interp.device.ray_resources`.
 * ``serial``: in this process, one cell after the other (debugging, tests).
 
 A script that uses the ``local`` executor must guard its entry point with
@@ -90,6 +93,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from interp.device import check_gpu_fraction, parse_device, ray_resources, resolve_device
 from interp.errors import InterpError, unknown_choice
 from interp.io import write_json, write_parquet
 from interp.spec import TrainSpec, is_int
@@ -562,6 +566,8 @@ class RayExecutor:
         address: cluster address (``host:port``, ``ray://host:port``, ``auto``); ``None``
             starts a local instance (or reuses the Ray session this process already has).
         workers: CPUs of a local instance (default: the cores available).
+        device: the cells' device string (decides whether a task requests GPUs).
+        gpus_per_cell: GPUs, or a fraction of one, per cell on CUDA.
 
     Raises:
         InterpError: if Ray is not installed or the address cannot be reached.
@@ -569,7 +575,14 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        device: str | None = None,
+        gpus_per_cell: float = 1.0,
+    ) -> None:
+        self.device, self.gpus_per_cell = parse_device(device), check_gpu_fraction(gpus_per_cell)
         try:
             import ray
         except ImportError:
@@ -604,7 +617,8 @@ class RayExecutor:
         on_error: Callable[[T, BaseException], R] | None = None,
     ) -> Iterator[R]:
         ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        remote = ray.remote(**ray_resources(self.device, self.gpus_per_cell, gpus))(fn)
         pending = {remote.remote(it): it for it in items}
         try:
             while pending:
@@ -635,7 +649,11 @@ def _check_executor_args(name: str, address: str | None) -> None:
 
 
 def get_executor(
-    name: str = "local", workers: int | None = None, address: str | None = None
+    name: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    device: str | None = None,
+    gpus_per_cell: float = 1.0,
 ) -> Executor:
     """Build an executor by name (``local``, ``ray`` or ``serial``).
 
@@ -648,7 +666,7 @@ def get_executor(
         return SerialExecutor()
     if name == "local":
         return LocalExecutor(workers)
-    return RayExecutor(address, workers)
+    return RayExecutor(address, workers, device, gpus_per_cell)
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,7 +688,8 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     prev = torch.get_num_threads()
     try:
         torch.set_num_threads(CELL_THREADS)
-        train(TrainSpec.from_dict(job["spec"]), job["run_dir"], resume=True, progress=False)
+        spec = TrainSpec.from_dict(job["spec"])
+        train(spec, job["run_dir"], resume=True, progress=False, device=job.get("device"))
         status, err, tb = "done", "", ""
     except Exception as e:  # recorded in failures.json; the sweep goes on
         status, err, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
@@ -738,6 +757,8 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     progress: bool = True,
+    device: str | None = None,
+    gpus_per_cell: float = 1.0,
 ) -> pd.DataFrame:
     """Train every unfinished cell of a sweep and aggregate all results.
 
@@ -748,6 +769,9 @@ def run_sweep(
         workers: parallel cells (local pool size / local Ray CPUs).
         address: Ray cluster address (``ray`` only).
         progress: show a progress bar over cells.
+        device: where every cell trains (default: ``[base.train] device``, else ``auto``),
+            resolved in the worker that trains the cell.
+        gpus_per_cell: Ray only: GPUs (or a fraction of one) each cell requests on CUDA.
 
     Returns:
         The aggregated results (also in ``OUT_DIR/results.parquet``); ``df.attrs["failures"]``
@@ -761,11 +785,15 @@ def run_sweep(
     cells = expand(sw)  # validates every cell before anything runs
     if isinstance(executor, str):
         _check_executor_args(executor, address)
+    device = parse_device(device or sw.base.get("train", {}).get("device"))
+    if executor in ("local", "serial"):
+        resolve_device(device)  # cells train on this machine: fail now, not once per cell
+    check_gpu_fraction(gpus_per_cell)
     out = Path(out_dir)
     write_json(out / SWEEP_JSON, {**asdict(sw), "lengths": [list(p) for p in sw.lengths]})
     write_parquet(out / CELLS, sweep_metadata(cells))
     todo = [
-        {"run": c.run, "spec": c.spec, "run_dir": str(out / RUNS / c.run)}
+        {"run": c.run, "spec": c.spec, "run_dir": str(out / RUNS / c.run), "device": device}
         for c in cells
         if not is_done(out / RUNS / c.run)
     ]
@@ -775,7 +803,7 @@ def run_sweep(
     if not todo:
         ex: Executor = SerialExecutor()
     elif isinstance(executor, str):
-        ex = get_executor(executor, workers, address)
+        ex = get_executor(executor, workers, address, device, gpus_per_cell)
     else:
         ex = executor
     bar = tqdm(total=len(todo), desc=f"sweep {sw.name}", disable=not progress, unit="cell")

@@ -12,7 +12,13 @@ Each step: pick the step's batch from the deterministic mixture sampler, run the
 cross-entropy on answer tokens only, clip gradients, take an AdamW step at the scheduled learning
 rate. Because the batch at a step depends only on ``(seed, step)`` and the checkpoint stores the
 optimizer and RNG state, a run killed at any point and resumed from its last checkpoint ends with
-exactly the weights of an uninterrupted run.
+exactly the weights of an uninterrupted run (on the same device and software; see
+:mod:`interp.device` for what holds across devices).
+
+**Devices.** The model is built on the resolved device (``--device``, else ``[train] device``,
+else ``auto``), each batch is moved there, and with ``[train] autocast = "bf16"`` the forward
+pass and loss run under bfloat16 autocast on CUDA. The device and autocast settings are not part
+of the run's identity (:func:`interp.spec.run_identity`), so a run may be resumed elsewhere.
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from interp.checkpoint import (
     save_checkpoint,
 )
 from interp.data import Batch, MixtureSampler
+from interp.device import autocast_context, autocast_enabled, deterministic, resolve_device
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
 from interp.model import build_model, check_context
-from interp.spec import TrainSpec
+from interp.spec import TrainSpec, run_identity
 
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
@@ -80,6 +87,7 @@ def _eval_rows(model: HookedTransformer, spec: TrainSpec, step: int) -> pd.DataF
         {t: spec.eval_lengths(t) for t in spec.task_names},
         n_examples=spec.eval.examples,
         seed=spec.eval.seed,
+        batch_size=spec.eval.batch_size or None,
     )
     model.train()
     return pd.DataFrame(
@@ -99,6 +107,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    device: str | torch.device | None = None,
 ) -> HookedTransformer:
     """Train (or resume) a run.
 
@@ -108,23 +117,38 @@ def train(
         resume: continue from the last checkpoint if the directory has one.
         progress: show a tqdm bar with loss and speed.
         stop_after: stop after this global step, as if killed (used by resume tests).
+        device: where to train (default: the spec's ``[train] device``); the checkpoint being
+            resumed may come from any device.
 
     Returns:
-        The trained model.
+        The trained model (on the training device).
 
     Raises:
-        InterpError: if the directory holds a different run, or a checkpoint is corrupt.
+        InterpError: if the directory holds a different run, a checkpoint is corrupt, or the
+            device is unknown or not on this machine.
     """
-    run_dir = Path(run_dir)
+    dev = resolve_device(device if device is not None else spec.train.device)
+    with deterministic(dev):
+        return _train(spec, Path(run_dir), dev, resume, progress, stop_after)
+
+
+def _train(
+    spec: TrainSpec,
+    run_dir: Path,
+    dev: torch.device,
+    resume: bool,
+    progress: bool,
+    stop_after: int | None,
+) -> HookedTransformer:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     cfg_path = run_dir / CONFIG
     start = 0
-    model = build_model(spec.model)
+    model = build_model(spec.model, dev)
     optimizer = make_optimizer(model, spec)
     rows: list[pd.DataFrame] = []
     if cfg_path.exists():
-        if read_json(cfg_path) != spec.to_dict():
+        if run_identity(read_json(cfg_path)) != run_identity(spec.to_dict()):
             raise InterpError(
                 f"{run_dir} already holds a run with a different config; use a new --out "
                 "directory (or delete the old run)"
@@ -134,7 +158,7 @@ def train(
             raise InterpError(f"{run_dir} already has checkpoints; pass resume to continue it")
         if steps:
             start = steps[-1]
-            tensors, meta = load_tensors(run_dir, start)
+            tensors, meta = load_tensors(run_dir, start, device=dev)
             load_model_weights(model, tensors)
             restore_training_state(optimizer, tensors, meta)
             if (run_dir / METRICS).exists():
@@ -150,6 +174,8 @@ def train(
     total = spec.train.steps
     ev = spec.eval.every
     model.train()
+    amp = spec.train.autocast
+    extra = {"device": str(dev), "autocast": autocast_enabled(dev, amp)}
     bar = tqdm(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
@@ -160,14 +186,16 @@ def train(
             g["lr"] = lr
         batch = sampler.batch(step)
         check_context(model, batch.n_pos)
-        loss = answer_loss(model(batch.tokens), batch)
+        toks += int(batch.seq_len.sum())
+        batch = batch.to(dev)
+        with autocast_context(dev, amp):
+            loss = answer_loss(model(batch.tokens), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if spec.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
         optimizer.step()
         done = step + 1
-        toks += int(batch.seq_len.sum())
         if done % spec.train.log_every == 0 or done == total:
             rows.append(
                 pd.DataFrame(
@@ -184,7 +212,7 @@ def train(
             # last checkpoint, and a resume drops the rows past it and recomputes them. In the
             # other order the rows between the previous and this checkpoint would be lost.
             write_parquet(run_dir / METRICS, _metrics(rows))
-            save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item()})
+            save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item(), **extra})
         if stop_after is not None and done >= stop_after:
             break
     bar.close()

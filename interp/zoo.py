@@ -181,7 +181,10 @@ def accuracy(
 
 
 def load(
-    name: str, checkpoint: int | None = None, root: str | Path | None = None
+    name: str,
+    checkpoint: int | None = None,
+    root: str | Path | None = None,
+    device: str = "cpu",
 ) -> tuple[HookedTransformer, ModelConfig]:
     """Load a zoo model in eval mode.
 
@@ -189,6 +192,8 @@ def load(
         name: zoo entry (see :func:`list_models`).
         checkpoint: step to load (default: the final checkpoint).
         root: zoo root (default: ``models/zoo``).
+        device: where to load it (default ``cpu``: zoo models are small, and notebooks read
+            their outputs as numpy arrays; ``auto``, ``cuda``... as for ``--device``).
 
     Returns:
         ``(model, config)``: the HookedTransformer (float32, holding the stored float16 values)
@@ -198,7 +203,7 @@ def load(
         InterpError: an unknown name (listing the available ones), a step without a checkpoint
             (listing those that exist), or a corrupt checkpoint.
     """
-    run = load_run(entry_dir(name, root), checkpoint)
+    run = load_run(entry_dir(name, root), checkpoint, device=device)
     return run.model, run.spec.model
 
 

@@ -1,0 +1,208 @@
+"""Where a model runs: device names, ``auto``, mixed precision, batch sizes, Ray GPU requests.
+
+A *device string* is what a user writes (``--device``, ``[train] device``): ``auto``, ``cpu``,
+``cuda``, ``cuda:N`` or ``mps``. :func:`parse_device` checks the spelling without touching any
+hardware; :func:`resolve_device` turns it into a ``torch.device`` on *this* machine, where
+``auto`` means the first CUDA GPU when one is visible and the CPU otherwise (MPS is never picked
+automatically: it lacks some of the operations and the float64 support the analyses use).
+Asking for a device the machine does not have is an :class:`~interp.errors.InterpError`, never a
+silent fallback, so a run cannot end up on the CPU for days by accident.
+
+Resolution happens where the model is built: in the training process, in the sweep's worker
+(a Ray worker resolves ``auto`` to the GPU Ray gave it, whatever the driver machine has).
+
+**Checkpoints are device-independent.** Tensors are saved from the CPU and loaded straight onto
+the target device (:func:`interp.checkpoint.load_tensors`' ``device``, the safetensors analogue
+of ``map_location``), so a run trained on a GPU loads and resumes on a CPU and
+the other way round.
+
+**Mixed precision** (``[train] autocast = "bf16"``) runs the training forward pass under
+``torch.autocast(dtype=torch.bfloat16)`` on CUDA devices that support bfloat16; parameters,
+gradients, optimizer state and checkpoints stay float32. On any other device the option is off
+(:func:`autocast_context` is a no-op), so a CPU run is never silently lower-precision.
+Evaluation and head scoring always run in float32: exact match is a verdict on argmaxes, and
+bf16 rounding could flip near-ties.
+
+**Determinism.** On CUDA, training turns on ``torch.use_deterministic_algorithms`` (with the
+cuBLAS workspace setting it requires), so the same spec on the same GPU model and software
+stack gives the same weights, and a killed run resumes to exactly the weights of an
+uninterrupted one. Across devices only the data stream, weights and optimizer state carry over
+exactly; the arithmetic differs (kernels, reduction order, bf16), so results agree up to float
+rounding that grows over training, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp.errors import InterpError, unknown_choice
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+AUTOCAST = ("off", "bf16")
+CPU_BATCH = 512
+"""Rows per forward pass for evaluation and head scoring on a CPU (cache-friendly chunks)."""
+GPU_BATCH = 4096
+"""Rows per forward pass on a GPU: a 1024-example evaluation set in one pass, and all 6 heads of
+a paper-preset layer for ~680 examples in one replicated pass; sized so that attribution
+patching's backward graph still fits a 24 GB card. ``--batch-size`` raises it on larger ones."""
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def parse_device(text: str | None) -> str:
+    """Validate a device string (``None`` and ``""`` mean ``auto``); returns it normalised.
+
+    Raises:
+        InterpError: for anything but ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return "auto"
+    if not isinstance(text, str) or not _DEVICE_RE.match(text.strip().lower()):
+        raise InterpError(
+            f"unknown device {text!r}; valid choices: auto, cpu, cuda, cuda:N (N = GPU index), mps"
+        )
+    return text.strip().lower()
+
+
+def resolve_device(text: str | torch.device | None = None) -> torch.device:
+    """The ``torch.device`` a device string means on this machine.
+
+    Args:
+        text: a device string (see :func:`parse_device`) or a ``torch.device``.
+
+    Raises:
+        InterpError: an unknown spelling, or a device this machine does not have.
+    """
+    if isinstance(text, torch.device):
+        text = str(text)
+    name = parse_device(text)
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise InterpError("device 'mps' requested but MPS is not available on this machine")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise InterpError(
+            f"device {name!r} requested but CUDA is not available on this machine "
+            "(use --device cpu or auto)"
+        )
+    index = int(name.split(":")[1]) if ":" in name else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise InterpError(f"device {name!r} requested but this machine has {count} CUDA GPU(s)")
+    return torch.device("cuda", index)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def check_autocast(mode: str) -> str:
+    """Validate an ``autocast`` setting (``off`` or ``bf16``)."""
+    if mode not in AUTOCAST:
+        raise unknown_choice("autocast", mode, AUTOCAST)
+    return mode
+
+
+def autocast_enabled(device: torch.device, mode: str) -> bool:
+    """Whether ``mode`` turns autocast on for ``device``: only ``bf16`` on a CUDA GPU with
+    bfloat16 support; always off on the CPU and MPS."""
+    check_autocast(mode)
+    return mode == "bf16" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def autocast_context(device: torch.device, mode: str) -> AbstractContextManager[Any]:
+    """``torch.autocast`` to bfloat16 when :func:`autocast_enabled`, otherwise a no-op."""
+    if autocast_enabled(device, mode):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Rows per forward pass for evaluation and scoring: :data:`GPU_BATCH` on CUDA, else
+    :data:`CPU_BATCH`."""
+    return GPU_BATCH if device.type == "cuda" else CPU_BATCH
+
+
+@contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels while training on CUDA (a no-op elsewhere); restored on exit.
+
+    ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS creates its first handle; it is set
+    here only if the user has not chosen a value. ``warn_only`` keeps an operation without a
+    deterministic CUDA kernel from stopping a run (PyTorch warns instead).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    was, was_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def check_gpu_fraction(gpus: float) -> float:
+    """Validate GPUs per sweep cell: a fraction in ``(0, 1]`` or a whole number of GPUs."""
+    ok = isinstance(gpus, int | float) and not isinstance(gpus, bool) and gpus > 0
+    if ok and gpus > 1:
+        ok = float(gpus).is_integer()
+    if not ok:
+        raise InterpError(
+            f"GPUs per cell must be a fraction in (0, 1] or a whole number, got {gpus!r}"
+        )
+    return float(gpus)
+
+
+def wants_gpu(device: str | None, cluster_gpus: float = 0.0) -> bool:
+    """Whether a sweep cell on ``device`` should be scheduled on a GPU: ``cuda``/``cuda:N``
+    always, ``auto`` when the cluster has GPUs, ``cpu``/``mps`` never."""
+    name = parse_device(device)
+    return name.startswith("cuda") or (name == "auto" and cluster_gpus > 0)
+
+
+def ray_resources(
+    device: str | None, gpus_per_cell: float = 1.0, cluster_gpus: float = 0.0
+) -> dict[str, Any]:
+    """Options for ``ray.remote`` for one sweep cell.
+
+    Every cell asks for one CPU (its one torch thread). A cell that runs on CUDA (see
+    :func:`wants_gpu`) also asks for ``gpus_per_cell`` GPUs; with a fraction, e.g. 0.25, Ray
+    packs four cells onto each GPU, which suits small models that cannot fill a GPU alone. Ray
+    then sets ``CUDA_VISIBLE_DEVICES`` in the worker, where ``auto``/``cuda`` pick that GPU.
+
+    Args:
+        device: the cells' device string.
+        gpus_per_cell: GPUs (or a fraction of one) per cell.
+        cluster_gpus: GPUs the Ray cluster has (``ray.cluster_resources().get("GPU", 0)``).
+
+    Raises:
+        InterpError: an unknown device, a bad fraction, or a CUDA device on a cluster without
+            GPUs (the cells would wait forever for a GPU that never comes).
+    """
+    gpus = check_gpu_fraction(gpus_per_cell)
+    opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+    if wants_gpu(device, cluster_gpus):
+        if cluster_gpus <= 0:
+            raise InterpError(
+                f"device {parse_device(device)!r} requested but the Ray cluster has no GPUs"
+            )
+        opts["num_gpus"] = gpus
+    return opts

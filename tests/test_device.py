@@ -1,0 +1,435 @@
+"""Device selection: parsing, ``auto``, checkpoints across devices, autocast, Ray GPU requests.
+
+CI has no GPU. The CPU tests check the logic (what ``auto`` picks, what the loader is asked to
+do, what Ray is asked for) without touching hardware, by faking ``torch.cuda`` answers where
+needed; the tests that need a real GPU are marked and skip with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import interp.checkpoint as ckpt_mod
+from interp import device as dv
+from interp.checkpoint import list_checkpoints, load_tensors
+from interp.cli import main
+from interp.errors import InterpError
+from interp.heads import score_heads
+from interp.io import read_json, write_json
+from interp.runs import load_run
+from interp.spec import TrainSpec, run_identity
+from interp.sweep import RayExecutor, run_sweep
+from interp.train import CONFIG, is_done, train
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+
+
+def _spec(**train_kw: Any) -> TrainSpec:
+    """A tiny two-task run: 8 steps, checkpoints every 4."""
+    return TrainSpec.from_dict(
+        {
+            "name": "tiny",
+            "main": "copy",
+            "seed": 1,
+            "tasks": [
+                {"name": "copy", "lengths": [1, 3]},
+                {"name": "reverse", "lengths": [1, 5]},
+            ],
+            "model": {"preset": "tiny"},
+            "optim": {"lr": 1e-2, "warmup_steps": 3},
+            "train": {
+                "steps": 8,
+                "batch_size": 8,
+                "n_buckets": 2,
+                "checkpoint_every": 4,
+                "threads": 1,
+                **train_kw,
+            },
+            "eval": {"max_length": 4, "examples": 4},
+        }
+    )
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing and resolution
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (None, "auto"),
+        ("", "auto"),
+        ("auto", "auto"),
+        ("cpu", "cpu"),
+        ("CUDA", "cuda"),
+        ("cuda:0", "cuda:0"),
+        ("cuda:3", "cuda:3"),
+        (" mps ", "mps"),
+    ],
+)
+def test_parse_device_accepts(text: str | None, want: str) -> None:
+    assert dv.parse_device(text) == want
+
+
+@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:x", "cuda0", "tpu", "cpu:0", 3])
+def test_parse_device_rejects(text: Any) -> None:
+    with pytest.raises(InterpError, match="unknown device"):
+        dv.parse_device(text)
+
+
+def test_auto_is_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dv.resolve_device("auto") == torch.device("cpu")
+    assert dv.resolve_device(None) == torch.device("cpu")
+
+
+@cpu_only
+def test_auto_is_cpu_on_this_machine() -> None:
+    assert dv.resolve_device("auto").type == "cpu"
+
+
+def test_auto_prefers_cuda_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dv.resolve_device("auto") == torch.device("cuda", 0)
+
+
+def test_missing_devices_are_errors_not_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InterpError, match="CUDA is not available"):
+        dv.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert dv.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(InterpError, match="has 2 CUDA GPU"):
+        dv.resolve_device("cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(InterpError, match="MPS is not available"):
+        dv.resolve_device("mps")
+
+
+def test_resolve_accepts_a_torch_device() -> None:
+    assert dv.resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_default_batch_size_is_larger_on_gpu() -> None:
+    assert dv.default_batch_size(torch.device("cpu")) == dv.CPU_BATCH
+    assert dv.default_batch_size(torch.device("cuda", 0)) == dv.GPU_BATCH > dv.CPU_BATCH
+
+
+# --------------------------------------------------------------------------------------------
+# Autocast and determinism
+
+
+def test_autocast_is_off_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert not dv.autocast_enabled(cpu, "bf16")
+    a = torch.randn(4, 4)
+    with dv.autocast_context(cpu, "bf16"):
+        assert not torch.is_autocast_enabled("cpu")
+        assert (a @ a).dtype == torch.float32
+
+
+def test_autocast_needs_cuda_with_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert dv.autocast_enabled(gpu, "bf16")
+    assert not dv.autocast_enabled(gpu, "off")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert not dv.autocast_enabled(gpu, "bf16")
+    assert not dv.autocast_enabled(torch.device("mps"), "bf16")
+
+
+def test_unknown_autocast_mode() -> None:
+    with pytest.raises(InterpError, match="unknown autocast 'fp16'"):
+        dv.autocast_enabled(torch.device("cpu"), "fp16")
+
+
+def test_deterministic_is_a_no_op_on_cpu() -> None:
+    before = torch.are_deterministic_algorithms_enabled()
+    with dv.deterministic(torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled() == before
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+# --------------------------------------------------------------------------------------------
+# Spec keys
+
+
+def test_spec_device_keys_validated() -> None:
+    spec = _spec(device="CUDA:1", autocast="bf16")
+    assert (spec.train.device, spec.train.autocast) == ("cuda:1", "bf16")
+    assert TrainSpec.from_dict(spec.to_dict()).to_dict() == spec.to_dict()
+    with pytest.raises(InterpError, match=r"\[train\] unknown device 'gpu'"):
+        _spec(device="gpu")
+    with pytest.raises(InterpError, match=r"\[train\] unknown autocast"):
+        _spec(autocast="fp16")
+    with pytest.raises(InterpError, match="device must be a string"):
+        _spec(device=0)
+
+
+def test_run_identity_ignores_execution_settings_only() -> None:
+    a = _spec(device="cpu", autocast="off").to_dict()
+    b = _spec(device="cuda", autocast="bf16").to_dict()
+    b["eval"]["batch_size"] = 2048
+    assert a != b and run_identity(a) == run_identity(b)
+    c = _spec(steps=9).to_dict()
+    assert run_identity(a) != run_identity(c)
+    old = _spec().to_dict()  # a config.json written before the device keys existed
+    for key in ("device", "autocast"):
+        del old["train"][key]
+    del old["eval"]["batch_size"]
+    assert run_identity(old) == run_identity(a)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints across devices
+
+
+def test_loader_loads_straight_onto_the_requested_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(_spec(steps=4), tmp_path, progress=False)
+    seen: list[str] = []
+    real = ckpt_mod.load_file
+
+    def spy(path: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+        seen.append(device)
+        return real(path, device=device)
+
+    monkeypatch.setattr(ckpt_mod, "load_file", spy)
+    run = load_run(tmp_path, device="cpu")
+    assert seen == ["cpu"]
+    assert {p.device.type for p in run.model.parameters()} == {"cpu"}
+    load_tensors(tmp_path, 4, device=torch.device("cpu"))
+    assert seen[-1] == "cpu"
+    with pytest.raises(InterpError, match="unknown device"):
+        load_run(tmp_path, device="gpu")
+
+
+def test_checkpoint_records_where_it_was_trained(tmp_path: Path) -> None:
+    train(_spec(steps=4), tmp_path, progress=False, device="cpu")
+    _, meta = load_tensors(tmp_path, 4)
+    extra = json.loads(meta["extra"])
+    assert extra["device"] == "cpu" and extra["autocast"] is False
+
+
+def test_resume_with_other_device_settings_is_bit_exact_on_cpu(tmp_path: Path) -> None:
+    """A run started with one device/autocast setting resumes under another; on the CPU
+    (where bf16 autocast is off) the result equals an uninterrupted run bit for bit."""
+    ref = _weights(train(_spec(), tmp_path / "ref", progress=False))
+    run = tmp_path / "run"
+    train(_spec(device="cpu"), run, progress=False, stop_after=4)
+    assert list_checkpoints(run) == [4] and not is_done(run)
+    resumed = train(_spec(device="auto", autocast="bf16"), run, progress=False, device="cpu")
+    assert is_done(run)
+    got = _weights(resumed)
+    assert got.keys() == ref.keys()
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+
+
+def test_run_written_before_device_keys_resumes(tmp_path: Path) -> None:
+    train(_spec(), tmp_path, progress=False, stop_after=4)
+    old = read_json(tmp_path / CONFIG)
+    for key in ("device", "autocast"):
+        del old["train"][key]
+    del old["eval"]["batch_size"]
+    write_json(tmp_path / CONFIG, old)
+    train(_spec(), tmp_path, progress=False)
+    assert is_done(tmp_path)
+
+
+def test_explicit_batch_size_does_not_change_scores(tmp_path: Path) -> None:
+    train(_spec(steps=4), tmp_path, progress=False)
+    model = load_run(tmp_path, device="cpu").model
+    a = score_heads(model, "copy", lengths=[2, 3], n_examples=6, batch_size=5)
+    b = score_heads(model, "copy", lengths=[2, 3], n_examples=6)  # device default (512)
+    assert a["score"].tolist() == pytest.approx(b["score"].tolist(), abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Ray: the resource request (Ray itself is never started here)
+
+
+def test_ray_resources() -> None:
+    base = {"num_cpus": 1, "max_retries": 0}
+    assert dv.ray_resources("cpu", 1.0, cluster_gpus=8) == base
+    assert dv.ray_resources("auto", 1.0, cluster_gpus=0) == base
+    assert dv.ray_resources("auto", 0.5, cluster_gpus=2) == {**base, "num_gpus": 0.5}
+    assert dv.ray_resources("cuda", 0.25, cluster_gpus=4) == {**base, "num_gpus": 0.25}
+    assert dv.ray_resources("cuda:1", 2, cluster_gpus=4) == {**base, "num_gpus": 2.0}
+    assert dv.ray_resources("mps", 1.0, cluster_gpus=4) == base
+    with pytest.raises(InterpError, match="Ray cluster has no GPUs"):
+        dv.ray_resources("cuda", 1.0, cluster_gpus=0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.5, True, "1"])
+def test_ray_gpu_fraction_validated(bad: Any) -> None:
+    with pytest.raises(InterpError, match="GPUs per cell"):
+        dv.ray_resources("cuda", bad, cluster_gpus=4)
+
+
+def test_ray_executor_requests_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RayExecutor.map asks ``ray.remote`` for the resources :func:`ray_resources` builds,
+    checked against a stand-in ``ray`` module (no Ray instance is started)."""
+    requested: list[dict[str, Any]] = []
+
+    class Ref:
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+    def remote(**opts: Any) -> Any:
+        requested.append(opts)
+        return lambda fn: types.SimpleNamespace(remote=lambda item: Ref(fn(item)))
+
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: True,  # an existing session: the executor never calls init
+        cluster_resources=lambda: {"CPU": 16.0, "GPU": 2.0},
+        remote=remote,
+        wait=lambda refs, num_returns=1: (refs[:1], refs[1:]),
+        get=lambda ref: ref.value,
+        cancel=lambda ref: None,
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    ex = RayExecutor(device="cuda", gpus_per_cell=0.25)
+    assert sorted(ex.map(lambda x: x * 2, [1, 2, 3])) == [2, 4, 6]
+    assert requested == [{"num_cpus": 1, "max_retries": 0, "num_gpus": 0.25}]
+    requested.clear()
+    list(RayExecutor(device="cpu").map(lambda x: x, [1]))
+    assert requested == [{"num_cpus": 1, "max_retries": 0}]
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps and the command line
+
+
+SWEEP = {
+    "name": "dev",
+    "groups": ["arith_b"],
+    "seeds": [0],
+    "lengths": [[2, 3]],
+    "presets": ["tiny"],
+    "base": {"train": {"steps": 2, "batch_size": 4}, "eval": {"examples": 2}},
+}
+
+
+def test_sweep_validates_device_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(InterpError, match="unknown device"):
+        run_sweep(SWEEP, tmp_path / "a", executor="serial", device="gpu", progress=False)
+    with pytest.raises(InterpError, match="GPUs per cell"):
+        run_sweep(SWEEP, tmp_path / "b", executor="serial", gpus_per_cell=0, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@cpu_only
+def test_local_sweep_on_a_missing_gpu_fails_once(tmp_path: Path) -> None:
+    with pytest.raises(InterpError, match="CUDA is not available"):
+        run_sweep(SWEEP, tmp_path, executor="serial", device="cuda", progress=False)
+    assert not tmp_path.joinpath("runs").exists()
+
+
+def test_sweep_cells_train_on_the_given_device(tmp_path: Path) -> None:
+    df = run_sweep(SWEEP, tmp_path, executor="serial", device="cpu", progress=False)
+    assert df.attrs["failures"] == []
+    run_dir = next((tmp_path / "runs").iterdir())
+    _, meta = load_tensors(run_dir, list_checkpoints(run_dir)[-1])
+    assert '"device": "cpu"' in meta["extra"]
+
+
+def test_cli_bad_device_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.json"
+    write_json(spec, _spec(steps=2).to_dict())
+    assert main(["train", str(spec), "--out", str(tmp_path / "r"), "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("interp: error: unknown device 'gpu'") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+@cpu_only
+def test_cli_cuda_on_a_cpu_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "string_b"
+    shutil.copytree(ROOT / "models" / "zoo" / "string_b", run)
+    assert main(["eval", str(run), "--device", "cuda", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_cli_eval_with_device_and_batch_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "string_b"
+    shutil.copytree(ROOT / "models" / "zoo" / "string_b", run)
+    args = ["eval", str(run), "--examples", "8", "--lengths", "1:2", "--quiet"]
+    assert main([*args, "--device", "cpu", "--batch-size", "3"]) == 0
+    small = capsys.readouterr().out
+    assert main([*args, "--device", "auto"]) == 0
+    assert capsys.readouterr().out == small  # chunking never changes accuracy
+
+
+# --------------------------------------------------------------------------------------------
+# On a GPU (skipped without one)
+
+
+@needs_cuda
+def test_gpu_run_resumes_on_cpu_and_back(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_spec(), run, progress=False, stop_after=4, device="cuda")
+    model = train(_spec(), run, progress=False, device="cpu")  # steps 5..8 on the CPU
+    assert is_done(run) and model.W_E.device.type == "cpu"
+    gpu = load_run(run, device="cuda").model
+    assert gpu.W_E.device.type == "cuda"
+    for k, v in _weights(gpu).items():
+        assert torch.equal(v, _weights(model)[k]), k
+
+
+@needs_cuda
+def test_gpu_resume_is_bit_exact_on_the_same_gpu(tmp_path: Path) -> None:
+    ref = _weights(train(_spec(), tmp_path / "ref", progress=False, device="cuda"))
+    train(_spec(), tmp_path / "run", progress=False, stop_after=4, device="cuda")
+    got = _weights(train(_spec(), tmp_path / "run", progress=False, device="cuda"))
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+
+
+@needs_cuda
+def test_gpu_and_cpu_evaluation_and_scores_agree(tmp_path: Path) -> None:
+    from interp.evaluate import eval_run
+
+    train(_spec(steps=8), tmp_path, progress=False, device="cpu")
+    acc_cpu = eval_run(tmp_path, device="cpu", n_examples=32, save=False, progress=False)
+    acc_gpu = eval_run(tmp_path, device="cuda", n_examples=32, save=False, progress=False)
+    assert acc_gpu["accuracy"].tolist() == pytest.approx(acc_cpu["accuracy"].tolist(), abs=0.07)
+    for method in ("mean_ablation", "activation_patching", "attribution_patching"):
+        s_cpu = score_heads(
+            load_run(tmp_path, device="cpu").model, "copy", method, "logprob", lengths=[2, 3],
+            n_examples=16,
+        )  # fmt: skip
+        s_gpu = score_heads(
+            load_run(tmp_path, device="cuda").model, "copy", method, "logprob", lengths=[2, 3],
+            n_examples=16,
+        )  # fmt: skip
+        assert s_gpu["score"].tolist() == pytest.approx(s_cpu["score"].tolist(), abs=1e-3)
+
+
+@needs_cuda
+def test_bf16_autocast_trains_on_gpu(tmp_path: Path) -> None:
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16 support")
+    model = train(_spec(autocast="bf16"), tmp_path, progress=False, device="cuda")
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    _, meta = load_tensors(tmp_path, 8)
+    assert '"autocast": true' in meta["extra"]
