@@ -273,3 +273,76 @@ def write_html(fig: go.Figure, path: str | os.PathLike[str]) -> Path:
     return atomic_write(
         path, lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
     )
+
+
+def between_figure(runs: pd.DataFrame, partial: pd.DataFrame, title: str = "") -> go.Figure:
+    """The primary test's two panels: transfer (logit) against overlap, one dot per run coloured
+    by condition; and overlap's partial residuals (component + residual), whose least-squares
+    slope is the fitted overlap coefficient.
+
+    Args:
+        runs: a :func:`interp.between.prepare`d run table (``run, condition, overlap, y``).
+        partial: :func:`interp.between.partial_residuals` output.
+        title: figure title.
+    """
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "logit transfer-range accuracy vs overlap",
+            "partial residual (adjusted for competence, aux accuracy, condition)",
+        ),
+    )
+    palette = qualitative.Plotly
+    conds = sorted(set(runs["condition"].astype(str)) | set(partial["condition"].astype(str)))
+    for i, c in enumerate(conds):
+        color = palette[i % len(palette)]
+        r = runs[runs["condition"].astype(str) == c]
+        fig.add_trace(
+            go.Scatter(
+                x=r["overlap"],
+                y=r["y"],
+                mode="markers",
+                name=c,
+                marker={"color": color, "size": 10},
+                text=r["run"],
+                legendgroup=c,
+            ),
+            row=1,
+            col=1,
+        )
+        q = partial[partial["condition"].astype(str) == c]
+        fig.add_trace(
+            go.Scatter(
+                x=q["overlap"],
+                y=q["partial_residual"],
+                mode="markers",
+                name=c,
+                marker={"color": color, "size": 10},
+                text=q["run"],
+                legendgroup=c,
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+    if len(partial) >= 2 and np.ptp(partial["overlap"]) > 0:
+        x = partial["overlap"].to_numpy(float)
+        slope, icpt = np.polyfit(x, partial["partial_residual"].to_numpy(float), 1)
+        xs = np.array([x.min(), x.max()])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=icpt + slope * xs,
+                mode="lines",
+                name="fitted slope",
+                line={"color": "black", "dash": "dash"},
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="overlap (main vs auxiliary)")
+    fig.update_yaxes(title_text="logit transfer accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="partial residual", row=1, col=2)
+    fig.update_layout(title=title or "primary test: one dot per run")
+    return fig
