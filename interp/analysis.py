@@ -179,15 +179,54 @@ def analyze_sweep(
         tables["accuracy"]["run"] = tables["accuracy"]["run"].astype(str)
     if "overlap" in tables:
         ov = tables["overlap"]
-        first = ov[["method", "metric"]].iloc[0]
-        ov1 = ov[(ov["method"] == first["method"]) & (ov["metric"] == first["metric"])]
-        table = transfer_table(ov1, tables["accuracy"], meta)
+        # One transfer table per scoring method and metric, side by side: never averaged
+        # across them, never one picked silently.
+        parts = [
+            transfer_table(sub, tables["accuracy"], meta).assign(score_method=m, score_metric=k)
+            for (m, k), sub in ov.groupby(["method", "metric"], sort=True)
+        ]
+        table = pd.concat(parts, ignore_index=True)
         tables["transfer"] = table
         tables["correlations"] = transfer_correlations(table, n_boot=1000, n_perm=1000)
+        tables.update(run_level_tables(ov, tables["accuracy"], meta))
     out_dir = sweep_dir / ANALYSIS_DIR
     for name, df in tables.items():
         write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
     return tables
+
+
+def run_level_tables(
+    overlap: pd.DataFrame, acc: pd.DataFrame, meta: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The statistics whose unit is the run (:mod:`interp.between`, :mod:`interp.within`).
+
+    Returns:
+        ``runs`` (one row per run and overlap statistic at its last checkpoint), ``between``
+        (the primary test per method/metric/statistic), ``contrasts`` (related vs control, for
+        the pre-declared primary combination), ``within_runs`` (each run's post-convergence
+        summary, no test) and ``within`` (the sign-flip test across runs).
+    """
+    from interp.between import PRIMARY, between_table, prepare, related_vs_control, run_table
+    from interp.within import combine, convergence, per_run
+
+    out: dict[str, pd.DataFrame] = {}
+    runs = run_table(overlap, acc, meta)
+    if not len(runs):
+        return out
+    out["runs"] = runs
+    out["between"] = between_table(runs, n_perm=2000, n_boot=1000)
+    prim = runs
+    for k, v in PRIMARY.items():
+        if k in prim.columns:
+            prim = prim[prim[k] == v]
+    if len(prim):
+        out["contrasts"] = related_vs_control(prepare(prim), n_boot=1000)
+    allsteps = run_table(overlap, acc, meta, step="all")
+    within_runs = per_run(allsteps, convergence(acc, meta))
+    if len(within_runs):
+        out["within_runs"] = within_runs
+        out["within"] = combine(within_runs)
+    return out
 
 
 def causal_for_run(

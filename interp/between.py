@@ -699,3 +699,22 @@ def run_table(
         "aux_acc_n",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+def describe(row: dict | pd.Series) -> str:
+    """One sentence saying what a :func:`between_table` row found, in words."""
+    label = "/".join(str(row[k]) for k in KEYS if k in row and pd.notna(row[k]))
+    head = f"primary test (between runs, {label})" if label else "primary test (between runs)"
+    if row.get("reason"):
+        return f"{head}: {row['reason']}; {row['n_runs']} runs in {row['n_conditions']} conditions"
+    verdict = (
+        "overlap is related to transfer beyond competence, auxiliary accuracy and condition"
+        if row["p_value"] <= 0.05
+        else "no evidence that overlap is related to transfer beyond competence, auxiliary "
+        "accuracy and condition"
+    )
+    return (
+        f"{head}: {verdict}; coefficient {row['estimate']:+.2f} logit per unit overlap "
+        f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], permutation p = {row['p_value']:.3f} "
+        f"({row['n_runs']} runs, {row['n_conditions']} conditions)"
+    )

@@ -34,6 +34,12 @@ TABLES = (
     "transfer",
     "correlations",
     "causal",
+    "runs",
+    "between",
+    "contrasts",
+    "within_runs",
+    "within",
+    "causal_sets",
 )
 
 
@@ -250,15 +256,17 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
         doc.fig(fig)
     corr = tables.get("correlations")
     if corr is not None and len(corr):
-        doc.h("Correlations with bootstrap 95% CIs and permutation p-values", 3)
+        doc.h("Correlations (descriptive over checkpoints; tested over seeds and groups)", 3)
         doc.p(
-            "Over checkpoints within a run (the paper's view; checkpoints are autocorrelated, so "
-            "these p-values are optimistic), over seeds and over groups. Distances (map_diff, "
+            "Over checkpoints within a run (the paper's view) the coefficient is descriptive "
+            "only: one run's checkpoints are autocorrelated and share its training trajectory, "
+            "so no interval or p-value is computed from them (see the within-run and primary "
+            "tests). Over seeds and groups each run is one unit. Distances (map_diff, "
             "attn_diff) should correlate positively with the gap if transfer runs through shared "
             "heads; similarities (cosine, spearman, jaccard) negatively."
         )
-        want = ("view", "run", "group", "statistic", "metric", "method", "r", "ci_low",
-                "ci_high", "p_value", "n", "reason")  # fmt: skip
+        want = ("view", "run", "group", "score_method", "score_metric", "statistic", "metric",
+                "method", "r", "ci_low", "ci_high", "p_value", "n", "reason")  # fmt: skip
         cols = [c for c in want if c in corr.columns]
         shown = corr[corr["r"].notna()]
         if len(shown) < len(corr):
@@ -268,6 +276,66 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
                 "their reason in analysis/correlations.parquet."
             )
         doc.table(shown[cols])
+
+
+def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    """The between-run primary test first: what it found, in words, then the numbers."""
+    from interp.between import describe, partial_residuals, prepare, primary_test
+
+    between = tables.get("between")
+    doc.h("Primary test: head overlap and transfer across runs")
+    if between is None or not len(between):
+        doc.p(
+            "not testable (n=0): no run with an auxiliary task has both head overlap and "
+            "accuracy tables."
+        )
+        return
+    prim = between[between["primary"]] if "primary" in between.columns else between
+    row = (prim if len(prim) else between).iloc[0]
+    doc.p(describe(row) + ".")
+    doc.p(
+        "Unit: the run (final checkpoint). Model: logit(transfer-range accuracy) ~ overlap + "
+        "in-distribution competence + auxiliary transfer-range accuracy + condition, by least "
+        "squares; p-value: Freedman-Lane permutation within condition; interval: bootstrap over "
+        "runs within condition. The pre-declared primary combination is marked primary; the "
+        "other rows are exploratory (no correction for multiplicity)."
+    )
+    want = ("primary", "method", "metric", "statistic", "estimate", "ci_low", "ci_high", "t",
+            "p_value", "n_runs", "n_conditions", "df_resid", "covariates", "dropped",
+            "reason")  # fmt: skip
+    doc.table(between[[c for c in want if c in between.columns]])
+    runs = tables.get("runs")
+    if runs is not None and len(runs) and not row.get("reason"):
+        sub = runs
+        for k in ("method", "metric", "statistic"):
+            if k in sub.columns and k in row:
+                sub = sub[sub[k] == row[k]]
+        res = primary_test(sub, n_perm=200, n_boot=200)
+        doc.fig(plots.between_figure(prepare(sub), partial_residuals(res)))
+    contrasts = tables.get("contrasts")
+    if contrasts is not None and len(contrasts):
+        doc.h("Related vs control runs (secondary)", 3)
+        doc.p(
+            "Difference of run means, related minus control, for overlap and for transfer "
+            "(y = empirical logit); exact permutation p-value over label assignments."
+        )
+        doc.table(contrasts)
+
+
+def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    within, per = tables.get("within"), tables.get("within_runs")
+    if within is None or per is None or not len(per):
+        return
+    doc.h("Within runs, after convergence (sign-flip test across runs)", 3)
+    doc.p(
+        "A run enters once the main task is >= 0.95 at its longest training length and each "
+        "auxiliary >= 0.9 on its own lengths; each run gives one number (the correlation of the "
+        "first differences of overlap and logit transfer, with the log-step trend removed), and "
+        "the runs are combined by a sign-flip test. No run is tested on its own checkpoints."
+    )
+    doc.table(within)
+    want = ("run", "condition", "statistic", "n_checkpoints", "value", "reason")
+    doc.table(per[[c for c in want if c in per.columns]])
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -308,12 +376,14 @@ def write_report(path: str | Path, out: str | Path | None = None, title: str | N
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")
     meta = tables["meta"]
+    _primary_section(doc, tables)
     _runs_section(doc, meta)
     if "accuracy" in tables:
         _accuracy_section(doc, tables["accuracy"], meta)
         _metrics_section(doc, tables)
     _heads_section(doc, tables)
     _over_checkpoints_section(doc, tables)
+    _within_section(doc, tables)
     _causal_section(doc, tables)
     dest = Path(out) if out else path / "report.html"
     write_text(dest, doc.render())
