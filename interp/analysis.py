@@ -136,6 +136,7 @@ def analyze_sweep(
     test at its last checkpoint. Runs without checkpoints are skipped (and listed in ``meta``
     with ``analyzed = False``).
     """
+    from interp.metrics import unseen_lengths
     from interp.transfer import transfer_correlations, transfer_table
 
     cfg = cfg or AnalysisConfig()
@@ -188,7 +189,12 @@ def analyze_sweep(
         table = pd.concat(parts, ignore_index=True)
         tables["transfer"] = table
         tables["correlations"] = transfer_correlations(table, n_boot=1000, n_perm=1000)
-        tables.update(run_level_tables(ov, tables["accuracy"], meta))
+        id_lengths = {}
+        for row in meta.itertuples(index=False):
+            run_dir = sweep_dir / "runs" / row.run
+            if (run_dir / "config.json").is_file():
+                id_lengths[row.run] = unseen_lengths(read_run_spec(run_dir))
+        tables.update(run_level_tables(ov, tables["accuracy"], meta, id_lengths))
     out_dir = sweep_dir / ANALYSIS_DIR
     for name, df in tables.items():
         write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
@@ -196,9 +202,16 @@ def analyze_sweep(
 
 
 def run_level_tables(
-    overlap: pd.DataFrame, acc: pd.DataFrame, meta: pd.DataFrame
+    overlap: pd.DataFrame,
+    acc: pd.DataFrame,
+    meta: pd.DataFrame,
+    id_lengths: dict[str, list[int]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The statistics whose unit is the run (:mod:`interp.between`, :mod:`interp.within`).
+
+    ``id_lengths`` gives, per run, the main-task lengths that measure in-distribution
+    competence (:func:`interp.metrics.unseen_lengths`: the training lengths whose test items
+    were not seen in training); the ``runs`` table records them in ``competence_lengths``.
 
     Returns:
         ``runs`` (one row per run and overlap statistic at its last checkpoint), ``between``
@@ -210,7 +223,7 @@ def run_level_tables(
     from interp.within import combine, convergence, per_run
 
     out: dict[str, pd.DataFrame] = {}
-    runs = run_table(overlap, acc, meta)
+    runs = run_table(overlap, acc, meta, id_lengths=id_lengths)
     if not len(runs):
         return out
     out["runs"] = runs
@@ -221,7 +234,7 @@ def run_level_tables(
             prim = prim[prim[k] == v]
     if len(prim):
         out["contrasts"] = related_vs_control(prepare(prim), n_boot=1000)
-    allsteps = run_table(overlap, acc, meta, step="all")
+    allsteps = run_table(overlap, acc, meta, step="all", id_lengths=id_lengths)
     within_runs = per_run(allsteps, convergence(acc, meta))
     if len(within_runs):
         out["within_runs"] = within_runs

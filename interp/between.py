@@ -624,7 +624,8 @@ def run_table(
 
     Returns:
         Columns ``run, condition, kind, seed, step, method, metric, statistic, overlap, n_aux,
-        transfer_acc, transfer_acc_n, competence, competence_n, aux_acc, aux_acc_n`` (accuracies
+        transfer_acc, transfer_acc_n, competence, competence_n, competence_lengths, aux_acc,
+        aux_acc_n`` (accuracies
         pooled from counts; ``aux_acc`` pools every auxiliary over the transfer range).
     """
     from interp.transfer import normalize_meta
@@ -677,6 +678,7 @@ def run_table(
                         "transfer_acc_n": t_n,
                         "competence": c_acc,
                         "competence_n": c_n,
+                        "competence_lengths": ",".join(map(str, id_L)),
                         "aux_acc": x_acc,
                         "aux_acc_n": x_n,
                     }
@@ -695,6 +697,7 @@ def run_table(
         "transfer_acc_n",
         "competence",
         "competence_n",
+        "competence_lengths",
         "aux_acc",
         "aux_acc_n",
     ]

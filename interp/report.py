@@ -173,22 +173,40 @@ def _metrics_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         "fails wherever the auxiliary succeeds. transfer_strength: the main task's mean accuracy "
         "over the transfer range minus the main-only baseline's. Last checkpoint of each run."
     )
+    from interp.metrics import SOLVED_LOWER, run_metrics
+
     last = _last(cm).merge(meta, on="run", how="left")
+    rm = run_metrics(acc, meta)
+    if len(rm):
+        last = last.merge(rm.drop(columns="step"), on="run", how="left")
+    doc.p(
+        "Accuracies pool the counts over each range and carry 95% Clopper-Pearson intervals "
+        "(train_ci_*, transfer_ci_*). gap_<aux>: the gap against that auxiliary alone, over the "
+        f"lengths where it is solved (Clopper-Pearson lower bound >= {SOLVED_LOWER}); gap_min: "
+        "the smallest. curve_distance: sum |main - aux| / sum max(main, aux) over lengths "
+        "1..max(main_max, aux_max), two-sided, defined for every (main, aux) length pair. "
+        "Seeds are listed one per row."
+    )
+    gap_cols = sorted(c for c in last.columns if c.startswith("gap_"))
     cols = [c for c in ("run", "group", "kind", "seed", "positional", "main_max", "aux_max",
-                        "step", "main_train_acc", "main_transfer_acc", "baseline_transfer_acc",
-                        "gap", "transfer_strength") if c in last.columns]  # fmt: skip
+                        "step", "train_acc", "train_ci_low", "train_ci_high", "transfer_acc",
+                        "transfer_correct", "transfer_n", "transfer_ci_low", "transfer_ci_high",
+                        "baseline_transfer_acc", "gap", *gap_cols, "curve_distance",
+                        "transfer_strength") if c in last.columns]  # fmt: skip
     doc.table(last[cols])
-    if {"main_max", "aux_max"} <= set(last.columns) and last[
+    if {"main_max", "aux_max", "curve_distance"} <= set(last.columns) and last[
         ["main_max", "aux_max"]
     ].drop_duplicates().shape[0] > 1:
-        grid = last.pivot_table(index="main_max", columns="aux_max", values="gap", aggfunc="mean")
+        grid = last.pivot_table(
+            index="main_max", columns="aux_max", values="curve_distance", aggfunc="mean"
+        )
         grid = grid.sort_index(ascending=False)
         fig = go.Figure(go.Heatmap(z=grid.values, x=[str(c) for c in grid.columns],
                                    y=[str(i) for i in grid.index], colorscale="Blues",
                                    zmin=0, zmax=1, text=np.round(grid.values, 2),
                                    texttemplate="%{text}"))  # fmt: skip
-        fig.update_layout(title="generalization gap by (main length, auxiliary length), as the "
-                          "paper's Figure 10", xaxis_title="aux max length",
+        fig.update_layout(title="curve distance by (main length, auxiliary length), as the "
+                          "paper's Figure 10 (mean over seeds)", xaxis_title="aux max length",
                           yaxis_title="main max length")  # fmt: skip
         doc.fig(fig)
 

@@ -293,7 +293,7 @@ def combine(
                     "ci_low": nan,
                     "ci_high": nan,
                     "p_value": nan,
-                    "reason": not_testable(m, f"runs; the sign-flip test needs {MIN_RUNS}"),
+                    "reason": not_testable(m, f"the sign-flip test needs {MIN_RUNS} runs"),
                 }
             )
             continue
