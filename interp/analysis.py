@@ -143,7 +143,7 @@ def analyze_sweep(
     sweep_dir = Path(sweep_dir)
     cells = _read_cells(sweep_dir)
     frames: dict[str, list[pd.DataFrame]] = {
-        k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal")
+        k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal", "causal_sets")
     }
     analyzed = []
     for row in tqdm(list(cells.itertuples(index=False)), desc="analyze runs", disable=not progress):
@@ -173,6 +173,7 @@ def analyze_sweep(
                 frames[key].append(out[key].assign(run=row.run))
         if cfg.causal:
             frames["causal"].append(causal_for_run(run_dir, out.get("scores"), cfg))
+            frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -195,6 +196,8 @@ def analyze_sweep(
             if (run_dir / "config.json").is_file():
                 id_lengths[row.run] = unseen_lengths(read_run_spec(run_dir))
         tables.update(run_level_tables(ov, tables["accuracy"], meta, id_lengths))
+    if "causal_sets" in tables and "slope" in tables["causal_sets"].columns:
+        tables["causal_slopes"] = causal_slopes(tables["causal_sets"], meta)
     out_dir = sweep_dir / ANALYSIS_DIR
     for name, df in tables.items():
         write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
@@ -278,3 +281,38 @@ def causal_for_run(
         n_boot=1000,
     )
     return df.assign(run=spec.name, step=run.step)
+
+
+def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 3) -> pd.DataFrame:
+    """Every head set of size 1..``max_size`` ablated at the run's last checkpoint
+    (:func:`interp.head_sets.causal_sets`); one row per set with the run's ``slope``."""
+    from interp.head_sets import causal_sets
+
+    spec = read_run_spec(run_dir)
+    lo, main_max = spec.train_range(spec.main)
+    aux_max = max(spec.train_range(a)[1] for a in spec.aux)
+    if aux_max <= main_max:
+        return pd.DataFrame()
+    run = load_run(run_dir)
+    df, summary = causal_sets(
+        run.model, spec.main, spec.aux, (lo, main_max), (main_max + 1, aux_max),
+        n_examples=cfg.n_examples, seed=spec.eval.seed, max_size=max_size,
+    )  # fmt: skip
+    return df.assign(run=spec.name, step=run.step, slope=summary["slope"])
+
+
+def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (its residual-on-sharedness slope) and the sign-flip test across runs of
+    each kind (:func:`interp.within.combine`): columns of ``combine`` plus ``view``."""
+    from interp.between import is_control
+    from interp.within import combine
+
+    per = sets.groupby("run", sort=True)["slope"].first().rename("value").reset_index()
+    m = meta.set_index("run")
+    per["kind"] = [
+        "control" if (str(m.loc[r, "kind"]) == "control" or is_control(str(m.loc[r].get(
+            "condition", "")))) else "related"
+        for r in per["run"]
+    ]  # fmt: skip
+    per["statistic"] = "residual_slope"
+    return combine(per, by=("kind",))

@@ -40,6 +40,7 @@ TABLES = (
     "within_runs",
     "within",
     "causal_sets",
+    "causal_slopes",
 )
 
 
@@ -238,12 +239,20 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     if ov is not None and len(ov):
         first_run = ov["run"].iloc[0]
         o = _last(ov[ov["run"] == first_run])
-        o = o[(o["method"] == o["method"].iloc[0]) & (o["metric"] == o["metric"].iloc[0])]
         doc.h("Overlap between tasks", 3)
-        piv = o.pivot_table(index=["task_a", "task_b"], columns="statistic", values="value")
+        doc.p("One row per scoring method and metric; nothing is averaged across them.")
+        idx = [c for c in ("method", "metric") if c in o.columns] + ["task_a", "task_b"]
+        piv = o.pivot_table(index=idx, columns="statistic", values="value")
         doc.table(piv.reset_index())
-        if o[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
-            doc.fig(plots.overlap_matrix(o, "map_diff"))
+        o1 = o
+        for c in ("method", "metric"):
+            if c in o1.columns:
+                o1 = o1[o1[c] == o1[c].iloc[0]]
+        if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
+            label = " / ".join(str(o1[c].iloc[0]) for c in ("method", "metric") if c in o1)
+            fig = plots.overlap_matrix(o1, "map_diff")
+            fig.update_layout(title=f"map_diff between tasks ({label})")
+            doc.fig(fig)
 
 
 def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -356,6 +365,26 @@ def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.table(per[[c for c in want if c in per.columns]])
 
 
+def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    sets = tables.get("causal_sets")
+    if sets is None or not len(sets):
+        return
+    doc.h("Causal test separating transfer from competence: every head set of size 1-3", 3)
+    doc.p(
+        "Each dot is a set of heads mean-ablated together at the final checkpoint. d_ID / d_T: "
+        "fraction of the main task's clean-correct examples lost in its training / transfer "
+        "range. The dashed curve is d_T expected from d_ID (cubic fit); a set's residual is its "
+        "transfer-specific effect. Per run, the slope of the residual on the set's sharedness "
+        "is one number (sets overlap, so no test within a run); runs are combined by a "
+        "sign-flip test."
+    )
+    for run, sub in list(sets.groupby("run", sort=False))[:4]:
+        doc.fig(plots.head_sets_figure(sub, title=f"{run}: d_T vs d_ID for every head set"))
+    slopes = tables.get("causal_slopes")
+    if slopes is not None and len(slopes):
+        doc.table(slopes)
+
+
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     causal = tables.get("causal")
     if causal is None or not len(causal):
@@ -403,6 +432,7 @@ def write_report(path: str | Path, out: str | Path | None = None, title: str | N
     _over_checkpoints_section(doc, tables)
     _within_section(doc, tables)
     _causal_section(doc, tables)
+    _head_sets_section(doc, tables)
     dest = Path(out) if out else path / "report.html"
     write_text(dest, doc.render())
     return dest
