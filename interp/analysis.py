@@ -141,13 +141,14 @@ def analyze_sweep(
     with ``analyzed = False``). ``device`` and ``batch_size`` are passed to every stage (see
     :mod:`interp.pipeline`).
     """
+    from interp.metrics import unseen_lengths
     from interp.transfer import transfer_correlations, transfer_table
 
     cfg = cfg or AnalysisConfig()
     sweep_dir = Path(sweep_dir)
     cells = _read_cells(sweep_dir)
     frames: dict[str, list[pd.DataFrame]] = {
-        k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal")
+        k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal", "causal_sets")
     }
     analyzed = []
     for row in tqdm(list(cells.itertuples(index=False)), desc="analyze runs", disable=not progress):
@@ -188,6 +189,7 @@ def analyze_sweep(
             frames["causal"].append(
                 causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
             )
+            frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -195,15 +197,68 @@ def analyze_sweep(
         tables["accuracy"]["run"] = tables["accuracy"]["run"].astype(str)
     if "overlap" in tables:
         ov = tables["overlap"]
-        first = ov[["method", "metric"]].iloc[0]
-        ov1 = ov[(ov["method"] == first["method"]) & (ov["metric"] == first["metric"])]
-        table = transfer_table(ov1, tables["accuracy"], meta)
+        # One transfer table per scoring method and metric, side by side: never averaged
+        # across them, never one picked silently.
+        parts = [
+            transfer_table(sub, tables["accuracy"], meta).assign(score_method=m, score_metric=k)
+            for (m, k), sub in ov.groupby(["method", "metric"], sort=True)
+        ]
+        table = pd.concat(parts, ignore_index=True)
         tables["transfer"] = table
         tables["correlations"] = transfer_correlations(table, n_boot=1000, n_perm=1000)
+        id_lengths = {}
+        for row in meta.itertuples(index=False):
+            run_dir = sweep_dir / "runs" / row.run
+            if (run_dir / "config.json").is_file():
+                id_lengths[row.run] = unseen_lengths(read_run_spec(run_dir))
+        tables.update(run_level_tables(ov, tables["accuracy"], meta, id_lengths))
+    if "causal_sets" in tables and "slope" in tables["causal_sets"].columns:
+        tables["causal_slopes"] = causal_slopes(tables["causal_sets"], meta)
     out_dir = sweep_dir / ANALYSIS_DIR
     for name, df in tables.items():
         write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
     return tables
+
+
+def run_level_tables(
+    overlap: pd.DataFrame,
+    acc: pd.DataFrame,
+    meta: pd.DataFrame,
+    id_lengths: dict[str, list[int]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The statistics whose unit is the run (:mod:`interp.between`, :mod:`interp.within`).
+
+    ``id_lengths`` gives, per run, the main-task lengths that measure in-distribution
+    competence (:func:`interp.metrics.unseen_lengths`: the training lengths whose test items
+    were not seen in training); the ``runs`` table records them in ``competence_lengths``.
+
+    Returns:
+        ``runs`` (one row per run and overlap statistic at its last checkpoint), ``between``
+        (the primary test per method/metric/statistic), ``contrasts`` (related vs control, for
+        the pre-declared primary combination), ``within_runs`` (each run's post-convergence
+        summary, no test) and ``within`` (the sign-flip test across runs).
+    """
+    from interp.between import PRIMARY, between_table, prepare, related_vs_control, run_table
+    from interp.within import combine, convergence, per_run
+
+    out: dict[str, pd.DataFrame] = {}
+    runs = run_table(overlap, acc, meta, id_lengths=id_lengths)
+    if not len(runs):
+        return out
+    out["runs"] = runs
+    out["between"] = between_table(runs, n_perm=2000, n_boot=1000)
+    prim = runs
+    for k, v in PRIMARY.items():
+        if k in prim.columns:
+            prim = prim[prim[k] == v]
+    if len(prim):
+        out["contrasts"] = related_vs_control(prepare(prim), n_boot=1000)
+    allsteps = run_table(overlap, acc, meta, step="all", id_lengths=id_lengths)
+    within_runs = per_run(allsteps, convergence(acc, meta))
+    if len(within_runs):
+        out["within_runs"] = within_runs
+        out["within"] = combine(within_runs)
+    return out
 
 
 def causal_for_run(
@@ -247,3 +302,38 @@ def causal_for_run(
         batch_size=batch_size or spec.eval.batch_size or None,
     )
     return df.assign(run=spec.name, step=run.step)
+
+
+def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 3) -> pd.DataFrame:
+    """Every head set of size 1..``max_size`` ablated at the run's last checkpoint
+    (:func:`interp.head_sets.causal_sets`); one row per set with the run's ``slope``."""
+    from interp.head_sets import causal_sets
+
+    spec = read_run_spec(run_dir)
+    lo, main_max = spec.train_range(spec.main)
+    aux_max = max(spec.train_range(a)[1] for a in spec.aux)
+    if aux_max <= main_max:
+        return pd.DataFrame()
+    run = load_run(run_dir)
+    df, summary = causal_sets(
+        run.model, spec.main, spec.aux, (lo, main_max), (main_max + 1, aux_max),
+        n_examples=cfg.n_examples, seed=spec.eval.seed, max_size=max_size,
+    )  # fmt: skip
+    return df.assign(run=spec.name, step=run.step, slope=summary["slope"])
+
+
+def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (its residual-on-sharedness slope) and the sign-flip test across runs of
+    each kind (:func:`interp.within.combine`): columns of ``combine`` plus ``view``."""
+    from interp.between import is_control
+    from interp.within import combine
+
+    per = sets.groupby("run", sort=True)["slope"].first().rename("value").reset_index()
+    m = meta.set_index("run")
+    per["kind"] = [
+        "control" if (str(m.loc[r, "kind"]) == "control" or is_control(str(m.loc[r].get(
+            "condition", "")))) else "related"
+        for r in per["run"]
+    ]  # fmt: skip
+    per["statistic"] = "residual_slope"
+    return combine(per, by=("kind",))

@@ -30,8 +30,29 @@ ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
 
 
 def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> str:
+    from interp.between import describe
+
     lines = ["", "=== interp demo summary ==="]
     meta = tables["meta"]
+    between = tables.get("between")
+    if between is not None and len(between):
+        prim = between[between["primary"]] if "primary" in between.columns else between
+        lines.append(describe((prim if len(prim) else between).iloc[0]))
+    else:
+        n = int((meta["kind"] != "baseline").sum()) if "kind" in meta.columns else 0
+        lines.append(f"primary test (between runs): not testable (n={n} runs with an auxiliary)")
+    within = tables.get("within")
+    if within is not None and len(within):
+        for r in within.itertuples(index=False):
+            lines.append(
+                f"within runs ({r.kind}, sign-flip across runs): "
+                + (
+                    r.reason
+                    if r.reason
+                    else f"mean r = {r.mean:+.2f} [{r.ci_low:+.2f}, "
+                    f"{r.ci_high:+.2f}], p = {r.p_value:.3f}, {r.n_runs} runs"
+                )
+            )
     acc = tables.get("accuracy")
     if acc is not None:
         last = acc[acc["step"] == acc.groupby("run")["step"].transform("max")]
@@ -61,10 +82,12 @@ def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> s
             & (corr["metric"] == "gap")
             & (corr["method"] == "spearman")
         ]
+        if "score_method" in c.columns:
+            c = c[(c["score_method"] == "mean_ablation") & (c["score_metric"] == "exact_match")]
         for r in c.itertuples(index=False):
             lines.append(
-                f"over checkpoints, Spearman(map_diff, gap) = {r.r:.2f} "
-                f"[{r.ci_low:.2f}, {r.ci_high:.2f}], permutation p = {r.p_value:.3f} (n={r.n})"
+                f"over the {r.n} checkpoints of {r.run}, Spearman(map_diff, gap) = {r.r:.2f} "
+                f"(descriptive; not testable within one run, n=1 run)"
             )
     causal = tables.get("causal")
     if causal is not None and len(causal):

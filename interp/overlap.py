@@ -10,9 +10,10 @@ rank overlap):
 * ``cosine``: cosine similarity of the flattened maps (1 = same direction, scale ignored).
 * ``spearman``: Spearman rank correlation of the heads' scores (1 = same ordering).
 * ``jaccard@k``: Jaccard index ``|A & B| / |A | B|`` of the two tasks' top-``k`` heads (1 = the
-  same ``k`` heads matter most). Heads are ranked by score, highest first (ties: lower
-  ``(layer, head)`` first, so results are deterministic). :func:`jaccard_curve` gives it for
-  every ``k``.
+  same ``k`` heads matter most); ``jaccard_cc@k`` is the same rescaled so that two random
+  ``k``-sets score 0 on average (:func:`chance_corrected_jaccard`). Heads are ranked by score,
+  highest first (ties: lower ``(layer, head)`` first, so results are deterministic).
+  :func:`jaccard_curve` gives it for every ``k``.
 * ``attn_diff`` (when an attention table from :func:`interp.attention.attention_table` is
   given): the paper's attention-matrix difference summed over all heads, and
   ``attn_diff_per_query`` likewise.
@@ -140,6 +141,31 @@ def topk_jaccard(a: HeadMap, b: HeadMap, k: int) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
+def expected_jaccard(k: int, n: int) -> float:
+    """Expected Jaccard index of two independent uniformly random ``k``-subsets of ``n`` heads.
+
+    The overlap ``i = |A & B|`` is hypergeometric (``C(k, i) C(n-k, k-i) / C(n, k)``) and the
+    index is ``i / (2k - i)``.
+    """
+    from scipy.stats import hypergeom
+
+    i = np.arange(0, k + 1)
+    return float((hypergeom.pmf(i, n, k, k) * i / (2 * k - i)).sum())
+
+
+def chance_corrected_jaccard(a: HeadMap, b: HeadMap, k: int) -> float:
+    """Top-``k`` Jaccard rescaled so that chance is 0 and identity 1: ``(J - E) / (1 - E)``.
+
+    With 16 heads and ``k = 4`` two random sets already share ``E = 0.16``; the raw index hides
+    how much of an overlap is luck, and the chance level differs between models with different
+    head counts. NaN when ``k`` is every head (then ``E = 1``).
+    """
+    x, _ = _check_pair(a, b)
+    k = _check_k(k, x.size)
+    e = expected_jaccard(k, x.size)
+    return (topk_jaccard(a, b, k) - e) / (1 - e) if e < 1 else float("nan")
+
+
 def jaccard_curve(a: HeadMap, b: HeadMap) -> pd.DataFrame:
     """Top-``k`` Jaccard for every ``k`` from 1 to the number of heads: columns ``k, jaccard``."""
     x, _ = _check_pair(a, b)
@@ -185,7 +211,8 @@ def overlap_table(
 
     Returns:
         Long frame with columns ``task_a, task_b, statistic, value``; statistics ``map_diff,
-        cosine, spearman, jaccard@k`` and, with ``attn``, ``attn_diff, attn_diff_per_query``.
+        cosine, spearman, jaccard@k, jaccard_cc@k`` and, with ``attn``, ``attn_diff,
+        attn_diff_per_query``.
 
     Raises:
         InterpError: ``k`` outside ``1..n_heads``, an unknown method/metric, or malformed
@@ -203,6 +230,7 @@ def overlap_table(
             "cosine": cosine_similarity(a, b),
             "spearman": spearman(a, b),
             f"jaccard@{k}": topk_jaccard(a, b, k),
+            f"jaccard_cc@{k}": chance_corrected_jaccard(a, b, k),
             **totals.get(frozenset((ta, tb)), {}),
         }
         rows += [(ta, tb, s, v) for s, v in stats.items()]

@@ -273,3 +273,126 @@ def write_html(fig: go.Figure, path: str | os.PathLike[str]) -> Path:
     return atomic_write(
         path, lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
     )
+
+
+def between_figure(runs: pd.DataFrame, partial: pd.DataFrame, title: str = "") -> go.Figure:
+    """The primary test's two panels: transfer (logit) against overlap, one dot per run coloured
+    by condition; and overlap's partial residuals (component + residual), whose least-squares
+    slope is the fitted overlap coefficient.
+
+    Args:
+        runs: a :func:`interp.between.prepare`d run table (``run, condition, overlap, y``).
+        partial: :func:`interp.between.partial_residuals` output.
+        title: figure title.
+    """
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "logit transfer-range accuracy vs overlap",
+            "partial residual (adjusted for competence, aux accuracy, condition)",
+        ),
+    )
+    palette = qualitative.Plotly
+    conds = sorted(set(runs["condition"].astype(str)) | set(partial["condition"].astype(str)))
+    for i, c in enumerate(conds):
+        color = palette[i % len(palette)]
+        r = runs[runs["condition"].astype(str) == c]
+        fig.add_trace(
+            go.Scatter(
+                x=r["overlap"],
+                y=r["y"],
+                mode="markers",
+                name=c,
+                marker={"color": color, "size": 10},
+                text=r["run"],
+                legendgroup=c,
+            ),
+            row=1,
+            col=1,
+        )
+        q = partial[partial["condition"].astype(str) == c]
+        fig.add_trace(
+            go.Scatter(
+                x=q["overlap"],
+                y=q["partial_residual"],
+                mode="markers",
+                name=c,
+                marker={"color": color, "size": 10},
+                text=q["run"],
+                legendgroup=c,
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+    if len(partial) >= 2 and np.ptp(partial["overlap"]) > 0:
+        x = partial["overlap"].to_numpy(float)
+        slope, icpt = np.polyfit(x, partial["partial_residual"].to_numpy(float), 1)
+        xs = np.array([x.min(), x.max()])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=icpt + slope * xs,
+                mode="lines",
+                name="fitted slope",
+                line={"color": "black", "dash": "dash"},
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="overlap (main vs auxiliary)")
+    fig.update_yaxes(title_text="logit transfer accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="partial residual", row=1, col=2)
+    fig.update_layout(title=title or "primary test: one dot per run")
+    return fig
+
+
+def head_sets_figure(sets: pd.DataFrame, top_fraction: float = 0.1, title: str = "") -> go.Figure:
+    """Damage to transfer against damage to competence for every ablated head set.
+
+    Each dot is a head set (:func:`interp.head_sets.causal_sets`): x = fraction of clean-correct
+    examples lost in the main training range, y = the same in the transfer range. The most
+    shared ``top_fraction`` of sets are highlighted; the dashed curve is the fit of ``d_t`` on
+    ``d_id`` whose residuals are the transfer-specific effects.
+    """
+    from interp.head_sets import transfer_specific
+
+    df = sets.dropna(subset=["d_id", "d_t"])
+    cut = df["shared"].quantile(1 - top_fraction) if len(df) else 0.0
+    top = df["shared"] >= cut
+    fig = go.Figure()
+    for mask, name, color in (
+        (~top, "other sets", "#bbbbbb"),
+        (top, f"most shared {top_fraction:.0%}", "#d62728"),
+    ):
+        d = df[mask]
+        fig.add_trace(
+            go.Scatter(
+                x=d["d_id"],
+                y=d["d_t"],
+                mode="markers",
+                name=name,
+                text=d["heads"],
+                marker={"color": color, "size": 6},
+            )
+        )
+    if len(df) > 4:
+        xs = np.sort(df["d_id"].to_numpy(float))
+        fitted = df["d_t"].to_numpy(float) - transfer_specific(df["d_id"], df["d_t"])
+        order = np.argsort(df["d_id"].to_numpy(float))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=fitted[order],
+                mode="lines",
+                name="d_t given d_id",
+                line={"color": "black", "dash": "dash"},
+            )
+        )
+    fig.update_layout(
+        title=title or "every head set of size 1-3: damage to transfer vs competence",
+        xaxis_title="d_ID (fraction of clean-correct lost, training range)",
+        yaxis_title="d_T (fraction of clean-correct lost, transfer range)",
+    )
+    return fig

@@ -34,6 +34,13 @@ TABLES = (
     "transfer",
     "correlations",
     "causal",
+    "runs",
+    "between",
+    "contrasts",
+    "within_runs",
+    "within",
+    "causal_sets",
+    "causal_slopes",
 )
 
 
@@ -167,22 +174,40 @@ def _metrics_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         "fails wherever the auxiliary succeeds. transfer_strength: the main task's mean accuracy "
         "over the transfer range minus the main-only baseline's. Last checkpoint of each run."
     )
+    from interp.metrics import SOLVED_LOWER, run_metrics
+
     last = _last(cm).merge(meta, on="run", how="left")
+    rm = run_metrics(acc, meta)
+    if len(rm):
+        last = last.merge(rm.drop(columns="step"), on="run", how="left")
+    doc.p(
+        "Accuracies pool the counts over each range and carry 95% Clopper-Pearson intervals "
+        "(train_ci_*, transfer_ci_*). gap_<aux>: the gap against that auxiliary alone, over the "
+        f"lengths where it is solved (Clopper-Pearson lower bound >= {SOLVED_LOWER}); gap_min: "
+        "the smallest. curve_distance: sum |main - aux| / sum max(main, aux) over lengths "
+        "1..max(main_max, aux_max), two-sided, defined for every (main, aux) length pair. "
+        "Seeds are listed one per row."
+    )
+    gap_cols = sorted(c for c in last.columns if c.startswith("gap_"))
     cols = [c for c in ("run", "group", "kind", "seed", "positional", "main_max", "aux_max",
-                        "step", "main_train_acc", "main_transfer_acc", "baseline_transfer_acc",
-                        "gap", "transfer_strength") if c in last.columns]  # fmt: skip
+                        "step", "train_acc", "train_ci_low", "train_ci_high", "transfer_acc",
+                        "transfer_correct", "transfer_n", "transfer_ci_low", "transfer_ci_high",
+                        "baseline_transfer_acc", "gap", *gap_cols, "curve_distance",
+                        "transfer_strength") if c in last.columns]  # fmt: skip
     doc.table(last[cols])
-    if {"main_max", "aux_max"} <= set(last.columns) and last[
+    if {"main_max", "aux_max", "curve_distance"} <= set(last.columns) and last[
         ["main_max", "aux_max"]
     ].drop_duplicates().shape[0] > 1:
-        grid = last.pivot_table(index="main_max", columns="aux_max", values="gap", aggfunc="mean")
+        grid = last.pivot_table(
+            index="main_max", columns="aux_max", values="curve_distance", aggfunc="mean"
+        )
         grid = grid.sort_index(ascending=False)
         fig = go.Figure(go.Heatmap(z=grid.values, x=[str(c) for c in grid.columns],
                                    y=[str(i) for i in grid.index], colorscale="Blues",
                                    zmin=0, zmax=1, text=np.round(grid.values, 2),
                                    texttemplate="%{text}"))  # fmt: skip
-        fig.update_layout(title="generalization gap by (main length, auxiliary length), as the "
-                          "paper's Figure 10", xaxis_title="aux max length",
+        fig.update_layout(title="curve distance by (main length, auxiliary length), as the "
+                          "paper's Figure 10 (mean over seeds)", xaxis_title="aux max length",
                           yaxis_title="main max length")  # fmt: skip
         doc.fig(fig)
 
@@ -214,12 +239,20 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     if ov is not None and len(ov):
         first_run = ov["run"].iloc[0]
         o = _last(ov[ov["run"] == first_run])
-        o = o[(o["method"] == o["method"].iloc[0]) & (o["metric"] == o["metric"].iloc[0])]
         doc.h("Overlap between tasks", 3)
-        piv = o.pivot_table(index=["task_a", "task_b"], columns="statistic", values="value")
+        doc.p("One row per scoring method and metric; nothing is averaged across them.")
+        idx = [c for c in ("method", "metric") if c in o.columns] + ["task_a", "task_b"]
+        piv = o.pivot_table(index=idx, columns="statistic", values="value")
         doc.table(piv.reset_index())
-        if o[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
-            doc.fig(plots.overlap_matrix(o, "map_diff"))
+        o1 = o
+        for c in ("method", "metric"):
+            if c in o1.columns:
+                o1 = o1[o1[c] == o1[c].iloc[0]]
+        if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
+            label = " / ".join(str(o1[c].iloc[0]) for c in ("method", "metric") if c in o1)
+            fig = plots.overlap_matrix(o1, "map_diff")
+            fig.update_layout(title=f"map_diff between tasks ({label})")
+            doc.fig(fig)
 
 
 def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -250,15 +283,17 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
         doc.fig(fig)
     corr = tables.get("correlations")
     if corr is not None and len(corr):
-        doc.h("Correlations with bootstrap 95% CIs and permutation p-values", 3)
+        doc.h("Correlations (descriptive over checkpoints; tested over seeds and groups)", 3)
         doc.p(
-            "Over checkpoints within a run (the paper's view; checkpoints are autocorrelated, so "
-            "these p-values are optimistic), over seeds and over groups. Distances (map_diff, "
+            "Over checkpoints within a run (the paper's view) the coefficient is descriptive "
+            "only: one run's checkpoints are autocorrelated and share its training trajectory, "
+            "so no interval or p-value is computed from them (see the within-run and primary "
+            "tests). Over seeds and groups each run is one unit. Distances (map_diff, "
             "attn_diff) should correlate positively with the gap if transfer runs through shared "
             "heads; similarities (cosine, spearman, jaccard) negatively."
         )
-        want = ("view", "run", "group", "statistic", "metric", "method", "r", "ci_low",
-                "ci_high", "p_value", "n", "reason")  # fmt: skip
+        want = ("view", "run", "group", "score_method", "score_metric", "statistic", "metric",
+                "method", "r", "ci_low", "ci_high", "p_value", "n", "reason")  # fmt: skip
         cols = [c for c in want if c in corr.columns]
         shown = corr[corr["r"].notna()]
         if len(shown) < len(corr):
@@ -268,6 +303,86 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
                 "their reason in analysis/correlations.parquet."
             )
         doc.table(shown[cols])
+
+
+def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    """The between-run primary test first: what it found, in words, then the numbers."""
+    from interp.between import describe, partial_residuals, prepare, primary_test
+
+    between = tables.get("between")
+    doc.h("Primary test: head overlap and transfer across runs")
+    if between is None or not len(between):
+        doc.p(
+            "not testable (n=0): no run with an auxiliary task has both head overlap and "
+            "accuracy tables."
+        )
+        return
+    prim = between[between["primary"]] if "primary" in between.columns else between
+    row = (prim if len(prim) else between).iloc[0]
+    doc.p(describe(row) + ".")
+    doc.p(
+        "Unit: the run (final checkpoint). Model: logit(transfer-range accuracy) ~ overlap + "
+        "in-distribution competence + auxiliary transfer-range accuracy + condition, by least "
+        "squares; p-value: Freedman-Lane permutation within condition; interval: bootstrap over "
+        "runs within condition. The pre-declared primary combination is marked primary; the "
+        "other rows are exploratory (no correction for multiplicity)."
+    )
+    want = ("primary", "method", "metric", "statistic", "estimate", "ci_low", "ci_high", "t",
+            "p_value", "n_runs", "n_conditions", "df_resid", "covariates", "dropped",
+            "reason")  # fmt: skip
+    doc.table(between[[c for c in want if c in between.columns]])
+    runs = tables.get("runs")
+    if runs is not None and len(runs) and not row.get("reason"):
+        sub = runs
+        for k in ("method", "metric", "statistic"):
+            if k in sub.columns and k in row:
+                sub = sub[sub[k] == row[k]]
+        res = primary_test(sub, n_perm=200, n_boot=200)
+        doc.fig(plots.between_figure(prepare(sub), partial_residuals(res)))
+    contrasts = tables.get("contrasts")
+    if contrasts is not None and len(contrasts):
+        doc.h("Related vs control runs (secondary)", 3)
+        doc.p(
+            "Difference of run means, related minus control, for overlap and for transfer "
+            "(y = empirical logit); exact permutation p-value over label assignments."
+        )
+        doc.table(contrasts)
+
+
+def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    within, per = tables.get("within"), tables.get("within_runs")
+    if within is None or per is None or not len(per):
+        return
+    doc.h("Within runs, after convergence (sign-flip test across runs)", 3)
+    doc.p(
+        "A run enters once the main task is >= 0.95 at its longest training length and each "
+        "auxiliary >= 0.9 on its own lengths; each run gives one number (the correlation of the "
+        "first differences of overlap and logit transfer, with the log-step trend removed), and "
+        "the runs are combined by a sign-flip test. No run is tested on its own checkpoints."
+    )
+    doc.table(within)
+    want = ("run", "condition", "statistic", "n_checkpoints", "value", "reason")
+    doc.table(per[[c for c in want if c in per.columns]])
+
+
+def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    sets = tables.get("causal_sets")
+    if sets is None or not len(sets):
+        return
+    doc.h("Causal test separating transfer from competence: every head set of size 1-3", 3)
+    doc.p(
+        "Each dot is a set of heads mean-ablated together at the final checkpoint. d_ID / d_T: "
+        "fraction of the main task's clean-correct examples lost in its training / transfer "
+        "range. The dashed curve is d_T expected from d_ID (cubic fit); a set's residual is its "
+        "transfer-specific effect. Per run, the slope of the residual on the set's sharedness "
+        "is one number (sets overlap, so no test within a run); runs are combined by a "
+        "sign-flip test."
+    )
+    for run, sub in list(sets.groupby("run", sort=False))[:4]:
+        doc.fig(plots.head_sets_figure(sub, title=f"{run}: d_T vs d_ID for every head set"))
+    slopes = tables.get("causal_slopes")
+    if slopes is not None and len(slopes):
+        doc.table(slopes)
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -308,13 +423,16 @@ def write_report(path: str | Path, out: str | Path | None = None, title: str | N
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")
     meta = tables["meta"]
+    _primary_section(doc, tables)
     _runs_section(doc, meta)
     if "accuracy" in tables:
         _accuracy_section(doc, tables["accuracy"], meta)
         _metrics_section(doc, tables)
     _heads_section(doc, tables)
     _over_checkpoints_section(doc, tables)
+    _within_section(doc, tables)
     _causal_section(doc, tables)
+    _head_sets_section(doc, tables)
     dest = Path(out) if out else path / "report.html"
     write_text(dest, doc.render())
     return dest

@@ -385,3 +385,47 @@ def rank_p_value(observed: float, null_draws: Sequence[float], greater: bool = T
         return float("nan")
     hits = np.sum(d >= observed - 1e-12) if greater else np.sum(d <= observed + 1e-12)
     return float((1 + int(hits)) / (1 + len(d)))
+
+
+def clopper_pearson(
+    k: Sequence[float] | float, n: Sequence[float] | float, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper-Pearson) binomial interval for ``k`` successes out of ``n``, elementwise.
+
+    The interval inverts two one-sided binomial tests, so it never undercovers; it is the right
+    interval for an exact-match accuracy of ``k`` correct examples out of ``n`` (``k = 0`` gives
+    a lower end of 0, ``k = n`` an upper end of 1). ``k`` is rounded to the nearest integer, so
+    ``accuracy * n`` may be passed directly.
+
+    Args:
+        k: successes (array-like or scalar).
+        n: trials, same shape (or broadcastable); ``n = 0`` gives NaN.
+        alpha: ``1 - confidence``.
+
+    Returns:
+        ``(low, high)`` arrays of the broadcast shape.
+    """
+    from scipy.stats import beta
+
+    if not 0 < alpha < 1:
+        raise InterpError(f"alpha must be in (0, 1), got {alpha!r}")
+    k_a = np.rint(np.asarray(k, dtype=np.float64))
+    n_a = np.asarray(n, dtype=np.float64)
+    k_a, n_a = np.broadcast_arrays(k_a, n_a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k_a > 0, beta.ppf(alpha / 2, k_a, n_a - k_a + 1), 0.0)
+        hi = np.where(k_a < n_a, beta.ppf(1 - alpha / 2, k_a + 1, n_a - k_a), 1.0)
+    bad = ~(n_a > 0) | (k_a < 0) | (k_a > n_a)
+    lo, hi = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    return lo, hi
+
+
+def empirical_logit(k: Sequence[float] | float, n: Sequence[float] | float) -> np.ndarray:
+    """``log((k + 1/2) / (n - k + 1/2))``: the logit of a proportion that stays finite at 0 and n.
+
+    The half-count correction (Haldane-Anscombe) makes an accuracy of 0 of 1024 a large negative
+    number rather than minus infinity, so runs without any transfer still enter a regression.
+    """
+    k_a = np.asarray(k, dtype=np.float64)
+    n_a = np.asarray(n, dtype=np.float64)
+    return np.log((k_a + 0.5) / (n_a - k_a + 0.5))

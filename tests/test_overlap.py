@@ -72,7 +72,7 @@ def test_overlap_table_is_long_and_uses_aggregate_rows():
     assert list(df.columns) == ["task_a", "task_b", "statistic", "value"]
     pairs = list(df[["task_a", "task_b"]].drop_duplicates().itertuples(index=False, name=None))
     assert pairs == [("a", "b"), ("a", "c"), ("b", "c")]
-    assert set(df["statistic"]) == {"map_diff", "cosine", "spearman", "jaccard@3"}
+    assert set(df["statistic"]) == {"map_diff", "cosine", "spearman", "jaccard@3", "jaccard_cc@3"}
     v = df.set_index(["task_a", "task_b", "statistic"])["value"]
     assert v["a", "b", "map_diff"] == pytest.approx(map_difference(A, B))
     assert v["a", "c", "cosine"] == pytest.approx(-1.0)
@@ -131,3 +131,20 @@ def test_bad_inputs():
         map_difference(A, B[:2])
     with pytest.raises(InterpError, match="attention table lacks"):
         overlap_table(scores, attn=pd.DataFrame({"task_a": ["a"]}))
+
+
+def test_chance_corrected_jaccard_is_zero_at_chance_and_one_at_identity():
+    from itertools import combinations
+
+    from interp.overlap import chance_corrected_jaccard, expected_jaccard
+
+    # Brute force over all pairs of 2-subsets of 5 heads.
+    subsets = [set(c) for c in combinations(range(5), 2)]
+    brute = np.mean([len(a & b) / len(a | b) for a in subsets for b in subsets])
+    assert expected_jaccard(2, 5) == pytest.approx(brute)
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(4, 4))
+    assert chance_corrected_jaccard(m, m, 4) == pytest.approx(1.0)
+    vals = [chance_corrected_jaccard(m, rng.normal(size=(4, 4)), 4) for _ in range(3000)]
+    assert abs(np.mean(vals)) < 0.03
+    assert np.isnan(chance_corrected_jaccard(m, m, 16))

@@ -10,6 +10,7 @@ import pytest
 
 from interp.errors import InterpError
 from interp.transfer import (
+    CHECKPOINT_REASON,
     checkpoint_metrics,
     normalize_meta,
     pair_overlap,
@@ -242,10 +243,9 @@ def test_correlations_recover_the_planted_relation_in_every_view(synthetic) -> N
     gap = ck[ck["metric"] == "gap"]
     ts = ck[ck["metric"] == "transfer_strength"]
     assert (gap["r"] < -0.9).all() and (ts["r"] > 0.9).all()  # similarity: gap down, TS up
-    # With 6 checkpoints the smallest exact two-sided p-value is 2/720; 200 permutations can
-    # only resolve ~1/201, so a perfect relation lands near there.
-    assert (gap["p_value"] < 0.05).all()
-    assert (ck["ci_high"] >= ck["r"]).all() and (ck["ci_low"] <= ck["r"]).all()
+    # One run's checkpoints are not independent: the view is descriptive, never a test.
+    assert ck[["ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert (ck["reason"] == CHECKPOINT_REASON).all()
 
     seeds = c[(c["view"] == "seeds") & (c["statistic"] == "sim")]
     assert set(seeds["group"]) == set(GROUPS) and (seeds["n"] == len(SEEDS)).all()
@@ -257,7 +257,6 @@ def test_correlations_recover_the_planted_relation_in_every_view(synthetic) -> N
 
     noise = c[(c["view"] == "checkpoints") & (c["statistic"] == "dist")]
     assert noise["r"].abs().mean() < 0.6  # the unrelated statistic shows no systematic link
-    assert (noise["p_value"] > 0.05).mean() > 0.7
 
 
 def test_correlation_summaries_last_vs_mean(synthetic) -> None:

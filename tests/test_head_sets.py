@@ -1,0 +1,81 @@
+"""Every-small-head-set ablation: agreement with ablate_heads, and the residual analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from interp import zoo
+from interp.errors import InterpError
+from interp.head_sets import (
+    ablate_sets,
+    all_head_sets,
+    causal_sets,
+    residual_slope,
+    set_effects,
+    sharedness,
+    transfer_specific,
+)
+from interp.heads import ablate_heads, task_batch
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    m, _ = zoo.load("arith_a")
+    return m
+
+
+def test_all_head_sets_counts() -> None:
+    assert len(all_head_sets(4, 4, 3)) == 16 + 120 + 560 == 696
+    assert len(all_head_sets(2, 4, 3)) == 8 + 28 + 56
+    with pytest.raises(InterpError):
+        all_head_sets(2, 4, 0)
+
+
+def test_batched_set_ablation_matches_ablate_heads_set_by_set(model) -> None:
+    batch = task_batch(model, "reverse_add", [2, 3, 4], 24, seed=5)
+    sets = [((0, 1),), ((1, 2),), ((0, 0), (1, 3)), ((1, 0), (1, 1), (1, 2)), ((0, 2), (0, 3))]
+    em, lp, cem, clp = ablate_sets(model, batch, sets, batch_size=50)  # forces several chunks
+    e0, l0 = ablate_heads(model, batch, [], method="mean")
+    assert torch.equal(cem, e0) and torch.allclose(clp, l0, atol=1e-4)
+    for i, s in enumerate(sets):
+        e, lpr = ablate_heads(model, batch, list(s), method="mean")
+        assert torch.equal(em[i], e), s
+        assert torch.allclose(lp[i], lpr, atol=1e-4), s
+
+
+def test_set_effects_are_fractions_of_clean_correct(model) -> None:
+    sets = all_head_sets(2, 4, 2)
+    batches = {"id": task_batch(model, "reverse_add", [3], 32, 0),
+               "t": task_batch(model, "reverse_add", [4], 32, 0)}  # fmt: skip
+    df = set_effects(model, batches, sets)
+    assert len(df) == 36 and set(df["size"]) == {1, 2}
+    assert df["d_id"].between(0, 1).all() and df["clean_id"].iloc[0] > 0
+
+
+def test_residual_analysis_recovers_a_planted_transfer_specific_effect() -> None:
+    rng = np.random.default_rng(0)
+    d_id = rng.uniform(0, 1, 500)
+    share = rng.uniform(0, 1, 500)
+    d_t = d_id**2 + 0.3 * share + rng.normal(0, 0.02, 500)
+    res = transfer_specific(d_id, d_t)
+    assert residual_slope(res, share) == pytest.approx(0.3, abs=0.03)
+    null = transfer_specific(d_id, d_id**2 + rng.normal(0, 0.02, 500))
+    assert abs(residual_slope(null, share)) < 0.02
+    ranking = __import__("pandas").DataFrame(
+        {"layer": [0, 0, 1], "head": [0, 1, 0], "shared": [1.0, 0.0, 0.5]}
+    )
+    assert sharedness([((0, 0), (0, 1)), ((1, 0),)], ranking).tolist() == [0.5, 0.5]
+
+
+def test_causal_sets_end_to_end_and_figure(model) -> None:
+    from interp.plots import head_sets_figure
+
+    df, summary = causal_sets(model, "reverse_add", ["no_carry", "carry_only"], (1, 3), (4, 6),
+                              n_examples=16, max_size=2)  # fmt: skip
+    assert len(df) == 36 and np.isfinite(summary["slope"]) and summary["clean_id"] > 0
+    assert df["residual"].notna().all()
+    fig = head_sets_figure(df)
+    assert len(fig.data) == 3
