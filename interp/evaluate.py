@@ -41,7 +41,7 @@ from transformer_lens import HookedTransformer
 from interp.data import Batch, eval_batches, iter_minibatches
 from interp.model import check_context
 from interp.tasks import get_task
-from interp.tokenizer import VOCAB
+from interp.text import vocab_for
 
 AUX_SOLVED = 0.05
 
@@ -50,6 +50,11 @@ def answer_logits(model: HookedTransformer, batch: Batch) -> Float[Tensor, "batc
     """Logits of a teacher-forced pass, context-checked."""
     check_context(model, batch.n_pos, f"a batch of {sorted(set(batch.tasks))}")
     return model(batch.tokens)
+
+
+def model_device(model: HookedTransformer) -> torch.device:
+    """The device the model's weights are on (batches are built on the CPU)."""
+    return next(model.parameters()).device
 
 
 def exact_match_from_logits(
@@ -131,15 +136,17 @@ def accuracy_table(
         Tidy frame with columns ``task, length, accuracy, n, logprob`` plus ``labels``.
     """
     model.eval()
+    vocab, device = vocab_for(model), model_device(model)
     jobs = [(t, L) for t in tasks for L in (lengths[t] if isinstance(lengths, dict) else lengths)]
     rows = []
     for t, L in tqdm(jobs, desc="eval", disable=not progress, leave=False):
-        batch = next(iter(eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx).values()))
+        sets = eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx, vocab=vocab)
         em, lp = [], []
-        for b in iter_minibatches(batch, 512):
+        for b in iter_minibatches(sets[int(L)], 512):
+            b = b.to(device)
             logits = answer_logits(model, b)
-            em.append(exact_match_from_logits(logits, b))
-            lp.append(answer_logprob_from_logits(logits, b))
+            em.append(exact_match_from_logits(logits, b).cpu())
+            lp.append(answer_logprob_from_logits(logits, b).cpu())
         em_t = torch.cat(em)
         rows.append(
             {
@@ -201,13 +208,14 @@ def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[
     out = []
     sub = batch.select(range(min(n, len(batch))))
     with torch.no_grad():
-        logits = model(sub.tokens)
-    pred = logits[:, :-1].argmax(-1)
+        logits = model(sub.tokens.to(model_device(model)))
+    pred = logits[:, :-1].argmax(-1).cpu()
+    vocab = vocab_for(model)
     for i in range(len(sub)):
         p, s = int(sub.prompt_len[i]), int(sub.seq_len[i])
         out.append(
-            f"{VOCAB.to_text(sub.tokens[i, 1:p])} -> {VOCAB.to_text(pred[i, p - 1 : s - 1])}"
-            f"  (target {VOCAB.to_text(sub.tokens[i, p:s])})"
+            f"{vocab.to_text(sub.tokens[i, 1:p])} -> {vocab.to_text(pred[i, p - 1 : s - 1])}"
+            f"  (target {vocab.to_text(sub.tokens[i, p:s])})"
         )
     return out
 

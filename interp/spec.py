@@ -308,9 +308,12 @@ class TrainSpec:
         model_d = dict(d.get("model") or {})
         if not isinstance(model_d, dict):
             raise InterpError("spec: [model] must be a table")
-        preset = model_d.pop("preset", None)
-        base = load_preset(preset) if preset else {}
-        merged = {**base, **model_d}
+        if model_d.get("pretrained"):
+            merged = _pretrained_model(model_d)
+        else:
+            preset = model_d.pop("preset", None)
+            base = load_preset(preset) if preset else {}
+            merged = {**base, **model_d}
         merged.setdefault("init_seed", seed)
         spec = cls(
             name=str(d["name"]),
@@ -323,15 +326,19 @@ class TrainSpec:
             seed=seed,
             group=str(d.get("group", "")),
         )
-        needed = spec.context_needed()
-        if "n_ctx" not in merged:
-            spec.model.n_ctx = needed
-        elif merged["n_ctx"] < needed:
-            raise InterpError(
-                f"spec: model n_ctx={merged['n_ctx']} is too small for evaluation up to length "
-                f"{ev.max_length}, which needs {needed} tokens; "
-                "raise n_ctx or lower eval.max_length"
-            )
+        if not spec.model.pretrained:
+            # A pretrained model keeps its checkpoint's context instead: how many tokens a
+            # symbol takes is known only to its tokenizer, so encode() refuses an over-long
+            # example when it meets one.
+            needed = spec.context_needed()
+            if "n_ctx" not in merged:
+                spec.model.n_ctx = needed
+            elif merged["n_ctx"] < needed:
+                raise InterpError(
+                    f"spec: model n_ctx={merged['n_ctx']} is too small for evaluation up to "
+                    f"length {ev.max_length}, which needs {needed} tokens; "
+                    "raise n_ctx or lower eval.max_length"
+                )
         if spec.train.steps < 1 or spec.train.batch_size < 1:
             raise InterpError("spec: train.steps and train.batch_size must be positive")
         return spec
@@ -344,6 +351,36 @@ class TrainSpec:
             hi = max(t.max_length, min(self.eval.max_length, task.max_length))
             need = max(need, 1 + task.max_tokens(hi))
         return need
+
+
+def _pretrained_model(model_d: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``[model] pretrained = "DIR"``: the architecture comes from the checkpoint.
+
+    A run's own ``config.json`` records every field; it is taken as it is (the model factory
+    checks the directory still matches at every load). A user's spec may set only ``n_ctx``
+    and ``init_seed`` beside ``pretrained``: anything else would contradict the checkpoint.
+    """
+    path = model_d["pretrained"]
+    if not isinstance(path, str):
+        raise InterpError("spec: [model] pretrained must be a directory path (a string)")
+    known = {f.name for f in fields(ModelConfig)}
+    if known <= set(model_d):
+        return dict(model_d)
+    extra = sorted(set(model_d) - {"pretrained", "n_ctx", "init_seed"})
+    if extra:
+        raise InterpError(
+            f"spec: [model] with pretrained takes only n_ctx beside it (the architecture is the "
+            f"checkpoint's), got {extra}"
+        )
+    n_ctx = model_d.get("n_ctx")
+    if n_ctx is not None and (not is_int(n_ctx) or n_ctx < 1):
+        raise InterpError(f"spec: [model] n_ctx must be a positive integer, got {n_ctx!r}")
+    from interp.pretrained import model_config_dict
+
+    out = model_config_dict(path, n_ctx=n_ctx)
+    if "init_seed" in model_d:
+        out["init_seed"] = model_d["init_seed"]
+    return out
 
 
 def load_spec(path: str | Path) -> TrainSpec:

@@ -41,6 +41,7 @@ from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
 from interp.model import build_model, check_context
 from interp.spec import TrainSpec
+from interp.text import vocab_for
 
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
@@ -99,6 +100,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    device: str = "cpu",
 ) -> HookedTransformer:
     """Train (or resume) a run.
 
@@ -108,6 +110,9 @@ def train(
         resume: continue from the last checkpoint if the directory has one.
         progress: show a tqdm bar with loss and speed.
         stop_after: stop after this global step, as if killed (used by resume tests).
+        device: where the model trains (``cuda`` for a pretrained model on a GPU); batches
+            are built on the CPU and moved there. Not part of the spec: it does not change
+            what is computed, only where.
 
     Returns:
         The trained model.
@@ -120,7 +125,7 @@ def train(
         torch.set_num_threads(spec.train.threads)
     cfg_path = run_dir / CONFIG
     start = 0
-    model = build_model(spec.model)
+    model = build_model(spec.model, device)
     optimizer = make_optimizer(model, spec)
     rows: list[pd.DataFrame] = []
     if cfg_path.exists():
@@ -144,7 +149,12 @@ def train(
         write_json(cfg_path, spec.to_dict())
 
     sampler = MixtureSampler(
-        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+        spec.tasks,
+        spec.train.batch_size,
+        spec.seed,
+        spec.train.n_buckets,
+        n_ctx=spec.model.n_ctx,
+        vocab=vocab_for(model),
     )
     save_steps = set(spec.train.save_steps())
     total = spec.train.steps
@@ -158,7 +168,7 @@ def train(
         lr = spec.optim.lr_at(step, total)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        batch = sampler.batch(step)
+        batch = sampler.batch(step).to(device)
         check_context(model, batch.n_pos)
         loss = answer_loss(model(batch.tokens), batch)
         optimizer.zero_grad(set_to_none=True)
