@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 from transformer_lens import HookedTransformer
@@ -338,11 +339,24 @@ def summary_lines(accuracy: pd.DataFrame, gap: pd.DataFrame) -> list[str]:
     return lines
 
 
+def check_device(device: str) -> None:
+    """Refuse a device torch does not know or cannot reach, before anything is written."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InterpError(f"unknown device {device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InterpError(f"--device {device}: torch sees no CUDA GPU here (a CPU-only build?)")
+    if dev.type not in ("cpu", "cuda"):
+        raise InterpError(f"device {device!r} is not supported; use cpu or cuda")
+
+
 def finetune(
     spec_path: str | Path, out: str | Path, device: str = "cpu", progress: bool = True
 ) -> list[str]:
     """``interp finetune``: an experiment spec (see the module docstring), or one run spec
     with ``[model] pretrained``; returns the summary lines to print."""
+    check_device(device)
     d = read_spec_file(spec_path)
     if is_experiment(d):
         accuracy, gap = run_experiment(d, out, device, progress)

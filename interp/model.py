@@ -234,7 +234,9 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedT
         from interp.pretrained import load_for_config
 
         return load_for_config(cfg, device)
-    model = construct(hooked_config(cfg, device))
+    with _global_rng_preserved():  # HookedTransformerConfig(seed=...) seeds globally
+        hcfg = hooked_config(cfg, device)
+    model = construct(hcfg)
     if cfg.positional == "nope":
         with torch.no_grad():
             model.W_pos.zero_()

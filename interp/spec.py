@@ -33,6 +33,13 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     every = 500
     examples = 128
 
+To fine-tune a pretrained checkpoint instead (:mod:`interp.pretrained`), ``[model]`` names its
+local directory and nothing else but, optionally, ``n_ctx``; the architecture fields are read
+from the checkpoint and recorded::
+
+    [model]
+    pretrained = "checkpoints/smollm2-360m/step-160000"
+
 A spec round-trips through :meth:`TrainSpec.to_dict` / :meth:`TrainSpec.from_dict`; the run
 directory keeps the resolved dict as ``config.json``, and a resume must match it exactly.
 """
