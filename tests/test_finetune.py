@@ -204,3 +204,14 @@ def test_analyze_and_attention_figure_on_a_finetuned_run(finetuned):
     fig = attention_figure(model, batch, 1, 0)
     labels = [c[0] for c in fig.data[0].customdata[:, 0]]
     assert labels[0] == "0:<s>" and labels[1:5] == ["1:a", "2:d", "3:d", "4::"]
+
+
+def test_finetune_one_run_spec_cli(tiny_llama, tmp_path, capsys):
+    from interp.cli import main
+
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps(_run(tiny_llama[0], steps=4)))
+    out = tmp_path / "run"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert "ft: reverse_add (fine-tuned <= 2) accuracy by length 1:" in capsys.readouterr().out
+    assert (out / "DONE").is_file() and (out / "eval" / "step_000004.parquet").is_file()
