@@ -16,6 +16,7 @@ argument errors from argparse also exit with 2.
     interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
     interp zoo export RUN_DIR NAME | interp zoo results [--prefix a4_] [--out DIR]
     interp demo --out DIR
+    interp finetune SPEC --out DIR [--device cuda]
 """
 
 from __future__ import annotations
@@ -266,6 +267,33 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), quick=args.quick, device=args.device)
 
 
+# --------------------------------------------------------------------------------------------
+# interp finetune (issue 13): pretrained Llama-family checkpoints, self-contained block
+
+
+@command("finetune")
+def _finetune(args: argparse.Namespace) -> None:
+    from interp.finetune import finetune
+
+    for line in finetune(args.spec, args.out, device=args.device, progress=not args.quiet):
+        print(line)
+
+
+def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
+    ft = sub.add_parser(
+        "finetune",
+        help="fine-tune local pretrained checkpoints (an experiment spec, or a run spec with "
+        "[model] pretrained)",
+    )
+    ft.add_argument("spec")
+    ft.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    ft.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ft.add_argument("--quiet", action="store_true")
+
+
+# --------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -366,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="demo-output")
     de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
     _device_args(de, batch_size=False)
+    _add_finetune_parser(sub)
     return p
 
 

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.tasks import Example, Task, get_task
-from interp.tokenizer import VOCAB, Vocab
+from interp.text import TokenEncoder
+from interp.tokenizer import VOCAB
 
 EVAL_SALT = 7_919  # keeps evaluation streams disjoint from training streams ([seed, k])
 
@@ -91,12 +92,15 @@ class Batch:
         return float(self.seq_len.sum()) / max(1, self.tokens.numel())
 
 
-def encode(examples: Sequence[Example], vocab: Vocab = VOCAB, n_ctx: int | None = None) -> Batch:
+def encode(
+    examples: Sequence[Example], vocab: TokenEncoder = VOCAB, n_ctx: int | None = None
+) -> Batch:
     """Encode examples into one right-padded :class:`Batch`.
 
     Args:
         examples: the examples, of any tasks and lengths.
-        vocab: the vocabulary (the shared one by default).
+        vocab: the vocabulary (the shared one by default; a pretrained model's
+            :class:`~interp.text.TextVocab` renders a symbol as one or more of its tokens).
         n_ctx: if given, refuse any sequence longer than this many tokens, rather than ever
             truncating it.
 
@@ -106,7 +110,11 @@ def encode(examples: Sequence[Example], vocab: Vocab = VOCAB, n_ctx: int | None 
     """
     if not examples:
         raise InterpError("cannot encode an empty list of examples")
-    seqs = [[vocab.bos_id, *vocab.encode(ex.prompt), *vocab.encode(ex.target)] for ex in examples]
+    prompts = [vocab.encode(ex.prompt) for ex in examples]
+    seqs = [
+        [vocab.bos_id, *p, *vocab.encode(ex.target)]
+        for p, ex in zip(prompts, examples, strict=True)
+    ]
     width = max(len(s) for s in seqs)
     if n_ctx is not None and width > n_ctx:
         worst = max(range(len(seqs)), key=lambda i: len(seqs[i]))
@@ -118,9 +126,9 @@ def encode(examples: Sequence[Example], vocab: Vocab = VOCAB, n_ctx: int | None 
     tokens = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.bool)
     prompt_len = torch.empty(len(seqs), dtype=torch.long)
-    for i, (s, ex) in enumerate(zip(seqs, examples, strict=True)):
+    for i, (s, p_ids) in enumerate(zip(seqs, prompts, strict=True)):
         tokens[i, : len(s)] = torch.tensor(s)
-        p = 1 + len(ex.prompt)
+        p = 1 + len(p_ids)
         mask[i, p : len(s)] = True
         prompt_len[i] = p
     return Batch(
@@ -164,6 +172,8 @@ class MixtureSampler:
         seed: the data seed.
         n_buckets: batches cut from each sorted pool; 1 disables bucketing.
         n_ctx: context limit passed to :func:`encode`.
+        vocab: vocabulary passed to :func:`encode` (a pretrained model's text rendering, or
+            the shared one).
     """
 
     def __init__(
@@ -173,6 +183,7 @@ class MixtureSampler:
         seed: int,
         n_buckets: int = 8,
         n_ctx: int | None = None,
+        vocab: TokenEncoder = VOCAB,
     ) -> None:
         if not tasks:
             raise InterpError("a training mixture needs at least one task")
@@ -186,6 +197,7 @@ class MixtureSampler:
         self.seed = seed
         self.n_buckets = n_buckets
         self.n_ctx = n_ctx
+        self.vocab = vocab
         self._pool_index = -1
         self._pool: list[Batch] = []
 
@@ -210,7 +222,7 @@ class MixtureSampler:
             examples[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.n_buckets)
         ]
         order = rng.permutation(self.n_buckets) if self.n_buckets > 1 else [0]
-        self._pool = [encode(chunks[i], n_ctx=self.n_ctx) for i in order]
+        self._pool = [encode(chunks[i], self.vocab, n_ctx=self.n_ctx) for i in order]
         self._pool_index = pool_index
 
     def batch(self, step: int) -> Batch:
@@ -244,9 +256,10 @@ def eval_batches(
     n: int,
     seed: int = 0,
     n_ctx: int | None = None,
+    vocab: TokenEncoder = VOCAB,
 ) -> Mapping[int, Batch]:
-    """Encoded evaluation sets, one :class:`Batch` per length."""
-    return {int(L): encode(eval_examples(task, L, n, seed), n_ctx=n_ctx) for L in lengths}
+    """Encoded evaluation sets, one :class:`Batch` per length (in ``vocab``)."""
+    return {int(L): encode(eval_examples(task, L, n, seed), vocab, n_ctx=n_ctx) for L in lengths}
 
 
 def iter_minibatches(batch: Batch, size: int) -> Iterator[Batch]:

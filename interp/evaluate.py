@@ -46,7 +46,7 @@ from interp.data import Batch, eval_batches, iter_minibatches
 from interp.device import default_batch_size, model_device
 from interp.model import check_context
 from interp.tasks import get_task
-from interp.tokenizer import VOCAB
+from interp.text import vocab_for
 
 AUX_SOLVED = 0.05
 
@@ -147,18 +147,18 @@ def accuracy_table(
         Tidy frame with columns ``task, length, accuracy, n, logprob`` plus ``labels``.
     """
     model.eval()
-    dev = model_device(model)
+    vocab, dev = vocab_for(model), model_device(model)
     batch_size = batch_size or default_batch_size(dev)
     jobs = [(t, L) for t in tasks for L in (lengths[t] if isinstance(lengths, dict) else lengths)]
     rows = []
     for t, L in tqdm(jobs, desc="eval", disable=not progress, leave=False):
-        batch = next(iter(eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx).values()))
+        sets = eval_batches(t, [L], n_examples, seed, n_ctx=model.cfg.n_ctx, vocab=vocab)
         em, lp = [], []
-        for b in iter_minibatches(batch, batch_size):
+        for b in iter_minibatches(sets[int(L)], batch_size):
             b = b.to(dev)
             logits = answer_logits(model, b)
-            em.append(exact_match_from_logits(logits, b))
-            lp.append(answer_logprob_from_logits(logits, b))
+            em.append(exact_match_from_logits(logits, b).cpu())
+            lp.append(answer_logprob_from_logits(logits, b).cpu())
         em_t = torch.cat(em)
         rows.append(
             {
@@ -222,11 +222,12 @@ def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[
     with torch.no_grad():
         logits = model(sub.tokens)
     pred = logits[:, :-1].argmax(-1).cpu()
+    vocab = vocab_for(model)
     for i in range(len(sub)):
         p, s = int(sub.prompt_len[i]), int(sub.seq_len[i])
         out.append(
-            f"{VOCAB.to_text(sub.tokens[i, 1:p])} -> {VOCAB.to_text(pred[i, p - 1 : s - 1])}"
-            f"  (target {VOCAB.to_text(sub.tokens[i, p:s])})"
+            f"{vocab.to_text(sub.tokens[i, 1:p])} -> {vocab.to_text(pred[i, p - 1 : s - 1])}"
+            f"  (target {vocab.to_text(sub.tokens[i, p:s])})"
         )
     return out
 

@@ -117,6 +117,7 @@ from interp.errors import InterpError, unknown_choice
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
 from interp.model import check_context
 from interp.tasks import get_task
+from interp.text import vocab_for
 from interp.tokenizer import VOCAB
 
 METHODS: tuple[str, ...] = (
@@ -654,7 +655,8 @@ def task_batch(
     for L in lengths:
         t.check_length(L)
         check_context(model, t.max_tokens(int(L)), f"task {task!r} at length {L}")
-    sets = eval_batches(t, [int(L) for L in lengths], n_examples, seed, n_ctx=model.cfg.n_ctx)
+    vocab = vocab_for(model)
+    sets = eval_batches(t, [int(L) for L in lengths], n_examples, seed, model.cfg.n_ctx, vocab)
     return concat_batches(list(sets.values()))
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.errors import InterpError
@@ -54,6 +55,10 @@ class ModelConfig:
         d_vocab: vocabulary size (the shared vocabulary by default).
         rotary_base: RoPE base frequency.
         init_seed: seed for weight initialisation.
+        pretrained: a local Hugging Face Llama-family checkpoint directory to start from
+            (:mod:`interp.pretrained`); empty for a freshly initialised model. With it set, the
+            architecture fields above are read from the checkpoint's ``config.json`` (they are
+            kept in the run's config as a record and checked again at every load).
     """
 
     n_layers: int = 2
@@ -67,6 +72,7 @@ class ModelConfig:
     d_vocab: int = len(VOCAB)
     rotary_base: int = 10_000
     init_seed: int = 0
+    pretrained: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,9 +99,16 @@ class ModelConfig:
             raise InterpError(f"model config: mlp must be one of {MLPS}")
         if self.positional == "rope" and self.d_head % 2:
             raise InterpError("model config: RoPE needs an even d_head")
+        if not isinstance(self.pretrained, str):
+            raise InterpError("model config: pretrained must be a directory path (a string)")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        # Omitted when unset so that the config.json of every from-scratch run written before
+        # the field existed still equals its spec's dict (a resume compares the two exactly).
+        if not self.pretrained:
+            d.pop("pretrained")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -172,20 +185,58 @@ def _global_rng_preserved() -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
-    """Build a freshly initialised ``HookedTransformer`` for ``cfg``.
+def construct(
+    hcfg: HookedTransformerConfig,
+    state_dict: dict[str, Tensor] | None = None,
+) -> HookedTransformer:
+    """The one place a ``HookedTransformer`` is instantiated.
+
+    Args:
+        hcfg: TransformerLens's config (from :func:`hooked_config`, or converted from a
+            pretrained checkpoint by :mod:`interp.pretrained`).
+        state_dict: weights in TransformerLens's naming, loaded as they are (no layer-norm
+            folding or centring, so the model computes exactly what the source model did and
+            a fine-tuned state dict means the same thing as the original); ``None`` keeps the
+            fresh initialisation.
 
     Returns:
-        The model, with ``W_pos`` zeroed and frozen for ``nope``.
+        The model on ``hcfg.device``.
     """
-    cfg.validate()
     with warnings.catch_warnings(), _global_rng_preserved():
         # TransformerLens 3.9 emits a DeprecationWarning on every HookedTransformer construction
         # (pointing at 4.x's TransformerBridge). The package pins 3.x on purpose and builds
         # models in loops (sweeps, tests), so the warning is pure noise here; it is silenced
         # only around construction, leaving every other warning visible.
         warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(hooked_config(cfg, device), move_to_device=False)
+        model = HookedTransformer(hcfg, move_to_device=False)
+    if state_dict is not None:
+        model.load_and_process_state_dict(
+            state_dict,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
+        )
+    return model.to(hcfg.device, print_details=False)
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
+    """Build the ``HookedTransformer`` for ``cfg``: freshly initialised, or, with
+    ``cfg.pretrained`` set, loaded from that checkpoint directory (its tokenizer attached as
+    ``model.tokenizer``; see :mod:`interp.pretrained`).
+
+    Returns:
+        The model, with ``W_pos`` zeroed and frozen for ``nope``.
+    """
+    cfg.validate()
+    if cfg.pretrained:
+        from interp.pretrained import load_for_config
+
+        return load_for_config(cfg, device)
+    with _global_rng_preserved():  # HookedTransformerConfig(seed=...) seeds globally
+        hcfg = hooked_config(cfg, device)
+    model = construct(hcfg)
     if cfg.positional == "nope":
         with torch.no_grad():
             model.W_pos.zero_()

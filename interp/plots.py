@@ -35,7 +35,7 @@ from interp.errors import InterpError
 from interp.io import atomic_write
 from interp.model import check_context
 from interp.overlap import OVERLAP_COLUMNS, score_maps
-from interp.tokenizer import VOCAB
+from interp.text import vocab_for
 
 COLORS = qualitative.Plotly
 DIVERGING = "RdBu_r"
@@ -185,7 +185,7 @@ def attention_figure(
         _, cache = model.run_with_cache(row.tokens, names_filter=lambda n: n == name)
     n = int(row.seq_len[0])
     pat = cache[name][0, head, :n, :n].double().numpy()
-    toks = VOCAB.decode(row.tokens[0, :n])
+    toks = vocab_for(model).decode(row.tokens[0, :n])
     labels = [f"{i}:{t}" for i, t in enumerate(toks)]
     fig = go.Figure(
         go.Heatmap(

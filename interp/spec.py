@@ -35,6 +35,13 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     every = 500
     examples = 128
 
+To fine-tune a pretrained checkpoint instead (:mod:`interp.pretrained`), ``[model]`` names its
+local directory and nothing else but, optionally, ``n_ctx``; the architecture fields are read
+from the checkpoint and recorded::
+
+    [model]
+    pretrained = "checkpoints/smollm2-360m/step-160000"
+
 A spec round-trips through :meth:`TrainSpec.to_dict` / :meth:`TrainSpec.from_dict`; the run
 directory keeps the resolved dict as ``config.json``, and a resume must match it exactly.
 """
@@ -340,9 +347,12 @@ class TrainSpec:
         model_d = dict(d.get("model") or {})
         if not isinstance(model_d, dict):
             raise InterpError("spec: [model] must be a table")
-        preset = model_d.pop("preset", None)
-        base = load_preset(preset) if preset else {}
-        merged = {**base, **model_d}
+        if model_d.get("pretrained"):
+            merged = _pretrained_model(model_d)
+        else:
+            preset = model_d.pop("preset", None)
+            base = load_preset(preset) if preset else {}
+            merged = {**base, **model_d}
         merged.setdefault("init_seed", seed)
         spec = cls(
             name=str(d["name"]),
@@ -355,15 +365,19 @@ class TrainSpec:
             seed=seed,
             group=str(d.get("group", "")),
         )
-        needed = spec.context_needed()
-        if "n_ctx" not in merged:
-            spec.model.n_ctx = needed
-        elif merged["n_ctx"] < needed:
-            raise InterpError(
-                f"spec: model n_ctx={merged['n_ctx']} is too small for evaluation up to length "
-                f"{ev.max_length}, which needs {needed} tokens; "
-                "raise n_ctx or lower eval.max_length"
-            )
+        if not spec.model.pretrained:
+            # A pretrained model keeps its checkpoint's context instead: how many tokens a
+            # symbol takes is known only to its tokenizer, so encode() refuses an over-long
+            # example when it meets one.
+            needed = spec.context_needed()
+            if "n_ctx" not in merged:
+                spec.model.n_ctx = needed
+            elif merged["n_ctx"] < needed:
+                raise InterpError(
+                    f"spec: model n_ctx={merged['n_ctx']} is too small for evaluation up to "
+                    f"length {ev.max_length}, which needs {needed} tokens; "
+                    "raise n_ctx or lower eval.max_length"
+                )
         if spec.train.steps < 1 or spec.train.batch_size < 1:
             raise InterpError("spec: train.steps and train.batch_size must be positive")
         _check_execution(spec)
@@ -396,6 +410,36 @@ def _check_execution(spec: TrainSpec) -> None:
         raise InterpError(f"spec: [train] {e}") from None
     if spec.eval.batch_size < 0:
         raise InterpError("spec: [eval] batch_size must be 0 (device default) or positive")
+
+
+def _pretrained_model(model_d: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``[model] pretrained = "DIR"``: the architecture comes from the checkpoint.
+
+    A run's own ``config.json`` records every field; it is taken as it is (the model factory
+    checks the directory still matches at every load). A user's spec may set only ``n_ctx``
+    and ``init_seed`` beside ``pretrained``: anything else would contradict the checkpoint.
+    """
+    path = model_d["pretrained"]
+    if not isinstance(path, str):
+        raise InterpError("spec: [model] pretrained must be a directory path (a string)")
+    known = {f.name for f in fields(ModelConfig)}
+    if known <= set(model_d):
+        return dict(model_d)
+    extra = sorted(set(model_d) - {"pretrained", "n_ctx", "init_seed"})
+    if extra:
+        raise InterpError(
+            f"spec: [model] with pretrained takes only n_ctx beside it (the architecture is the "
+            f"checkpoint's), got {extra}"
+        )
+    n_ctx = model_d.get("n_ctx")
+    if n_ctx is not None and (not is_int(n_ctx) or n_ctx < 1):
+        raise InterpError(f"spec: [model] n_ctx must be a positive integer, got {n_ctx!r}")
+    from interp.pretrained import model_config_dict
+
+    out = model_config_dict(path, n_ctx=n_ctx)
+    if "init_seed" in model_d:
+        out["init_seed"] = model_d["init_seed"]
+    return out
 
 
 def load_spec(path: str | Path) -> TrainSpec:

@@ -48,6 +48,7 @@ from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
 from interp.model import build_model, check_context
 from interp.spec import TrainSpec, run_identity
+from interp.text import vocab_for
 
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
@@ -168,7 +169,12 @@ def _train(
         write_json(cfg_path, spec.to_dict())
 
     sampler = MixtureSampler(
-        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+        spec.tasks,
+        spec.train.batch_size,
+        spec.seed,
+        spec.train.n_buckets,
+        n_ctx=spec.model.n_ctx,
+        vocab=vocab_for(model),
     )
     save_steps = set(spec.train.save_steps())
     total = spec.train.steps

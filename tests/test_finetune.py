@@ -1,0 +1,217 @@
+"""interp.finetune: fine-tuning pretrained checkpoints, and the paper's experiment on them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from interp.data import eval_batches
+from interp.errors import InterpError
+from interp.evaluate import exact_match, greedy_decode
+from interp.finetune import expand, extrapolation_gap
+from interp.heads import score_heads
+from interp.spec import TrainSpec
+from interp.text import vocab_for
+from interp.train import answer_loss, train
+
+pytest.importorskip("transformers")
+
+
+def _run(path, steps: int = 40, aux: bool = False) -> dict:
+    tasks = [{"name": "reverse_add", "lengths": [1, 2]}]
+    if aux:
+        tasks.append({"name": "no_carry", "lengths": [1, 3]})
+    return {
+        "name": "ft",
+        "main": "reverse_add",
+        "seed": 0,
+        "tasks": tasks,
+        "model": {"pretrained": str(path)},
+        "optim": {"lr": 1e-2, "warmup_steps": 5, "weight_decay": 0.0},
+        "train": {"steps": steps, "batch_size": 16, "n_buckets": 2, "checkpoint_every": steps},
+        "eval": {"max_length": 3, "examples": 8, "final_examples": 16},
+    }
+
+
+def _eval_loss(model, spec: TrainSpec) -> float:
+    vocab = vocab_for(model)
+    batch = eval_batches("reverse_add", [1, 2], 32, seed=5, n_ctx=model.cfg.n_ctx, vocab=vocab)
+    with torch.no_grad():
+        return float(np.mean([answer_loss(model(b.tokens), b).item() for b in batch.values()]))
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_llama, tmp_path_factory):
+    from interp.pretrained import load
+
+    path, _ = tiny_llama
+    spec = TrainSpec.from_dict(_run(path, aux=True))
+    before = _eval_loss(load(path)[0], spec)
+    run_dir = tmp_path_factory.mktemp("ft") / "run"
+    model = train(spec, run_dir, progress=False)
+    return run_dir, spec, model, before
+
+
+def test_a_few_steps_lower_the_answer_loss(finetuned):
+    _, spec, model, before = finetuned
+    after = _eval_loss(model, spec)
+    print(f"answer loss before {before:.3f}, after {after:.3f}")
+    assert after < 0.8 * before, (before, after)
+
+
+def test_exact_match_equals_greedy_decoding(finetuned):
+    _, _, model, _ = finetuned
+    batch = eval_batches("reverse_add", [2], 16, n_ctx=model.cfg.n_ctx, vocab=vocab_for(model))[2]
+    assert torch.equal(exact_match(model, batch), greedy_decode(model, batch))
+
+
+@pytest.mark.parametrize("method", ["mean_ablation", "activation_patching"])
+def test_head_scoring_runs(finetuned, method):
+    _, _, model, _ = finetuned
+    df = score_heads(model, "reverse_add", method, "logprob", lengths=[2], n_examples=16)
+    assert len(df) == model.cfg.n_layers * model.cfg.n_heads
+    assert np.isfinite(df["score"]).all() and (df["score"].abs() > 0).any()
+
+
+def test_run_directory_tools_reload_the_finetuned_model(finetuned):
+    from interp.pipeline import overlap_run, score_run
+    from interp.runs import load_run
+
+    run_dir, spec, model, _ = finetuned
+    loaded = load_run(run_dir)
+    x = torch.tensor([[1, 14, 17, 17, 73, 5, 6]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), model(x), atol=1e-5)
+    assert loaded.model.tokenizer is not None
+    scores = score_run(run_dir, tasks=["reverse_add"], lengths=[1, 2], n_examples=8)
+    assert set(scores["task"]) == {"reverse_add"}
+    ov = overlap_run(run_dir, k=2, n_examples=8)
+    assert len(ov) and {"reverse_add", "no_carry"} <= set(ov["task_a"]) | set(ov["task_b"])
+
+
+def test_extrapolation_gap():
+    acc = pd.DataFrame({"task": "t", "length": [1, 2, 3, 4], "accuracy": [1.0, 0.8, 0.45, 0.0]})
+    # acc_in = 0.9; beyond: (0.9 - 0.45) / 0.9 = 0.5 and 1.0
+    assert extrapolation_gap(acc, "t", 2, 4) == pytest.approx(0.75)
+    acc["accuracy"] = [0.0, 0.02, 0.0, 0.0]
+    assert np.isnan(extrapolation_gap(acc, "t", 2, 4))
+
+
+def _experiment(paths, steps=None, **over) -> dict:
+    d = {k: v for k, v in _run(paths[0], steps=6).items() if k != "model"}
+    d.update(name="exp", checkpoints=[str(p) for p in paths], **over)
+    if steps is not None:
+        d["pretraining_steps"] = steps
+    return d
+
+
+def test_expand_validates_every_checkpoint_first(tiny_llama, tmp_path):
+    path, _ = tiny_llama
+    cells = expand(_experiment([path, path], steps=[10, 20]))
+    assert [c.label for c in cells] == ["step10", "step20"]
+    assert all(c.spec.model.pretrained == str(path) for c in cells)
+    with pytest.raises(InterpError, match="run name"):
+        expand(_experiment([path, path]))
+    with pytest.raises(InterpError, match="one non-negative integer per checkpoint"):
+        expand(_experiment([path, path], steps=[10]))
+    with pytest.raises(InterpError, match="may set only n_ctx"):
+        expand(_experiment([path], model={"d_model": 8}))
+    with pytest.raises(InterpError, match="not found"):
+        expand(_experiment([path, tmp_path / "missing"], steps=[1, 2]))
+
+
+def test_experiment_end_to_end_cli(tiny_llama, tmp_path, capsys):
+    from conftest import make_tiny_llama
+
+    from interp.cli import main
+
+    first, _ = tiny_llama
+    second = tmp_path / "later" / "tiny_llama"
+    make_tiny_llama(second, seed=1)
+    spec = tmp_path / "exp.json"
+    spec.write_text(json.dumps(_experiment([first, second], steps=[100, 200])))
+    out = tmp_path / "out"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "step100: reverse_add (fine-tuned <= 2) accuracy by length 1:" in printed
+    acc = pd.read_parquet(out / "accuracy.parquet")
+    gap = pd.read_parquet(out / "gap.parquet")
+    assert sorted(set(acc["checkpoint"])) == ["step100", "step200"]
+    assert set(acc["length"]) == {1, 2, 3} and (acc["n"] == 16).all()
+    assert (
+        acc[acc["length"] <= 2]["in_train"].all() and not acc[acc["length"] == 3]["in_train"].any()
+    )
+    assert list(gap["pretraining_step"]) == [100, 200] and set(gap["gap_kind"]) == {
+        "in_distribution"
+    }
+    assert (out / "pretrained.html").stat().st_size > 100_000  # plotly.js embedded
+    for label in ("step100", "step200"):
+        assert (out / "runs" / label / "DONE").is_file()
+    # A second invocation reuses the finished runs and reproduces the tables.
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "accuracy.parquet"), acc)
+
+
+def test_finetune_refuses_a_scratch_run_spec(tmp_path, capsys):
+    from interp.cli import main
+
+    d = _run("x")
+    d["model"] = {"preset": "tiny"}
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(d))
+    assert main(["finetune", str(spec), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "fine-tunes nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["tpu9", "cuda:0"])
+def test_finetune_refuses_an_unusable_device(device, tmp_path, capsys):
+    from interp.cli import main
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "o"
+    assert main(["finetune", "missing.toml", "--out", str(out), "--device", device]) == 2
+    assert "device" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["pretrained_smollm_reverse_add.toml", "pretrained_smollm_shortest_path.toml"]
+)
+def test_shipped_experiment_specs_resolve(name, tiny_llama):
+    import tomllib
+    from pathlib import Path
+
+    d = tomllib.loads((Path(__file__).parent.parent / "analyses" / name).read_text())
+    assert len(d["checkpoints"]) == 16 and d["pretraining_steps"][-1] == 2_560_000
+    d["checkpoints"] = [str(tiny_llama[0])] * 16  # the real ones are downloaded by users
+    cells = expand(d)
+    assert len({c.spec.train.steps for c in cells}) == 1  # the same budget for each
+
+
+def test_analyze_and_attention_figure_on_a_finetuned_run(finetuned):
+    from interp.pipeline import analyze_run
+    from interp.plots import attention_figure
+
+    run_dir, _, model, _ = finetuned
+    tables = analyze_run(run_dir, n_examples=8, k=2, progress=False)
+    assert set(tables["accuracy"]["task"]) == {"reverse_add", "no_carry"}
+    assert len(tables["scores"]) and len(tables["overlap"])
+    batch = eval_batches("reverse_add", [2], 2, n_ctx=model.cfg.n_ctx, vocab=vocab_for(model))[2]
+    fig = attention_figure(model, batch, 1, 0)
+    labels = [c[0] for c in fig.data[0].customdata[:, 0]]
+    assert labels[0] == "0:<s>" and labels[1:5] == ["1:a", "2:d", "3:d", "4::"]
+
+
+def test_finetune_one_run_spec_cli(tiny_llama, tmp_path, capsys):
+    from interp.cli import main
+
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps(_run(tiny_llama[0], steps=4)))
+    out = tmp_path / "run"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert "ft: reverse_add (fine-tuned <= 2) accuracy by length 1:" in capsys.readouterr().out
+    assert (out / "DONE").is_file() and (out / "eval" / "step_000004.parquet").is_file()
