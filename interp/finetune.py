@@ -62,7 +62,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 from transformer_lens import HookedTransformer
@@ -340,15 +339,11 @@ def summary_lines(accuracy: pd.DataFrame, gap: pd.DataFrame) -> list[str]:
 
 
 def check_device(device: str) -> None:
-    """Refuse a device torch does not know or cannot reach, before anything is written."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InterpError(f"unknown device {device!r}; use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InterpError(f"--device {device}: torch sees no CUDA GPU here (a CPU-only build?)")
-    if dev.type not in ("cpu", "cuda"):
-        raise InterpError(f"device {device!r} is not supported; use cpu or cuda")
+    """Refuse a device this machine does not have, before anything is written (the one
+    device parser, :func:`interp.device.resolve_device`, gives the message)."""
+    from interp.device import resolve_device
+
+    resolve_device(device)
 
 
 def finetune(
