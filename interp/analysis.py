@@ -249,7 +249,8 @@ def run_level_tables(
         the pre-declared primary combination), ``within_runs`` (each run's post-convergence
         summary, no test) and ``within`` (the sign-flip test across runs).
     """
-    from interp.between import PRIMARY, between_table, prepare, related_vs_control, run_table
+    from interp.between import PRIMARY, between_table, prepare, related_vs_control
+    from interp.run_table import run_table
     from interp.within import combine, convergence, per_run
 
     out: dict[str, pd.DataFrame] = {}
@@ -336,7 +337,7 @@ def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 
 def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     """One row per run (its residual-on-sharedness slope) and the sign-flip test across runs of
     each kind (:func:`interp.within.combine`): columns of ``combine`` plus ``view``."""
-    from interp.between import is_control
+    from interp.run_table import is_control
     from interp.within import combine
 
     per = sets.groupby("run", sort=True)["slope"].first().rename("value").reset_index()

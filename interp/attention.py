@@ -47,9 +47,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from interp.data import Batch, iter_minibatches
+from interp.data import Batch, iter_minibatches, task_batch
 from interp.errors import InterpError, unknown_choice
-from interp.heads import task_batch
 from interp.model import check_context
 from interp.text import vocab_for
 

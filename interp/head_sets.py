@@ -44,10 +44,10 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from interp.data import Batch
+from interp.ablation import reference_mean
+from interp.data import Batch, layout_groups, repeat_batch, row_chunks, task_batch
 from interp.errors import InterpError
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
-from interp.heads import _chunks, _repeat, layout_groups, reference_mean
 
 Head = tuple[int, int]
 
@@ -132,7 +132,7 @@ def ablate_sets(
                 lp[idx[:, None], rows[None]] = clean_lp[rows]
                 continue
             x0 = cache[get_act_name("resid_pre", low)]
-            for c in _chunks(len(idx), per_pass):
+            for c in row_chunks(len(idx), per_pass):
                 sel = idx[c]
                 S = len(sel)
                 hooks = [
@@ -142,7 +142,7 @@ def ablate_sets(
                 ]
                 x = x0.repeat(S, 1, 1)
                 out = model.run_with_hooks(x, start_at_layer=low, fwd_hooks=hooks)
-                rep = _repeat(sub, S)
+                rep = repeat_batch(sub, S)
                 em[sel[:, None], rows[None]] = exact_match_from_logits(out, rep).view(S, b)
                 lp[sel[:, None], rows[None]] = (
                     answer_logprob_from_logits(out, rep).float().view(S, b)
@@ -241,7 +241,7 @@ def causal_sets(
         ``residual``), and ``{"slope": ..., "n_sets": ..., "clean_id": ..., "clean_t": ...}``.
     """
     from interp.causal import MEASURE_SEED_OFFSET, _range_lengths, shared_head_ranking
-    from interp.heads import score_heads, task_batch
+    from interp.heads import score_heads
 
     aux = [aux] if isinstance(aux, str) else list(aux)
     id_L = _range_lengths(main, main_range, "main_range")

@@ -22,8 +22,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("data and the model factory", {"data", "construct", "pretrained", "model"}),
     ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs"}),
     ("training and measurements on one model", {
-        "train", "evaluate", "heads", "attention", "causal", "head_sets", "overlap", "metrics",
-        "transfer", "between", "within",
+        "train", "evaluate", "hooks", "ablation", "patching", "heads", "attention", "causal",
+        "head_sets", "overlap", "metrics", "transfer", "permutation", "run_table", "between",
+        "within",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "zoo_card", "zoo",
                                      "family"}),
