@@ -34,12 +34,12 @@ ABLATIONS: tuple[str, ...] = ("mean", "zero")
 
 
 def accumulate_z(
-    acc: tuple[Tensor, Tensor] | None,
-    cache: dict[str, Tensor],
+    acc: tuple[Float[Tensor, "layer pos head d_head"], Float[Tensor, " pos"]] | None,
+    cache: dict[str, Float[Tensor, "b ..."]],
     sub: Batch,
     width: int,
     n_layers: int,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Float[Tensor, "layer pos head d_head"], Float[Tensor, " pos"]]:
     """Add one chunk's masked ``z`` sums (over real positions) to ``acc = (total, count)``."""
     z = torch.stack([cache[get_act_name("z", layer)] for layer in range(n_layers)])
     pos = torch.arange(sub.n_pos, device=z.device)
@@ -55,7 +55,10 @@ def accumulate_z(
     return acc
 
 
-def finish_mean(acc: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def finish_mean(
+    acc: tuple[Float[Tensor, "layer pos head d_head"], Float[Tensor, " pos"]],
+) -> tuple[Float[Tensor, "layer pos head d_head"], Float[Tensor, " pos"]]:
+    """The per-position means of :func:`accumulate_z`'s sums, and the row count behind each."""
     total, count = acc
     return total / count.clamp_min(1).to(total.dtype)[None, :, None, None], count
 
@@ -187,8 +190,10 @@ def ablate_heads(
 
 def _set_heads_hook(
     idx: Tensor, mean: Float[Tensor, "pos head d_head"] | None
-) -> Callable[[Tensor, HookPoint], Tensor]:
-    def hook(z: Tensor, hook: HookPoint) -> Tensor:
+) -> Callable[[Float[Tensor, "b pos head d_head"], HookPoint], Float[Tensor, "b pos head d_head"]]:
+    def hook(
+        z: Float[Tensor, "b pos head d_head"], hook: HookPoint
+    ) -> Float[Tensor, "b pos head d_head"]:
         z = z.clone()
         i = idx.to(z.device)
         if mean is None:

@@ -191,7 +191,7 @@ def _patterns_for(
     seed: int,
     alignment: str,
     batch_size: int,
-) -> dict[int | None, tuple[Tensor, Tensor]]:
+) -> dict[int | None, tuple[Float[Tensor, "layer head query key"], Float[Tensor, " query"]]]:
     """Aligned patterns keyed by length (task name) or by ``None`` (a whole Batch)."""
     if isinstance(task_or_batch, Batch):
         return {None: aligned_attention(model, task_or_batch, alignment, batch_size)}

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
 from interp.ablation import ablate_heads
@@ -212,7 +213,8 @@ def _ablate(
     heads: Sequence[Head],
     method: str,
     batch_size: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Float[np.ndarray, " batch"], Float[np.ndarray, " batch"]]:
+    """Per-example exact match and answer log-probability with ``heads`` ablated together."""
     em, lp = ablate_heads(model, batch, list(heads), method=method, batch_size=batch_size)
     return em.numpy().astype(np.float64), lp.numpy().astype(np.float64)
 

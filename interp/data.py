@@ -83,7 +83,7 @@ class Batch:
             self.tasks,
         )
 
-    def select(self, idx: Sequence[int] | Tensor) -> Batch:
+    def select(self, idx: Sequence[int] | Int[Tensor, " rows"]) -> Batch:
         """Sub-batch of the given rows, trimmed of all-padding columns."""
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         seq_len = self.seq_len[idx_t]
@@ -345,7 +345,7 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
         raise InterpError("cannot concatenate an empty list of batches")
     width = max(b.n_pos for b in batches)
 
-    def pad(t: Tensor, value: int | bool) -> Tensor:
+    def pad(t: Int[Tensor, "b pos"] | Bool[Tensor, "b pos"], value: int | bool) -> Tensor:
         return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
 
     return Batch(

@@ -33,7 +33,7 @@ answer positions are unembedded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -70,8 +70,15 @@ def _masks(
     return m
 
 
-def _mask_hook(mask: Bool[Tensor, "set head"], mean: Float[Tensor, "pos head d_head"], b: int):
-    def hook(z: Tensor, hook: object) -> Tensor:
+def _mask_hook(
+    mask: Bool[Tensor, "set head"], mean: Float[Tensor, "pos head d_head"], b: int
+) -> Callable[[Float[Tensor, "rb pos head d_head"], object], Float[Tensor, "rb pos head d_head"]]:
+    """Hook on one layer's ``hook_z`` for a batch of ``b`` rows stacked once per set: set ``i``'s
+    replica gets the heads in ``mask[i]`` replaced by their reference means."""
+
+    def hook(
+        z: Float[Tensor, "rb pos head d_head"], hook: object
+    ) -> Float[Tensor, "rb pos head d_head"]:
         S = mask.shape[0]
         zz = z.view(S, b, *z.shape[1:])
         m = mask[:, None, None, :, None]

@@ -76,7 +76,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -168,7 +168,7 @@ def _fast_sweep(
     sub: Batch,
     mid: dict[int, Float[Tensor, "b pos d_model"]],
     z: dict[int, Float[Tensor, "b pos head d_head"]],
-    replacement: Callable[[int], Tensor | None],
+    replacement: Callable[[int], Float[Tensor, "#b pos head d_head"] | None],
     metric: str,
 ) -> Float[Tensor, "layer head b"]:
     """Same result as :func:`interp.hooks.layer_sweep`, computing only what the replaced head
@@ -215,8 +215,8 @@ def _fast_sweep(
 def _sweep(
     model: HookedTransformer,
     sub: Batch,
-    cache: dict[str, Tensor],
-    replacement: Callable[[int], Tensor | None],
+    cache: dict[str, Float[Tensor, "b ..."]],
+    replacement: Callable[[int], Float[Tensor, "#b pos head d_head"] | None],
     metric: str,
 ) -> Float[Tensor, "layer head b"]:
     """Metric per (layer, head, row) with one head replaced, by the fast path when supported."""
@@ -250,13 +250,13 @@ def _ablation_group(
     model: HookedTransformer,
     batch: Batch,
     key: GroupKey,
-    chunks: list[Tensor],
+    chunks: list[Int[Tensor, " rows"]],
     method: str,
     reference: Batch | None,
     metric: str,
     batch_size: int,
-    per_ex: Tensor,
-    clean_v: Tensor,
+    per_ex: Float[Tensor, "layer head batch"],
+    clean_v: Float[Tensor, " batch"],
     bar: tqdm,
 ) -> None:
     """Mean or zero ablation of every head for one layout group, written into ``per_ex``."""
@@ -264,8 +264,8 @@ def _ablation_group(
     names = _sweep_names(model)
     rows_all = torch.cat(chunks)
     width = int(batch.seq_len[rows_all].max())
-    stored: dict[int, tuple[Tensor, dict[str, Tensor]]] = {}
-    mean: Tensor | None = None
+    stored: dict[int, tuple[Float[Tensor, " rows"], dict[str, Float[Tensor, "rows ..."]]]] = {}
+    mean: Float[Tensor, "layer pos head d_head"] | None = None
     if method == "mean_ablation":
         need = width - 1
         cache_bytes = 2 * n_layers * len(rows_all) * width * model.cfg.d_model * 4

@@ -58,12 +58,14 @@ def cached_run(
 
 
 def replica_hook(
-    n_heads: int, replacement: Tensor | None
+    n_heads: int, replacement: Float[Tensor, "#b pos head d_head"] | None
 ) -> Callable[[Float[Tensor, "rb pos head d_head"], HookPoint], Tensor]:
     """Hook on ``hook_z`` of a batch stacked ``n_heads`` times: replica ``h`` gets head ``h``
     replaced by ``replacement`` (broadcastable to ``[b, pos, head, d_head]``; None = zero)."""
 
-    def hook(z: Tensor, hook: HookPoint) -> Tensor:
+    def hook(
+        z: Float[Tensor, "rb pos head d_head"], hook: HookPoint
+    ) -> Float[Tensor, "rb pos head d_head"]:
         rb, pos, nh, dh = z.shape
         z = z.view(n_heads, rb // n_heads, pos, nh, dh)
         eye = torch.eye(n_heads, dtype=torch.bool, device=z.device).view(n_heads, 1, 1, nh, 1)
@@ -81,7 +83,7 @@ def layer_sweep(
     model: HookedTransformer,
     sub: Batch,
     resid: dict[int, Float[Tensor, "b pos d_model"]],
-    replacement: Callable[[int], Tensor | None],
+    replacement: Callable[[int], Float[Tensor, "#b pos head d_head"] | None],
     metric: str,
 ) -> Float[Tensor, "layer head b"]:
     """Metric per (layer, head, row) with head ``(layer, h)`` replaced, from cached residuals.

@@ -109,9 +109,11 @@ def attribution_scores(
     names = z_names(n_layers)
     with torch.no_grad():
         clean_logits, clean_cache = cached_run(model, clean, names)
-    zs: dict[int, Tensor] = {}
+    zs: dict[int, Float[Tensor, "b pos head d_head"]] = {}
 
-    def keep(z: Tensor, hook: HookPoint) -> Tensor:
+    def keep(
+        z: Float[Tensor, "b pos head d_head"], hook: HookPoint
+    ) -> Float[Tensor, "b pos head d_head"]:
         if not z.requires_grad:
             # Parameters may be frozen; a leaf here still lets later layers' z carry gradients.
             z = z.detach().requires_grad_(True)
