@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.construct import construct, global_rng_preserved
 from interp.errors import InterpError
+from interp.resources import presets_dir
 from interp.tokenizer import VOCAB
 
 __all__ = ["ModelConfig", "build_model", "check_context", "construct", "hooked_config"]
@@ -35,7 +35,8 @@ __all__ = ["ModelConfig", "build_model", "check_context", "construct", "hooked_c
 POSITIONAL = ("rope", "nope", "learned")
 NORMS = ("rms", "ln")
 MLPS = ("gated_silu", "gelu")
-PRESET_DIR = Path(__file__).resolve().parent.parent / "models" / "presets"
+PRESET_DIR = presets_dir()
+"""Where presets are read (``models/presets``; see :mod:`interp.resources`)."""
 
 
 @dataclass

@@ -54,13 +54,15 @@ from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
 from interp.model import ModelConfig
+from interp.resources import zoo_dir
 from interp.rundir import DONE, RunDir, ZooEntryDir
 from interp.runs import load_run
 from interp.spec import TrainSpec
 from interp.zoo_card import describe, range_mean, render_card
 
-ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
-"""Default zoo root: ``models/zoo`` of the repository."""
+ZOO_DIR = zoo_dir()
+"""Default zoo root: ``models/zoo`` of the repository, or its copy in an installed package
+(:mod:`interp.resources`)."""
 SPEC_DIR = ZOO_DIR / "specs"
 """Where the specs that produce the entries live (``models/zoo/specs/<name>.toml``)."""
 
