@@ -39,12 +39,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError
-from interp.io import write_parquet
 from interp.pipeline import accuracy_over_checkpoints, analyze_run
-from interp.runs import load_run, read_run_spec, run_checkpoints
+from interp.rundir import RunDir, SweepDir, open_dir
+from interp.runs import load_run, read_run_spec
 
 SCALES = ("cpu", "paper")
-ANALYSIS_DIR = "analysis"
 
 
 @dataclass
@@ -119,13 +118,6 @@ def load_analysis_spec(
     return d, cfg
 
 
-def _read_cells(sweep_dir: Path) -> pd.DataFrame:
-    p = sweep_dir / "cells.parquet"
-    if not p.is_file():
-        raise InterpError(f"{sweep_dir} is not a sweep directory (no cells.parquet)")
-    return pd.read_parquet(p)
-
-
 def analyze_sweep(
     sweep_dir: str | Path,
     cfg: AnalysisConfig | None = None,
@@ -145,15 +137,16 @@ def analyze_sweep(
     from interp.transfer import transfer_correlations, transfer_table
 
     cfg = cfg or AnalysisConfig()
-    sweep_dir = Path(sweep_dir)
-    cells = _read_cells(sweep_dir)
+    sweep = SweepDir(sweep_dir)
+    cells = sweep.cells()
     frames: dict[str, list[pd.DataFrame]] = {
         k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal", "causal_sets")
     }
     analyzed = []
     for row in tqdm(list(cells.itertuples(index=False)), desc="analyze runs", disable=not progress):
-        run_dir = sweep_dir / "runs" / row.run
-        steps = run_checkpoints(run_dir) if (run_dir / "config.json").is_file() else []
+        rd = sweep.run(row.run)
+        run_dir = rd.path
+        steps = rd.checkpoints() if rd.is_run() else []
         analyzed.append(bool(steps))
         if not steps:
             continue
@@ -208,16 +201,34 @@ def analyze_sweep(
         tables["correlations"] = transfer_correlations(table, n_boot=1000, n_perm=1000)
         id_lengths = {}
         for row in meta.itertuples(index=False):
-            run_dir = sweep_dir / "runs" / row.run
-            if (run_dir / "config.json").is_file():
-                id_lengths[row.run] = unseen_lengths(read_run_spec(run_dir))
+            rd = sweep.run(row.run)
+            if rd.is_run():
+                id_lengths[row.run] = unseen_lengths(rd.spec())
         tables.update(run_level_tables(ov, tables["accuracy"], meta, id_lengths))
     if "causal_sets" in tables and "slope" in tables["causal_sets"].columns:
         tables["causal_slopes"] = causal_slopes(tables["causal_sets"], meta)
-    out_dir = sweep_dir / ANALYSIS_DIR
     for name, df in tables.items():
-        write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
+        sweep.write_table(name, df.reset_index(drop=True))
     return tables
+
+
+def ensure_analyzed(path: str | Path, progress: bool = True) -> bool:
+    """Analyse a sweep or run directory unless its tables exist (what ``interp report`` does).
+
+    Returns:
+        Whether the analysis ran.
+
+    Raises:
+        InterpError: if ``path`` is neither a run nor a sweep directory.
+    """
+    d = open_dir(path)
+    if d.has_analysis():
+        return False
+    if isinstance(d, RunDir):
+        analyze_run(d.path, progress=progress)
+    else:
+        analyze_sweep(d.path, progress=progress)
+    return True
 
 
 def run_level_tables(
@@ -238,7 +249,8 @@ def run_level_tables(
         the pre-declared primary combination), ``within_runs`` (each run's post-convergence
         summary, no test) and ``within`` (the sign-flip test across runs).
     """
-    from interp.between import PRIMARY, between_table, prepare, related_vs_control, run_table
+    from interp.between import PRIMARY, between_table, prepare, related_vs_control
+    from interp.run_table import run_table
     from interp.within import combine, convergence, per_run
 
     out: dict[str, pd.DataFrame] = {}
@@ -276,7 +288,7 @@ def causal_for_run(
     aux_max = max(spec.train_range(a)[1] for a in spec.aux)
     if aux_max <= main_max:
         return pd.DataFrame()
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, device=device, spec=spec)
     sc = None
     if scores is not None and len(scores):
         sc = scores[
@@ -314,7 +326,7 @@ def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 
     aux_max = max(spec.train_range(a)[1] for a in spec.aux)
     if aux_max <= main_max:
         return pd.DataFrame()
-    run = load_run(run_dir)
+    run = load_run(run_dir, spec=spec)
     df, summary = causal_sets(
         run.model, spec.main, spec.aux, (lo, main_max), (main_max + 1, aux_max),
         n_examples=cfg.n_examples, seed=spec.eval.seed, max_size=max_size,
@@ -325,7 +337,7 @@ def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 
 def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     """One row per run (its residual-on-sharedness slope) and the sign-flip test across runs of
     each kind (:func:`interp.within.combine`): columns of ``combine`` plus ``view``."""
-    from interp.between import is_control
+    from interp.run_table import is_control
     from interp.within import combine
 
     per = sets.groupby("run", sort=True)["slope"].first().rename("value").reset_index()

@@ -47,10 +47,10 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from interp.data import Batch, iter_minibatches
+from interp.data import Batch, iter_minibatches, task_batch
 from interp.errors import InterpError, unknown_choice
-from interp.heads import task_batch
 from interp.model import check_context
+from interp.text import vocab_for
 
 ALIGNMENTS: tuple[str, ...] = ("relative", "absolute")
 REDUCTIONS: tuple[str, ...] = ("none", "mean")
@@ -191,7 +191,7 @@ def _patterns_for(
     seed: int,
     alignment: str,
     batch_size: int,
-) -> dict[int | None, tuple[Tensor, Tensor]]:
+) -> dict[int | None, tuple[Float[Tensor, "layer head query key"], Float[Tensor, " query"]]]:
     """Aligned patterns keyed by length (task name) or by ``None`` (a whole Batch)."""
     if isinstance(task_or_batch, Batch):
         return {None: aligned_attention(model, task_or_batch, alignment, batch_size)}
@@ -206,6 +206,61 @@ def _patterns_for(
 
 def _name(x: str | Batch) -> str:
     return x if isinstance(x, str) else "+".join(dict.fromkeys(x.tasks))
+
+
+PATTERN_COLUMNS = [
+    "task", "length", "prompt_len", "layer", "head", "query", "key", "query_token", "key_token",
+    "attention",
+]  # fmt: skip
+
+
+def head_pattern(
+    model: HookedTransformer, batch: Batch, layer: int, head: int, example: int = 0
+) -> pd.DataFrame:
+    """One head's attention pattern on one example, as a table (what
+    :func:`interp.plots.pattern_figure` draws).
+
+    Only the example's real tokens are kept (padding is cut).
+
+    Returns:
+        One row per ``(query, key)`` cell: ``task, length, prompt_len, layer, head, query, key,
+        query_token, key_token, attention`` (tokens decoded with the model's vocabulary).
+
+    Raises:
+        InterpError: a head outside the model, an example outside the batch, or an example
+            longer than the model's context.
+    """
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise InterpError(
+            f"head ({layer}, {head}) is outside the model's {n_layers} layers x {n_heads} heads"
+        )
+    if not 0 <= example < len(batch):
+        raise InterpError(f"example {example} is outside the batch of {len(batch)} rows")
+    row = batch.select([example])
+    check_context(model, row.n_pos, "the example")
+    name = get_act_name("pattern", layer)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(row.tokens, names_filter=lambda n: n == name)
+    n = int(row.seq_len[0])
+    pat: Float[Tensor, "query key"] = cache[name][0, head, :n, :n].double().cpu()
+    toks = vocab_for(model).decode(row.tokens[0, :n])
+    q = torch.arange(n).repeat_interleave(n).numpy()
+    k = torch.arange(n).repeat(n).numpy()
+    return pd.DataFrame(
+        {
+            "task": row.tasks[0],
+            "length": int(row.lengths[0]),
+            "prompt_len": int(row.prompt_len[0]),
+            "layer": layer,
+            "head": head,
+            "query": q,
+            "key": k,
+            "query_token": [toks[i] for i in q],
+            "key_token": [toks[i] for i in k],
+            "attention": pat.flatten().numpy(),
+        }
+    )[PATTERN_COLUMNS]
 
 
 def attention_table(

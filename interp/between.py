@@ -72,14 +72,34 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
+from interp.permutation import (
+    SCHEMES,
+    design,
+    n_within_permutations,
+    ols_t,
+    permutation_p,
+    stratified_bootstrap,
+    within_permutations,
+)
+from interp.run_table import DEFAULT_N, is_control, run_table
 from interp.stats import empirical_logit
+
+# Re-exported for the tests and callers that imported them from here before the split.
+_design, _within_permutations, _stratified_bootstrap = (
+    design,
+    within_permutations,
+    stratified_bootstrap,
+)
+__all__ = [
+    "DEFAULT_N", "PRIMARY", "SCHEMES", "between_table", "describe", "is_control",
+    "n_within_permutations", "not_testable", "ols_t", "partial_residuals", "permutation_p",
+    "prepare", "primary_test", "related_vs_control", "run_table",
+]  # fmt: skip
 
 RUN_COLS = ("run", "condition", "seed", "overlap", "transfer_acc", "competence", "aux_acc")
 COVARIATES = ("competence", "aux_acc")
 MIN_PERMUTATIONS = 40
 """Fewer distinct permutations than this cannot give a two-sided p-value below 0.05."""
-DEFAULT_N = 1024
-"""Examples assumed behind an accuracy when the table has no count column."""
 
 
 def not_testable(n: int, why: str = "") -> str:
@@ -126,168 +146,6 @@ class PrimaryResult:
         d = asdict(self)
         d.pop("fitted")
         return d
-
-
-# --------------------------------------------------------------------------------------------
-# Batched OLS
-
-
-def ols_t(
-    X: np.ndarray, y: np.ndarray, j: int = 1, tol: float = 1e-10
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficient ``j`` and its t value for a batch of OLS fits.
-
-    Args:
-        X: designs, ``[..., n, p]``.
-        y: responses, ``[..., n]``.
-        j: the coefficient of interest.
-        tol: a fit whose ``X'X`` has ``min/max`` eigenvalue below this is singular (NaN).
-
-    Returns:
-        ``(beta_j, t_j)``, each of shape ``[...]``; NaN for singular fits or no residual df.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n, p = X.shape[-2:]
-    xtx = np.swapaxes(X, -1, -2) @ X
-    ev = np.linalg.eigvalsh(xtx)
-    ok = ev[..., 0] > tol * np.maximum(ev[..., -1], 1e-300)
-    safe = np.where(ok[..., None, None], xtx, np.eye(p))
-    inv = np.linalg.inv(safe)
-    beta = inv @ (np.swapaxes(X, -1, -2) @ y[..., None])
-    resid = y - (X @ beta)[..., 0]
-    df = n - p
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s2 = (resid**2).sum(-1) / df if df > 0 else np.full(resid.shape[:-1], np.nan)
-        se = np.sqrt(s2 * inv[..., j, j])
-        b = beta[..., j, 0]
-        t = b / se
-    b = np.where(ok, b, np.nan)
-    t = np.where(ok & (se > 0), t, np.nan)
-    return b, t
-
-
-def _design(
-    df: pd.DataFrame, covariates: Sequence[str], x: str = "overlap"
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """``[1, x, covariates..., condition dummies]`` with constant/collinear covariates dropped."""
-    n = len(df)
-    cols = [np.ones(n), df[x].to_numpy(np.float64)]
-    names = ["const", x]
-    conds = sorted(df["condition"].astype(str).unique())
-    dummies = [(df["condition"].astype(str) == c).to_numpy(np.float64) for c in conds[1:]]
-    base = np.column_stack(cols + dummies) if dummies else np.column_stack(cols)
-    kept, dropped = [], []
-    for c in covariates:
-        v = df[c].to_numpy(np.float64)
-        trial = np.column_stack([base, v])
-        tol = 1e-8 * max(1.0, float(np.abs(trial).max()))
-        if np.ptp(v) == 0 or np.linalg.matrix_rank(trial, tol=tol) < trial.shape[1]:
-            dropped.append(c)
-            continue
-        base = trial
-        kept.append(c)
-    # Reorder to [const, x, covariates, dummies] for readability; the fit is the same.
-    k = len(dummies)
-    order = [0, 1, *range(2 + k, 2 + k + len(kept)), *range(2, 2 + k)]
-    return base[:, order], names + kept, dropped
-
-
-def _blocks(codes: np.ndarray) -> list[np.ndarray]:
-    return [np.flatnonzero(codes == c) for c in np.unique(codes)]
-
-
-def _within_permutations(
-    codes: np.ndarray, n_perm: int, rng: np.random.Generator, max_exact: int = 20_000
-) -> tuple[np.ndarray, bool]:
-    """Index arrays ``[P, n]`` permuting within blocks of equal ``codes``: all of them when
-    there are at most ``max_exact`` (``exact``), else ``n_perm`` random ones."""
-    blocks = _blocks(codes)
-    n_total = math.prod(math.factorial(len(b)) for b in blocks)
-    n = len(codes)
-    if n_total <= max_exact:
-        per_block = [list(itertools.permutations(b.tolist())) for b in blocks]
-        out = np.empty((n_total, n), dtype=np.int64)
-        for i, combo in enumerate(itertools.product(*per_block)):
-            for b, perm in zip(blocks, combo, strict=True):
-                out[i, b] = perm
-        return out, True
-    keys = rng.random((n_perm, n)) + codes[None, :] * 2.0
-    order = np.argsort(keys, axis=1, kind="stable")
-    # argsort of (code + U) lists block c's rows in random order at block c's sorted slots;
-    # mapping slot -> original row position keeps every row inside its own block.
-    slots = np.argsort(codes, kind="stable")
-    out = np.empty_like(order)
-    out[:, slots] = order
-    return out, False
-
-
-def _stratified_bootstrap(codes: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Resample indices ``[B, n]`` with replacement within each block."""
-    out = np.empty((n_boot, len(codes)), dtype=np.int64)
-    for b in _blocks(codes):
-        out[:, b] = b[rng.integers(0, len(b), size=(n_boot, len(b)))]
-    return out
-
-
-SCHEMES = ("freedman_lane", "overlap")
-
-
-def permutation_p(
-    X: np.ndarray,
-    y: np.ndarray,
-    perms: np.ndarray,
-    exact: bool,
-    scheme: str = "freedman_lane",
-    chunk: int = 256,
-) -> np.ndarray:
-    """Two-sided permutation p-values of column 1's t value for a batch of datasets.
-
-    Args:
-        X: designs ``[D, n, p]`` (column 1 is the tested one).
-        y: responses ``[D, n]``.
-        perms: row permutations ``[P, n]`` shared by all datasets (within condition).
-        exact: ``perms`` is the complete set (identity included): ``p = #hits / P``; else
-            the observed labelling counts as one more draw: ``(1 + #hits) / (1 + P)``.
-        scheme: ``freedman_lane`` permutes the residuals of the model without column 1 and
-            adds them back to its fitted values; ``overlap`` permutes column 1 itself.
-        chunk: permutations per batched fit (bounds memory at ``D * chunk * n * p``).
-
-    Returns:
-        ``[D]`` p-values (NaN where the observed fit is singular).
-    """
-    if scheme not in SCHEMES:
-        raise InterpError(f"unknown permutation scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
-    D, n, p = X.shape
-    _, t_obs = ols_t(X, y)
-    if scheme == "freedman_lane":
-        Z = np.delete(X, 1, axis=-1)
-        fit = (Z @ (np.linalg.pinv(Z) @ y[..., None]))[..., 0]
-        resid = y - fit
-    hits = np.zeros(D)
-    valid = np.zeros(D)
-    for s in range(0, len(perms), chunk):
-        pm = perms[s : s + chunk]
-        if scheme == "freedman_lane":
-            Xp = np.broadcast_to(X[:, None], (D, len(pm), n, p))
-            yp = fit[:, None, :] + resid[:, pm]
-        else:
-            Xp = np.broadcast_to(X[:, None], (D, len(pm), n, p)).copy()
-            Xp[:, :, :, 1] = X[:, pm, 1]
-            yp = np.broadcast_to(y[:, None], (D, len(pm), n))
-        _, t = ols_t(Xp, yp)
-        ok = np.isfinite(t)
-        valid += ok.sum(1)
-        hits += (ok & (np.abs(t) >= np.abs(t_obs)[:, None] - 1e-9)).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p_val = hits / valid if exact else (1 + hits) / (1 + valid)
-    return np.where(np.isfinite(t_obs), p_val, np.nan)
-
-
-def n_within_permutations(conditions: Sequence[str]) -> int:
-    """Distinct within-condition permutations of the runs (ties ignored)."""
-    _, counts = np.unique(np.asarray(conditions, dtype=str), return_counts=True)
-    return math.prod(math.factorial(int(c)) for c in counts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,7 +232,7 @@ def primary_test(
 
     if n < 4:
         return fail("too few runs")
-    X, names, dropped = _design(df, covariates)
+    X, names, dropped = design(df, covariates)
     kept = names[2:]
     p = X.shape[1]
     if n - p < 2:
@@ -388,9 +246,9 @@ def primary_test(
     if total < MIN_PERMUTATIONS:
         return fail(f"only {total} within-condition permutations", dropped, kept)
     rng_perm, rng_boot = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    perms, exact = _within_permutations(codes, n_perm, rng_perm)
+    perms, exact = within_permutations(codes, n_perm, rng_perm)
     pval = float(permutation_p(X[None], y[None], perms, exact, scheme)[0])
-    idx = _stratified_bootstrap(codes, n_boot, rng_boot)
+    idx = stratified_bootstrap(codes, n_boot, rng_boot)
     b_boot, _ = ols_t(X[idx], y[idx])
     ok = b_boot[np.isfinite(b_boot)]
     lo, hi = (nan, nan)
@@ -444,12 +302,7 @@ def partial_residuals(res: PrimaryResult) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Secondary: related vs control
-
-
-def is_control(condition: str) -> bool:
-    """Conditions named ``control...`` use an unrelated auxiliary."""
-    return str(condition).lower().startswith("control")
+# Secondary: related vs control (:func:`interp.run_table.is_control` names the controls)
 
 
 def related_vs_control(
@@ -582,126 +435,6 @@ def between_table(
         is_primary = all(kd.get(k) == v for k, v in primary.items() if k in kd)
         rows.append({**kd, "primary": is_primary, **res.to_dict()})
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------
-# From analysis tables to the run table
-
-
-def _pooled(acc: pd.DataFrame, tasks: Sequence[str], lengths: Sequence[int]) -> tuple[float, float]:
-    """``(accuracy, n)`` pooled over ``tasks`` x ``lengths`` from counts (``n`` column)."""
-    sub = acc[acc["task"].isin(list(tasks)) & acc["length"].isin(list(lengths))]
-    if not len(sub):
-        return float("nan"), 0.0
-    n = sub["n"].astype(float) if "n" in sub.columns else pd.Series(DEFAULT_N, index=sub.index)
-    k = (sub["accuracy"] * n).round()
-    return float(k.sum() / n.sum()), float(n.sum())
-
-
-def run_table(
-    overlap: pd.DataFrame,
-    acc: pd.DataFrame,
-    meta: pd.DataFrame,
-    step: str = "last",
-    id_lengths: dict[str, Sequence[int]] | None = None,
-    aux_agg: str = "mean",
-) -> pd.DataFrame:
-    """One row per (run, method, metric, statistic) at the run's last checkpoint (or each one).
-
-    Args:
-        overlap: long overlap table (``run, step, task_a, task_b, statistic, value`` and
-            ``method``/``metric`` when present).
-        acc: accuracy table (``run, step, task, length, accuracy`` and ``n``).
-        meta: run metadata (:mod:`interp.transfer`); a ``condition`` column is used when
-            present, else the auxiliary list names the condition. Baseline runs are skipped.
-        step: ``"last"``: each run's last checkpoint present in both tables (the between-run
-            table); ``"all"``: every such checkpoint (the input of :mod:`interp.within`).
-        id_lengths: per run, the main-task lengths that count as in-distribution for
-            ``competence`` (default: its whole training range; pass the unseen ones, see
-            :func:`interp.metrics.unseen_lengths`).
-        aux_agg: how the main-vs-auxiliary overlap of several auxiliaries is combined:
-            ``"mean"`` or ``"min"``; ``n_aux`` records how many were combined.
-
-    Returns:
-        Columns ``run, condition, kind, seed, step, method, metric, statistic, overlap, n_aux,
-        transfer_acc, transfer_acc_n, competence, competence_n, competence_lengths, aux_acc,
-        aux_acc_n`` (accuracies
-        pooled from counts; ``aux_acc`` pools every auxiliary over the transfer range).
-    """
-    from interp.transfer import normalize_meta
-
-    if step not in ("last", "all"):
-        raise InterpError(f"unknown step {step!r}; valid choices: last, all")
-    if aux_agg not in ("mean", "min"):
-        raise InterpError(f"unknown aux_agg {aux_agg!r}; valid choices: mean, min")
-    m = normalize_meta(meta)
-    keys = [k for k in ("method", "metric") if k in overlap.columns]
-    rows = []
-    for info in m.itertuples(index=False):
-        aux = list(info.aux)
-        if not aux or info.kind == "baseline":
-            continue
-        o = overlap[overlap["run"] == info.run]
-        a = acc[acc["run"] == info.run]
-        common = sorted(set(o["step"]) & set(a["step"]))
-        if not common:
-            continue
-        hit = ((o["task_a"] == info.main) & o["task_b"].isin(aux)) | (
-            (o["task_b"] == info.main) & o["task_a"].isin(aux)
-        )
-        o_run = o[hit]
-        transfer = range(info.main_max + 1, info.aux_max + 1)
-        id_L = (id_lengths or {}).get(info.run, range(1, info.main_max + 1))
-        cond = getattr(info, "condition", None) or ",".join(aux)
-        kind = "control" if (info.kind == "control" or is_control(cond)) else "related"
-        for s in common[-1:] if step == "last" else common:
-            o_s, a_s = o_run[o_run["step"] == s], a[a["step"] == s]
-            if not len(o_s):
-                continue
-            agg = o_s.groupby([*keys, "statistic"], sort=True)["value"].agg([aux_agg, "count"])
-            t_acc, t_n = _pooled(a_s, [info.main], transfer)
-            c_acc, c_n = _pooled(a_s, [info.main], id_L)
-            x_acc, x_n = _pooled(a_s, aux, transfer)
-            for key, r in agg.iterrows():
-                key = key if isinstance(key, tuple) else (key,)
-                rows.append(
-                    {
-                        "run": info.run,
-                        "condition": cond,
-                        "kind": kind,
-                        "seed": info.seed,
-                        "step": int(s),
-                        **dict(zip([*keys, "statistic"], key, strict=True)),
-                        "overlap": float(r[aux_agg]),
-                        "n_aux": int(r["count"]),
-                        "transfer_acc": t_acc,
-                        "transfer_acc_n": t_n,
-                        "competence": c_acc,
-                        "competence_n": c_n,
-                        "competence_lengths": ",".join(map(str, id_L)),
-                        "aux_acc": x_acc,
-                        "aux_acc_n": x_n,
-                    }
-                )
-    cols = [
-        "run",
-        "condition",
-        "kind",
-        "seed",
-        "step",
-        *keys,
-        "statistic",
-        "overlap",
-        "n_aux",
-        "transfer_acc",
-        "transfer_acc_n",
-        "competence",
-        "competence_n",
-        "competence_lengths",
-        "aux_acc",
-        "aux_acc_n",
-    ]
-    return pd.DataFrame(rows, columns=cols)
 
 
 def describe(row: dict | pd.Series) -> str:

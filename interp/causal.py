@@ -11,7 +11,7 @@ transfer; reviewers called that evidence correlational. This module intervenes i
    importance is ``min(main, aux)`` (default): high only if the head matters to *both* tasks, so
    a head that is crucial for one and irrelevant for the other ranks low. ``combine="product"``
    is the softer alternative. Ties break by ``main + aux``, then by ``(layer, head)``.
-2. **Ablate the top-k shared heads** together (:func:`interp.heads.ablate_heads`) and measure the
+2. **Ablate the top-k shared heads** together (:func:`interp.ablation.ablate_heads`) and measure the
    main task's exact-match (and answer log-probability) *drop*, clean minus ablated, inside its
    training range and in the transfer range.
 3. **Control with matched random heads.** ``n_random`` sets of k heads drawn at random *with the
@@ -38,11 +38,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
-from interp.data import Batch
+from interp.ablation import ablate_heads
+from interp.data import Batch, task_batch
 from interp.errors import InterpError, unknown_choice
-from interp.heads import ablate_heads, score_heads, task_batch
+from interp.heads import score_heads
 from interp.stats import bootstrap_diff_ci, bootstrap_mean_ci, rank_p_value
 from interp.tasks import get_task
 
@@ -211,7 +213,8 @@ def _ablate(
     heads: Sequence[Head],
     method: str,
     batch_size: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Float[np.ndarray, " batch"], Float[np.ndarray, " batch"]]:
+    """Per-example exact match and answer log-probability with ``heads`` ablated together."""
     em, lp = ablate_heads(model, batch, list(heads), method=method, batch_size=batch_size)
     return em.numpy().astype(np.float64), lp.numpy().astype(np.float64)
 

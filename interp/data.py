@@ -14,6 +14,15 @@ served in a shuffled order (length bucketing). The pool for refill ``k`` is draw
 ``(seed, step)``: resuming a run needs nothing but the step counter.
 
 Evaluation sets are fixed per ``(task, length)`` and seeded independently of training data.
+
+**Layout groups.** A mean over a batch is only meaningful if row ``i``'s position ``p`` means
+the same thing as row ``j``'s. Every task but the mazes has one fixed token layout per length; a
+maze prompt has a fixed length per maze size but its answer length varies. Head scoring,
+ablation and corruption therefore group rows by ``(task, length, prompt_len)``
+(:func:`layout_groups`); within a group, means are masked means over the rows that have a real
+(non-pad) token at that position. Padding is on the right and attention is causal, so padded
+positions never influence a real position and right-padded maze rows of one group can share a
+forward pass. :func:`task_batch` concatenates a task's fixed evaluation sets into one such batch.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
+from transformer_lens import HookedTransformer
 
 from interp.errors import InterpError
+from interp.model import check_context
 from interp.tasks import Example, Task, get_task
-from interp.text import TokenEncoder
+from interp.text import TokenEncoder, vocab_for
 from interp.tokenizer import VOCAB
 
 EVAL_SALT = 7_919  # keeps evaluation streams disjoint from training streams ([seed, k])
@@ -72,7 +83,7 @@ class Batch:
             self.tasks,
         )
 
-    def select(self, idx: Sequence[int] | Tensor) -> Batch:
+    def select(self, idx: Sequence[int] | Int[Tensor, " rows"]) -> Batch:
         """Sub-batch of the given rows, trimmed of all-padding columns."""
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         seq_len = self.seq_len[idx_t]
@@ -266,3 +277,82 @@ def iter_minibatches(batch: Batch, size: int) -> Iterator[Batch]:
     """Split a batch into consecutive row chunks of at most ``size`` rows."""
     for start in range(0, len(batch), size):
         yield batch.select(range(start, min(start + size, len(batch))))
+
+
+# --------------------------------------------------------------------------------------------
+# Layout groups and assembling batches (head scoring, ablation, attention)
+
+GroupKey = tuple[str, int, int]
+"""``(task, length, prompt_len)``: rows with one token layout (see :func:`layout_groups`)."""
+
+
+def layout_groups(batch: Batch) -> dict[GroupKey, Int[Tensor, " rows"]]:
+    """Row indices of each ``(task, length, prompt_len)`` group, in order of first appearance."""
+    groups: dict[GroupKey, list[int]] = {}
+    lengths = batch.lengths.tolist()
+    prompt_len = batch.prompt_len.tolist()
+    for i, (t, L, p) in enumerate(zip(batch.tasks, lengths, prompt_len, strict=True)):
+        groups.setdefault((t, int(L), int(p)), []).append(i)
+    return {k: torch.tensor(v, dtype=torch.long) for k, v in groups.items()}
+
+
+def repeat_batch(batch: Batch, n: int) -> Batch:
+    """The batch stacked ``n`` times along the batch dimension (replica-major)."""
+    return Batch(
+        batch.tokens.repeat(n, 1),
+        batch.answer_mask.repeat(n, 1),
+        batch.prompt_len.repeat(n),
+        batch.seq_len.repeat(n),
+        batch.lengths.repeat(n),
+        batch.tasks * n,
+    )
+
+
+def row_chunks(n: int, size: int) -> list[Int[Tensor, " rows"]]:
+    """Row indices ``0..n-1`` cut into consecutive chunks of at most ``size``."""
+    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def task_batch(
+    model: HookedTransformer,
+    task: str,
+    lengths: Sequence[int] | None,
+    n_examples: int,
+    seed: int = 0,
+) -> Batch:
+    """The fixed evaluation sets of ``task`` at ``lengths``, concatenated into one batch.
+
+    Raises:
+        InterpError: for an unknown task, no or invalid lengths, a bad example count, or a length
+            whose sequences exceed the model's context.
+    """
+    t = get_task(task)
+    if lengths is None or len(lengths) == 0:
+        raise InterpError(f"scoring task {task!r} needs at least one length (lengths=[...])")
+    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
+        raise InterpError(f"n_examples must be a positive integer, got {n_examples!r}")
+    for L in lengths:
+        t.check_length(L)
+        check_context(model, t.max_tokens(int(L)), f"task {task!r} at length {L}")
+    vocab = vocab_for(model)
+    sets = eval_batches(t, [int(L) for L in lengths], n_examples, seed, model.cfg.n_ctx, vocab)
+    return concat_batches(list(sets.values()))
+
+
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """Stack batches row-wise, right-padding to the widest."""
+    if not batches:
+        raise InterpError("cannot concatenate an empty list of batches")
+    width = max(b.n_pos for b in batches)
+
+    def pad(t: Int[Tensor, "b pos"] | Bool[Tensor, "b pos"], value: int | bool) -> Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    return Batch(
+        torch.cat([pad(b.tokens, VOCAB.pad_id) for b in batches]),
+        torch.cat([pad(b.answer_mask, False) for b in batches]),
+        torch.cat([b.prompt_len for b in batches]),
+        torch.cat([b.seq_len for b in batches]),
+        torch.cat([b.lengths for b in batches]),
+        [t for b in batches for t in b.tasks],
+    )

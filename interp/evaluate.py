@@ -258,7 +258,7 @@ def eval_run(
     Returns:
         Tidy accuracy table with ``run, step`` columns.
     """
-    from interp.io import write_parquet
+    from interp.rundir import RunDir
     from interp.runs import load_run
 
     run = load_run(run_dir, checkpoint, device=device)
@@ -279,5 +279,5 @@ def eval_run(
         step=run.step,
     )
     if save:
-        write_parquet(Path(run_dir) / "eval" / f"step_{run.step:06d}.parquet", acc)
+        RunDir(run_dir).write_eval(run.step, acc)
     return acc

@@ -69,13 +69,9 @@ from transformer_lens import HookedTransformer
 from interp.errors import InterpError
 from interp.evaluate import AUX_SOLVED, accuracy_table, generalization_gap
 from interp.io import write_json, write_parquet
+from interp.rundir import ExperimentDir, RunDir
 from interp.spec import TrainSpec, is_int, load_spec
 
-RUNS = "runs"
-ACCURACY = "accuracy.parquet"
-GAP = "gap.parquet"
-FIGURE = "pretrained.html"
-EXPERIMENT_JSON = "experiment.json"
 _EXPERIMENT_KEYS = {"checkpoints", "pretraining_steps"}
 
 
@@ -212,7 +208,7 @@ def evaluate_run(
         run=spec.name,
         step=step,
     )
-    write_parquet(run_dir / "eval" / f"step_{step:06d}.parquet", acc)
+    RunDir(run_dir).write_eval(step, acc)
     return acc
 
 
@@ -241,11 +237,11 @@ def run_experiment(
     """
     d = spec if isinstance(spec, dict) else read_spec_file(spec)
     cells = expand(d)
-    out = Path(out)
-    write_json(out / EXPERIMENT_JSON, d)
+    exp = ExperimentDir(out)
+    write_json(exp.spec_path, d)
     acc_frames, gap_rows = [], []
     for c in cells:
-        acc = finetune_run(c.spec, out / RUNS / c.label, device, progress)
+        acc = finetune_run(c.spec, exp.run(c.label).path, device, progress)
         labels = {"checkpoint": c.label, "pretraining_step": c.pretraining_step, "path": c.path}
         train_max = {t: c.spec.train_range(t)[1] for t in c.spec.task_names}
         acc = acc.assign(
@@ -256,11 +252,11 @@ def run_experiment(
         gap_rows.append({**labels, **gap_row(acc, c.spec)})
     accuracy = pd.concat(acc_frames, ignore_index=True)
     gap = pd.DataFrame(gap_rows)
-    write_parquet(out / ACCURACY, accuracy)
-    write_parquet(out / GAP, gap)
+    write_parquet(exp.accuracy_path, accuracy)
+    write_parquet(exp.gap_path, gap)
     from interp.plots import write_html
 
-    write_html(experiment_figure(accuracy, gap, title=str(d.get("name", ""))), out / FIGURE)
+    write_html(experiment_figure(accuracy, gap, title=str(d.get("name", ""))), exp.figure_path)
     return accuracy, gap
 
 

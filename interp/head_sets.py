@@ -33,7 +33,7 @@ answer positions are unembedded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -44,10 +44,10 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from interp.data import Batch
+from interp.ablation import reference_mean
+from interp.data import Batch, layout_groups, repeat_batch, row_chunks, task_batch
 from interp.errors import InterpError
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
-from interp.heads import _chunks, _repeat, layout_groups, reference_mean
 
 Head = tuple[int, int]
 
@@ -70,8 +70,15 @@ def _masks(
     return m
 
 
-def _mask_hook(mask: Bool[Tensor, "set head"], mean: Float[Tensor, "pos head d_head"], b: int):
-    def hook(z: Tensor, hook: object) -> Tensor:
+def _mask_hook(
+    mask: Bool[Tensor, "set head"], mean: Float[Tensor, "pos head d_head"], b: int
+) -> Callable[[Float[Tensor, "rb pos head d_head"], object], Float[Tensor, "rb pos head d_head"]]:
+    """Hook on one layer's ``hook_z`` for a batch of ``b`` rows stacked once per set: set ``i``'s
+    replica gets the heads in ``mask[i]`` replaced by their reference means."""
+
+    def hook(
+        z: Float[Tensor, "rb pos head d_head"], hook: object
+    ) -> Float[Tensor, "rb pos head d_head"]:
         S = mask.shape[0]
         zz = z.view(S, b, *z.shape[1:])
         m = mask[:, None, None, :, None]
@@ -132,7 +139,7 @@ def ablate_sets(
                 lp[idx[:, None], rows[None]] = clean_lp[rows]
                 continue
             x0 = cache[get_act_name("resid_pre", low)]
-            for c in _chunks(len(idx), per_pass):
+            for c in row_chunks(len(idx), per_pass):
                 sel = idx[c]
                 S = len(sel)
                 hooks = [
@@ -142,7 +149,7 @@ def ablate_sets(
                 ]
                 x = x0.repeat(S, 1, 1)
                 out = model.run_with_hooks(x, start_at_layer=low, fwd_hooks=hooks)
-                rep = _repeat(sub, S)
+                rep = repeat_batch(sub, S)
                 em[sel[:, None], rows[None]] = exact_match_from_logits(out, rep).view(S, b)
                 lp[sel[:, None], rows[None]] = (
                     answer_logprob_from_logits(out, rep).float().view(S, b)
@@ -241,7 +248,7 @@ def causal_sets(
         ``residual``), and ``{"slope": ..., "n_sets": ..., "clean_id": ..., "clean_t": ...}``.
     """
     from interp.causal import MEASURE_SEED_OFFSET, _range_lengths, shared_head_ranking
-    from interp.heads import score_heads, task_batch
+    from interp.heads import score_heads
 
     aux = [aux] if isinstance(aux, str) else list(aux)
     id_L = _range_lengths(main, main_range, "main_range")

@@ -1,7 +1,9 @@
 """The model factory: every ``HookedTransformer`` in the package is built here.
 
-Keeping construction in one module means a later move from TransformerLens 3.x
-(``HookedTransformer``) to 4.x (``TransformerBridge``) touches one file.
+Keeping construction in one place means a later move from TransformerLens 3.x
+(``HookedTransformer``) to 4.x (``TransformerBridge``) touches one file: the
+``HookedTransformer(...)`` call itself lives in :mod:`interp.construct`, which this factory and
+:mod:`interp.pretrained` (which it calls for ``pretrained`` configs) both use.
 
 Architectures follow the paper: a Llama-style decoder (RMSNorm, gated SiLU MLP) with one of three
 positional schemes:
@@ -17,26 +19,24 @@ positional schemes:
 from __future__ import annotations
 
 import json
-import random
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.construct import construct, global_rng_preserved
 from interp.errors import InterpError
+from interp.resources import presets_dir
 from interp.tokenizer import VOCAB
+
+__all__ = ["ModelConfig", "build_model", "check_context", "construct", "hooked_config"]
 
 POSITIONAL = ("rope", "nope", "learned")
 NORMS = ("rms", "ln")
 MLPS = ("gated_silu", "gelu")
-PRESET_DIR = Path(__file__).resolve().parent.parent / "models" / "presets"
+PRESET_DIR = presets_dir()
+"""Where presets are read (``models/presets``; see :mod:`interp.resources`)."""
 
 
 @dataclass
@@ -166,61 +166,6 @@ def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> Hooke
     )
 
 
-@contextmanager
-def _global_rng_preserved() -> Iterator[None]:
-    """Restore the global ``torch`` (CPU), ``random`` and ``numpy`` generators on exit.
-
-    ``HookedTransformerConfig(seed=...)`` calls ``torch.manual_seed``, ``random.seed`` and
-    ``np.random.seed``, so without this every model construction would silently reseed the
-    caller's global generators (two callers with different seeds would then draw the same
-    "random" numbers after building a model). The initial weights still depend only on
-    ``init_seed``: the seeding happens inside the block.
-    """
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-
-
-def construct(
-    hcfg: HookedTransformerConfig,
-    state_dict: dict[str, Tensor] | None = None,
-) -> HookedTransformer:
-    """The one place a ``HookedTransformer`` is instantiated.
-
-    Args:
-        hcfg: TransformerLens's config (from :func:`hooked_config`, or converted from a
-            pretrained checkpoint by :mod:`interp.pretrained`).
-        state_dict: weights in TransformerLens's naming, loaded as they are (no layer-norm
-            folding or centring, so the model computes exactly what the source model did and
-            a fine-tuned state dict means the same thing as the original); ``None`` keeps the
-            fresh initialisation.
-
-    Returns:
-        The model on ``hcfg.device``.
-    """
-    with warnings.catch_warnings(), _global_rng_preserved():
-        # TransformerLens 3.9 emits a DeprecationWarning on every HookedTransformer construction
-        # (pointing at 4.x's TransformerBridge). The package pins 3.x on purpose and builds
-        # models in loops (sweeps, tests), so the warning is pure noise here; it is silenced
-        # only around construction, leaving every other warning visible.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(hcfg, move_to_device=False)
-    if state_dict is not None:
-        model.load_and_process_state_dict(
-            state_dict,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
-        )
-    return model.to(hcfg.device, print_details=False)
-
-
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
     """Build the ``HookedTransformer`` for ``cfg``: freshly initialised, or, with
     ``cfg.pretrained`` set, loaded from that checkpoint directory (its tokenizer attached as
@@ -234,7 +179,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedT
         from interp.pretrained import load_for_config
 
         return load_for_config(cfg, device)
-    with _global_rng_preserved():  # HookedTransformerConfig(seed=...) seeds globally
+    with global_rng_preserved():  # HookedTransformerConfig(seed=...) seeds globally
         hcfg = hooked_config(cfg, device)
     model = construct(hcfg)
     if cfg.positional == "nope":

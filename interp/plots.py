@@ -1,6 +1,7 @@
 """Plotly figures for head maps, task overlap, attention patterns and length generalization.
 
-Every function returns a ``plotly.graph_objects.Figure`` and draws nothing on its own, so the
+Every function turns tables into a ``plotly.graph_objects.Figure`` (only the convenience
+:func:`attention_figure` asks :mod:`interp.attention` for its table first), so the
 same figure can be shown in a notebook (``fig.show()``) or saved with :func:`write_html`.
 :func:`write_html` embeds plotly.js in the file (``include_plotlyjs=True``), so a report opens
 offline; pointing at a CDN would leave a blank page on a machine without internet.
@@ -10,7 +11,11 @@ Figures:
 * :func:`importance_heatmap`: one task's ``layer x head`` importance map.
 * :func:`compare_maps`: two tasks' maps side by side with their difference.
 * :func:`overlap_matrix`: one overlap statistic as a ``task x task`` matrix.
-* :func:`attention_figure`: one head's attention pattern on one example, tokens on the axes.
+* :func:`pattern_figure`: one head's attention pattern on one example, tokens on the axes, from
+  :func:`interp.attention.head_pattern`'s table (:func:`attention_figure` takes the pattern
+  and draws it in one call).
+* :func:`overlap_figures`: the heatmaps ``interp overlap`` writes, from a run's tables
+  (:func:`write_overlap_figures` reads the tables and writes the files).
 * :func:`accuracy_figure`: exact-match accuracy against length per task, with each task's
   training range shaded, which is how the paper shows length generalization and transfer.
 """
@@ -18,24 +23,22 @@ Figures:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from transformer_lens import HookedTransformer
-from transformer_lens.utilities import get_act_name
 
+from interp.attention import PATTERN_COLUMNS, head_pattern
 from interp.data import Batch
 from interp.errors import InterpError
 from interp.io import atomic_write
-from interp.model import check_context
 from interp.overlap import OVERLAP_COLUMNS, score_maps
-from interp.text import vocab_for
+from interp.rundir import RunDir
 
 COLORS = qualitative.Plotly
 DIVERGING = "RdBu_r"
@@ -163,33 +166,28 @@ def overlap_matrix(overlap: pd.DataFrame, statistic: str = "map_diff") -> go.Fig
     return fig
 
 
-def attention_figure(
-    model: HookedTransformer, batch: Batch, layer: int, head: int, example: int = 0
-) -> go.Figure:
+def pattern_figure(pattern: pd.DataFrame) -> go.Figure:
     """One head's attention pattern on one example, with the tokens as axis labels.
 
-    Only the example's real tokens are shown (padding is cut). Axis ticks sit at positions, so
-    repeated tokens (``1``, ``1``) stay separate cells.
+    Args:
+        pattern: :func:`interp.attention.head_pattern`'s table (one row per ``(query, key)``).
+
+    Axis ticks sit at positions, so repeated tokens (``1``, ``1``) stay separate cells.
     """
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    if not (0 <= layer < n_layers and 0 <= head < n_heads):
-        raise InterpError(
-            f"head ({layer}, {head}) is outside the model's {n_layers} layers x {n_heads} heads"
-        )
-    if not 0 <= example < len(batch):
-        raise InterpError(f"example {example} is outside the batch of {len(batch)} rows")
-    row = batch.select([example])
-    check_context(model, row.n_pos, "the example")
-    name = get_act_name("pattern", layer)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(row.tokens, names_filter=lambda n: n == name)
-    n = int(row.seq_len[0])
-    pat = cache[name][0, head, :n, :n].double().numpy()
-    toks = vocab_for(model).decode(row.tokens[0, :n])
+    missing = [c for c in PATTERN_COLUMNS if c not in pattern.columns]
+    if missing:
+        raise InterpError(f"attention pattern table lacks columns {missing}")
+    n = int(pattern["query"].max()) + 1
+    z = np.zeros((n, n))
+    z[pattern["query"].to_numpy(), pattern["key"].to_numpy()] = pattern["attention"].to_numpy()
+    toks = [""] * n
+    for i, t in zip(pattern["key"], pattern["key_token"], strict=True):
+        toks[int(i)] = str(t)
     labels = [f"{i}:{t}" for i, t in enumerate(toks)]
+    first = pattern.iloc[0]
     fig = go.Figure(
         go.Heatmap(
-            z=pat,
+            z=z,
             x=list(range(n)),
             y=list(range(n)),
             zmin=0,
@@ -202,16 +200,74 @@ def attention_figure(
         )
     )
     axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": toks}
-    p = int(row.prompt_len[0])
+    p = int(first["prompt_len"])
     fig.add_hline(y=p - 1.5, line={"color": "grey", "dash": "dot"})  # first answer-step query
     fig.update_layout(
-        title=f"layer {layer}, head {head}: {row.tasks[0]} (length {int(row.lengths[0])})",
+        title=f"layer {int(first['layer'])}, head {int(first['head'])}: {first['task']} "
+        f"(length {int(first['length'])})",
         xaxis={**axis, "title": "key", "side": "top"},
         yaxis={**axis, "title": "query", "autorange": "reversed"},
         width=max(500, 18 * n + 200),
         height=max(450, 18 * n + 150),
     )
     return fig
+
+
+def overlap_figures(
+    scores: pd.DataFrame, overlap: pd.DataFrame, main: str, aux: Sequence[str]
+) -> dict[str, go.Figure]:
+    """The heatmaps ``interp overlap`` writes for one checkpoint, by file stem.
+
+    Args:
+        scores: the checkpoint's head scores (aggregate rows, ``length`` missing); the first
+            ``(method, metric)`` present is drawn.
+        overlap: the checkpoint's overlap table.
+        main: the main task.
+        aux: its auxiliaries.
+
+    Returns:
+        ``heads_<main>_vs_<aux>`` (:func:`compare_maps`) per auxiliary, and
+        ``overlap_matrix`` (:func:`overlap_matrix`).
+    """
+    sub = scores[scores["length"].isna()]
+    first = sub[["method", "metric"]].iloc[0]
+    sub = sub[(sub["method"] == first["method"]) & (sub["metric"] == first["metric"])]
+    figs = {f"heads_{main}_vs_{t}": compare_maps(sub, main, t) for t in aux}
+    figs["overlap_matrix"] = overlap_matrix(overlap)
+    return figs
+
+
+def write_overlap_figures(run_dir: str | Path, step: int | None = None) -> list[Path]:
+    """Write the heatmaps of ``interp overlap`` (:func:`interp.overlap_figures`) for one
+    checkpoint into ``RUN_DIR/analysis/``, from the run's ``scores`` and ``overlap`` tables.
+
+    Args:
+        run_dir: an analysed run (``interp overlap`` or ``interp analyze`` ran on it).
+        step: the checkpoint (default: the latest step in the overlap table).
+
+    Returns:
+        The files written.
+
+    Raises:
+        InterpError: if the tables are missing or hold nothing at ``step``.
+    """
+    rd = RunDir(run_dir)
+    spec = rd.spec()
+    scores, overlap = rd.read_table("scores"), rd.read_table("overlap")
+    step = int(overlap["step"].max()) if step is None and len(overlap) else step
+    scores, overlap = scores[scores["step"] == step], overlap[overlap["step"] == step]
+    if not len(scores) or not len(overlap):
+        raise InterpError(f"no head scores and overlap at step {step} in {rd.analysis_dir}")
+    figs = overlap_figures(scores, overlap, spec.main, spec.aux)
+    return [write_html(fig, rd.figure_path(name)) for name, fig in figs.items()]
+
+
+def attention_figure(
+    model: HookedTransformer, batch: Batch, layer: int, head: int, example: int = 0
+) -> go.Figure:
+    """:func:`pattern_figure` of :func:`interp.attention.head_pattern` (the pattern is taken
+    there; this module only draws): one head's pattern on one example, padding cut."""
+    return pattern_figure(head_pattern(model, batch, layer, head, example))
 
 
 def accuracy_figure(

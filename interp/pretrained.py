@@ -39,13 +39,16 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.construct import construct
 from interp.errors import InterpError
-from interp.model import ModelConfig, construct
+
+if TYPE_CHECKING:
+    from interp.model import ModelConfig
 
 ARCHITECTURES = ("LlamaForCausalLM",)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")

@@ -1,8 +1,10 @@
 """One self-contained HTML report from the analysis tables of a run or a sweep.
 
 The report only *reads* tables (``DIR/analysis/*.parquet``, written by
-:func:`interp.analysis.analyze_sweep` or :func:`interp.pipeline.analyze_run`); when they are
-missing it runs the analysis first. plotly.js is embedded once, so the file opens offline.
+:func:`interp.analysis.analyze_sweep` or :func:`interp.pipeline.analyze_run`) and draws them
+with :mod:`interp.plots`; :func:`load_tables` refuses a directory that was not analysed, and
+only :func:`write_report`'s ``analyze`` flag (on for ``interp report``) runs the analysis first.
+plotly.js is embedded once, so the file opens offline.
 
 Sections: runs; length generalization (accuracy vs length, with and without the auxiliary);
 generalization gap and transfer strength; the length-ratio gap grid (when the sweep varies
@@ -24,6 +26,7 @@ from plotly.subplots import make_subplots
 from interp import plots
 from interp.errors import InterpError
 from interp.io import write_text
+from interp.rundir import RunDir, open_dir
 
 TABLES = (
     "meta",
@@ -44,36 +47,21 @@ TABLES = (
 )
 
 
-def load_tables(path: str | Path, analyze: bool = True) -> dict[str, pd.DataFrame]:
-    """Read the analysis tables of a sweep or run directory (running the analysis if needed)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InterpError(f"directory not found: {path}")
-    adir = path / "analysis"
-    is_sweep = (path / "cells.parquet").is_file()
-    is_run = (path / "config.json").is_file()
-    if not (is_sweep or is_run):
-        raise InterpError(f"{path} is neither a run directory nor a sweep directory")
-    if not (adir / "accuracy.parquet").is_file():
-        if not analyze:
-            raise InterpError(f"no analysis tables in {adir}; run the analysis first")
-        if is_sweep:
-            from interp.analysis import analyze_sweep
+def load_tables(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Read the analysis tables of a sweep or run directory; nothing is computed here.
 
-            analyze_sweep(path)
-        else:
-            from interp.pipeline import analyze_run
-
-            analyze_run(path)
-    tables = {
-        n: pd.read_parquet(adir / f"{n}.parquet")
-        for n in TABLES
-        if (adir / f"{n}.parquet").is_file()
-    }
+    Raises:
+        InterpError: if ``path`` is missing or neither a run nor a sweep directory, or has no
+            analysis tables yet (run ``interp analyze PATH`` first).
+    """
+    d = open_dir(path)
+    if not d.has_analysis():
+        raise InterpError(
+            f"no analysis tables in {d.analysis_dir}; run `interp analyze {d.path}` first"
+        )
+    tables = d.read_tables(TABLES)
     if "meta" not in tables:
-        from interp.pipeline import run_meta
-
-        tables["meta"] = pd.DataFrame([run_meta(path)])
+        tables["meta"] = pd.DataFrame([d.meta()]) if isinstance(d, RunDir) else d.cells()
     return tables
 
 
@@ -415,8 +403,27 @@ def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.fig(fig)
 
 
-def write_report(path: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
-    """Write ``report.html`` for a run or sweep directory; returns its path."""
+def write_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    title: str | None = None,
+    analyze: bool = True,
+) -> Path:
+    """Write ``report.html`` for a run or sweep directory; returns its path.
+
+    Args:
+        path: the run or sweep directory.
+        out: the HTML file (default: ``PATH/report.html``).
+        title: the report's title.
+        analyze: when the analysis tables are missing, analyse the directory first
+            (:func:`interp.analysis.ensure_analyzed`, what ``interp report`` does); with
+            ``False`` a directory without tables is an error. This is the only place the
+            report stage starts a computation; the report itself only reads tables.
+    """
+    if analyze:
+        from interp.analysis import ensure_analyzed
+
+        ensure_analyzed(path)
     path = Path(path)
     tables = load_tables(path)
     doc = _Doc(title or f"interp report: {path.name}")
@@ -433,6 +440,6 @@ def write_report(path: str | Path, out: str | Path | None = None, title: str | N
     _within_section(doc, tables)
     _causal_section(doc, tables)
     _head_sets_section(doc, tables)
-    dest = Path(out) if out else path / "report.html"
+    dest = Path(out) if out else open_dir(path).report_path
     write_text(dest, doc.render())
     return dest

@@ -13,13 +13,11 @@ import pandas as pd
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.checkpoint import list_checkpoints, load_model_weights, load_tensors, resolve_step
+from interp.checkpoint import load_model_weights, load_tensors, resolve_step
 from interp.device import resolve_device
-from interp.errors import InterpError
-from interp.io import read_json
 from interp.model import build_model
+from interp.rundir import RunDir
 from interp.spec import TrainSpec
-from interp.train import CONFIG, METRICS
 
 
 @dataclass
@@ -40,19 +38,16 @@ class LoadedRun:
 
 
 def read_run_spec(run_dir: str | Path) -> TrainSpec:
-    """The spec stored in ``RUN_DIR/config.json``."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InterpError(f"run directory not found: {run_dir}")
-    if not (run_dir / CONFIG).is_file():
-        raise InterpError(f"{run_dir} is not a run directory (no {CONFIG})")
-    return TrainSpec.from_dict(read_json(run_dir / CONFIG))
+    """The spec stored in the run directory (:meth:`interp.rundir.RunDir.spec`)."""
+    return RunDir(run_dir).spec()
 
 
 def load_run(
     run_dir: str | Path,
     checkpoint: int | None = None,
     device: str | torch.device | None = None,
+    *,
+    spec: TrainSpec | None = None,
 ) -> LoadedRun:
     """Load the model of a run at ``checkpoint`` (default: the latest).
 
@@ -61,12 +56,13 @@ def load_run(
         checkpoint: the step (default: the latest).
         device: where to put the model (default: the run's ``[train] device``, usually
             ``auto``); the checkpoint's tensors are loaded straight onto it.
+        spec: the run's spec when the caller has already read it (not read again).
 
     Raises:
         InterpError: for a missing directory, a missing step (listing those that exist), a
             corrupt checkpoint, or a device this machine does not have.
     """
-    spec = read_run_spec(run_dir)
+    spec = spec if spec is not None else read_run_spec(run_dir)
     step = resolve_step(run_dir, checkpoint)
     dev = resolve_device(device if device is not None else spec.train.device)
     tensors, _ = load_tensors(run_dir, step, device=dev)
@@ -78,12 +74,9 @@ def load_run(
 
 def run_checkpoints(run_dir: str | Path) -> list[int]:
     """Checkpoint steps of a run, ascending."""
-    return list_checkpoints(run_dir)
+    return RunDir(run_dir).checkpoints()
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """The run's ``metrics.parquet`` (training loss and periodic accuracy)."""
-    p = Path(run_dir) / METRICS
-    if not p.is_file():
-        raise InterpError(f"no {METRICS} in {run_dir}")
-    return pd.read_parquet(p)
+    """The run's training metrics (loss and periodic accuracy)."""
+    return RunDir(run_dir).metrics()

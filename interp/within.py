@@ -46,8 +46,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from interp.between import DEFAULT_N, not_testable
+from interp.between import not_testable
 from interp.errors import InterpError, unknown_choice
+from interp.run_table import DEFAULT_N
 from interp.stats import empirical_logit
 
 MAIN_MIN = 0.95
@@ -188,7 +189,7 @@ def per_run(
     """Each run's summary over its post-convergence checkpoints (no test, no interval).
 
     Args:
-        table: :func:`interp.between.run_table` with ``step="all"``.
+        table: :func:`interp.run_table.run_table` with ``step="all"``.
         conv: :func:`convergence` output (default: every checkpoint counts as converged).
         statistic: ``diff`` or ``partial``.
 

@@ -49,25 +49,23 @@ from typing import Any
 import pandas as pd
 from transformer_lens import HookedTransformer
 
-from interp.checkpoint import list_checkpoints, resolve_step, save_checkpoint
+from interp.checkpoint import resolve_step, save_checkpoint
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
 from interp.model import ModelConfig
-from interp.runs import load_run, read_run_spec
+from interp.resources import zoo_dir
+from interp.rundir import DONE, RunDir, ZooEntryDir
+from interp.runs import load_run
 from interp.spec import TrainSpec
+from interp.zoo_card import describe, range_mean, render_card
 
-ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
-"""Default zoo root: ``models/zoo`` of the repository."""
+ZOO_DIR = zoo_dir()
+"""Default zoo root: ``models/zoo`` of the repository, or its copy in an installed package
+(:mod:`interp.resources`)."""
 SPEC_DIR = ZOO_DIR / "specs"
 """Where the specs that produce the entries live (``models/zoo/specs/<name>.toml``)."""
 
-CONFIG = "config.json"
-METRICS = "metrics.parquet"
-ACCURACY = "accuracy.parquet"
-INFO = "zoo.json"
-CARD = "card.md"
-DONE = "DONE"
 DEFAULT_EXAMPLES = 256
 """Examples per (task, length) behind ``accuracy.parquet``."""
 
@@ -103,7 +101,7 @@ def names(root: str | Path | None = None) -> list[str]:
     return sorted(
         p.name
         for p in r.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / CONFIG).is_file()
+        if p.is_dir() and not p.name.startswith(".") and RunDir(p).is_run()
     )
 
 
@@ -122,36 +120,36 @@ def entry_dir(name: str, root: str | Path | None = None) -> Path:
 
 def spec_path(name: str, root: str | Path | None = None) -> Path:
     """The spec file stored beside entry ``name`` (``spec.toml``, or ``spec.json``)."""
-    d = entry_dir(name, root)
-    for candidate in (d / "spec.toml", d / "spec.json"):
-        if candidate.is_file():
-            return candidate
-    raise InterpError(f"zoo model {name!r} has no spec file in {d}")
+    d = ZooEntryDir(entry_dir(name, root))
+    found = d.spec_file()
+    if found is None:
+        raise InterpError(f"zoo model {name!r} has no spec file in {d.path}")
+    return found
 
 
 def spec(name: str, root: str | Path | None = None) -> TrainSpec:
-    """The resolved training spec of entry ``name`` (from its ``config.json``)."""
-    return read_run_spec(entry_dir(name, root))
+    """The resolved training spec of entry ``name`` (the spec its run recorded)."""
+    return RunDir(entry_dir(name, root)).spec()
 
 
 def info(name: str, root: str | Path | None = None) -> dict[str, Any]:
     """The entry's ``zoo.json``: description, source, wall time, evaluation settings."""
-    return read_json(entry_dir(name, root) / INFO)
+    return read_json(ZooEntryDir(entry_dir(name, root)).info_path)
 
 
 def checkpoints(name: str, root: str | Path | None = None) -> list[int]:
     """Steps with a stored checkpoint, ascending."""
-    return list_checkpoints(entry_dir(name, root))
+    return RunDir(entry_dir(name, root)).checkpoints()
 
 
 def card(name: str, root: str | Path | None = None) -> str:
     """The entry's model card (markdown)."""
-    return (entry_dir(name, root) / CARD).read_text(encoding="utf-8")
+    return ZooEntryDir(entry_dir(name, root)).card_path.read_text(encoding="utf-8")
 
 
 def metrics(name: str, root: str | Path | None = None) -> pd.DataFrame:
     """Training metrics of the run the entry came from (loss and periodic accuracy)."""
-    return pd.read_parquet(entry_dir(name, root) / METRICS)
+    return pd.read_parquet(RunDir(entry_dir(name, root)).metrics_path)
 
 
 def accuracy(
@@ -168,7 +166,7 @@ def accuracy(
         Columns ``step, task, length, accuracy, n, logprob``.
     """
     d = entry_dir(name, root)
-    df = pd.read_parquet(d / ACCURACY)
+    df = pd.read_parquet(ZooEntryDir(d).accuracy_path)
     if checkpoint == -1:
         return df
     step = resolve_step(d, checkpoint)
@@ -245,7 +243,7 @@ def list_models(root: str | Path | None = None) -> pd.DataFrame:
         lo, hi = transfer_range(s)
         try:
             acc = accuracy(n, None, root)
-            transfer_acc = _range_mean(acc, s.main, lo, hi)
+            transfer_acc = range_mean(acc, s.main, lo, hi)
         except (InterpError, FileNotFoundError):
             transfer_acc = float("nan")
         rows.append(
@@ -297,27 +295,6 @@ def evaluate(
         seed=train_spec.eval.seed if seed is None else seed,
         **labels,
     )
-
-
-def _describe(s: TrainSpec) -> str:
-    main_lo, main_hi = s.train_range(s.main)
-    parts = f"{s.main} ({main_lo}-{main_hi})"
-    if s.aux:
-        ranges = {s.train_range(a) for a in s.aux}
-        rng = ", ".join(f"{lo}-{hi}" for lo, hi in sorted(ranges))
-        parts += f" <- {' + '.join(s.aux)} ({rng})"
-    else:
-        parts += ", no auxiliary (baseline)"
-    m = s.model
-    return f"{parts}; {m.n_layers}L {m.n_heads}H d{m.d_model} {m.positional}"
-
-
-def _wall_time(run_dir: Path) -> float | None:
-    """Seconds from the run's ``config.json`` (written first) to ``DONE`` (written last)."""
-    cfg, done = run_dir / CONFIG, run_dir / DONE
-    if cfg.is_file() and done.is_file():
-        return round(done.stat().st_mtime - cfg.stat().st_mtime, 1)
-    return None
 
 
 def _load_spec_dict(path: Path) -> dict[str, Any]:
@@ -385,16 +362,17 @@ def export_run(
             without a checkpoint (listing those that exist), or an existing entry with
             ``overwrite=False``.
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     if not isinstance(name, str) or not _NAME.match(name):
         raise InterpError(
             f"zoo name must be lowercase letters, digits and '_' (starting with a letter), "
             f"got {name!r}"
         )
-    train_spec = read_run_spec(run_dir)
-    if not (run_dir / DONE).is_file():
+    train_spec = run.spec()
+    if not run.is_done():
         raise InterpError(f"{run_dir} is not a finished run (no {DONE} marker); train it first")
-    available = list_checkpoints(run_dir)
+    available = run.checkpoints()
     wanted = sorted(set(available if steps is None else (int(s) for s in steps)))
     if not wanted:
         raise InterpError("no steps to export")
@@ -419,27 +397,33 @@ def export_run(
     tmp.chmod(0o755)  # mkdtemp makes it private; the entry is meant to be shared
     try:
         t0 = time.perf_counter()
-        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
-        shutil.copyfile(spec_src, tmp / f"spec{spec_src.suffix}")
-        if (run_dir / METRICS).is_file():
-            shutil.copyfile(run_dir / METRICS, tmp / METRICS)
+        entry = ZooEntryDir(tmp)
+        shutil.copyfile(run.config_path, entry.config_path)
+        shutil.copyfile(spec_src, entry.spec_file_path(spec_src.suffix))
+        if run.metrics_path.is_file():
+            shutil.copyfile(run.metrics_path, entry.metrics_path)
         n_params = 0
         for s in wanted:
-            run = load_run(run_dir, s)
-            n_params = _n_params(run.model)
-            save_checkpoint(tmp, s, run.model, optimizer=None, half=True, extra={"source_step": s})
+            loaded = load_run(run_dir, s, spec=train_spec)
+            n_params = _n_params(loaded.model)
+            save_checkpoint(
+                tmp, s, loaded.model, optimizer=None, half=True, extra={"source_step": s}
+            )
         acc = pd.concat(
-            [evaluate(load_run(tmp, s).model, train_spec, n_examples, step=s) for s in wanted],
+            [
+                evaluate(load_run(tmp, s, spec=train_spec).model, train_spec, n_examples, step=s)
+                for s in wanted
+            ],
             ignore_index=True,
         )
-        write_parquet(tmp / ACCURACY, acc)
+        write_parquet(entry.accuracy_path, acc)
         meta = {
             "name": name,
-            "description": description or _describe(train_spec),
+            "description": description or describe(train_spec),
             "source_run": str(run_dir),
             "spec_file": _display_path(spec_src),
             "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "train_wall_time_s": wall_time_s if wall_time_s is not None else _wall_time(run_dir),
+            "train_wall_time_s": wall_time_s if wall_time_s is not None else run.wall_time(),
             "export_eval_s": round(time.perf_counter() - t0, 1),
             "steps": wanted,
             "final_step": wanted[-1],
@@ -449,8 +433,8 @@ def export_run(
             "notes": notes or "",
             "accuracy": {"n_examples": n_examples, "seed": train_spec.eval.seed},
         }
-        write_json(tmp / INFO, meta)
-        write_text(tmp / CARD, render_card(train_spec, meta, acc))
+        write_json(entry.info_path, meta)
+        write_text(entry.card_path, render_card(train_spec, meta, acc))
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root_dir))
             final.rename(old / name)
@@ -505,158 +489,3 @@ def train_entry(
     if steps is None and name in names(root):
         steps = info(name, root)["steps"]
     return export_run(out, name, steps, n_examples=n_examples, spec_file=src, root=root)
-
-
-# --------------------------------------------------------------------------------------------
-# Model card
-
-
-def _fmt_range(lo_hi: tuple[int, int]) -> str:
-    return f"{lo_hi[0]}-{lo_hi[1]}"
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(str(v) for v in row.tolist()) + " |")
-    return "\n".join(lines)
-
-
-def _range_mean(acc: pd.DataFrame, task: str, lo: int, hi: int) -> float:
-    sub = acc[(acc["task"] == task) & acc["length"].between(lo, hi)]
-    return float(sub["accuracy"].mean()) if len(sub) else float("nan")
-
-
-def render_card(train_spec: TrainSpec, meta: dict[str, Any], acc: pd.DataFrame) -> str:
-    """The markdown model card of a zoo entry.
-
-    Args:
-        train_spec: the entry's spec.
-        meta: its ``zoo.json`` content.
-        acc: its accuracy table (all exported steps).
-
-    Returns:
-        Markdown text.
-    """
-    s, m, o, t = train_spec, train_spec.model, train_spec.optim, train_spec.train
-    final = meta["final_step"]
-    fin = acc[acc["step"] == final]
-    n_ex, seed = meta["accuracy"]["n_examples"], meta["accuracy"]["seed"]
-    wall = meta.get("train_wall_time_s")
-    wall_txt = f"{wall / 60:.1f} min ({wall:.0f} s)" if wall else "not recorded"
-    threads = (
-        f"{t.threads} torch thread{'s' if t.threads > 1 else ''}"
-        if t.threads
-        else "torch's default threads"
-    )
-    main_lo, main_hi = s.train_range(s.main)
-    lines = [
-        f"# Zoo model `{meta['name']}`",
-        "",
-        meta["description"],
-        "",
-        "## Training",
-        "",
-        "| task | role | training lengths | weight |",
-        "|---|---|---|---|",
-    ]
-    for task in s.tasks:
-        role = "main" if task.name == s.main else "auxiliary"
-        lines.append(
-            f"| {task.name} | {role} | {task.min_length}-{task.max_length} | {task.weight:g} |"
-        )
-    lines += [
-        "",
-        f"- group label: `{s.group or '-'}`; data seed {s.seed}",
-        f"- model: {m.n_layers} layers, {m.n_heads} heads, d_model {m.d_model}, "
-        f"d_mlp {m.d_mlp or 4 * m.d_model}, {m.positional}, {m.norm} norm, {m.mlp} MLP, "
-        f"n_ctx {m.n_ctx}; {meta['n_params']:,} trainable parameters",
-        f"- optimizer: AdamW, lr {o.lr:g}, weight decay {o.weight_decay:g}, warm-up "
-        f"{o.warmup_steps} steps, cosine decay over the last {o.decay_fraction:.0%}",
-        f"- {t.steps} steps of batch {t.batch_size} ({t.steps * t.batch_size:,} examples)",
-        f"- training wall time: {wall_txt} (from config.json to DONE, periodic evaluation "
-        f"included; {threads}, machine with {meta.get('cpu_count') or '?'} CPU cores)",
-        f"- stored checkpoints (float16 parameters, weights only): steps "
-        f"{', '.join(map(str, meta['steps']))}",
-        "",
-        "## Accuracy of the stored weights",
-        "",
-        f"Exact-match accuracy (teacher-forced, equal to greedy decoding) of the float16 weights "
-        f"at step {final}, {n_ex} examples per (task, length), evaluation seed {seed}. "
-        f"Lengths {main_hi + 1}+ are outside the main task's training range.",
-        "",
-    ]
-    pivot = fin.pivot_table(index="length", columns="task", values="accuracy")
-    pivot = pivot[[c for c in s.task_names if c in pivot.columns]]
-    table = pivot.map(lambda v: f"{v:.3f}").reset_index()
-    lines += [_markdown_table(table), ""]
-    if s.aux:
-        aux_hi = max(s.train_range(a)[1] for a in s.aux)
-        tr_lo, tr_hi = main_hi + 1, aux_hi
-        main_tr = _range_mean(fin, s.main, main_lo, main_hi)
-        main_x = _range_mean(fin, s.main, tr_lo, tr_hi)
-        aux_x = [_range_mean(fin, a, tr_lo, tr_hi) for a in s.aux]
-        lines += [
-            "Summary (mean over lengths): main task "
-            f"{main_tr:.3f} on its training range {_fmt_range((main_lo, main_hi))}, "
-            f"{main_x:.3f} on the transfer range {_fmt_range((tr_lo, tr_hi))}, where the "
-            "auxiliaries reach "
-            + ", ".join(f"{a} {v:.3f}" for a, v in zip(s.aux, aux_x, strict=True))
-            + ".",
-            "",
-        ]
-    else:
-        hi = max(s.eval_lengths(s.main))
-        inside = _range_mean(fin, s.main, main_lo, main_hi)
-        lines += [
-            f"Summary (mean over lengths): {s.main} {inside:.3f} on its training range "
-            f"{_fmt_range((main_lo, main_hi))}, "
-            f"{_range_mean(fin, s.main, main_hi + 1, hi):.3f} on {main_hi + 1}-{hi}.",
-            "",
-        ]
-    if len(meta["steps"]) > 1:
-        hi = max(s.eval_lengths(s.main))
-        if s.aux:
-            aux_hi = max(s.train_range(a)[1] for a in s.aux)
-            far = (main_hi + 1, aux_hi)
-            head = f"| step | main, {_fmt_range((main_lo, main_hi))} | main, {_fmt_range(far)} "
-            head += f"| auxiliaries (mean), {_fmt_range(far)} |"
-        else:
-            far = (main_hi + 1, hi)
-            head = f"| step | main, {_fmt_range((main_lo, main_hi))} | main, {_fmt_range(far)} |"
-        lines += [
-            "Accuracy per stored checkpoint (mean over lengths):",
-            "",
-            head,
-            "|---|---|---|" + ("---|" if s.aux else ""),
-        ]
-        for step in meta["steps"]:
-            a = acc[acc["step"] == step]
-            row = (
-                f"| {step} | {_range_mean(a, s.main, main_lo, main_hi):.3f} | "
-                f"{_range_mean(a, s.main, *far):.3f} |"
-            )
-            if s.aux:
-                aux_mean = sum(_range_mean(a, x, *far) for x in s.aux) / len(s.aux)
-                row += f" {aux_mean:.3f} |"
-            lines.append(row)
-        lines.append("")
-    if meta.get("notes"):
-        lines += ["## Notes", "", meta["notes"], ""]
-    lines += [
-        "## Use and rebuild",
-        "",
-        "```python",
-        "from interp import zoo",
-        f'model, cfg = zoo.load("{meta["name"]}")            # step {final}',
-        f'acc = zoo.accuracy("{meta["name"]}")               # the table above',
-        "```",
-        "",
-        "```bash",
-        f"interp train {meta['spec_file']} --out RUN_DIR",
-        f"interp zoo export RUN_DIR {meta['name']} --steps {','.join(map(str, meta['steps']))}",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)

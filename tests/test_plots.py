@@ -122,3 +122,21 @@ def test_write_html_is_standalone_and_atomic(tmp_path):
     with pytest.raises(RuntimeError):
         write_html(Boom(fig), path)
     assert path.read_text() == text  # the old file survives a failed write
+
+
+def test_pattern_figure_draws_the_attention_table():
+    from interp.attention import head_pattern
+    from interp.plots import pattern_figure
+
+    model = build_model(ModelConfig(n_layers=1, n_heads=2, d_model=16, n_ctx=64))
+    batch = task_batch(model, "reverse_add", [2], 3)
+    table = head_pattern(model, batch, 0, 1, example=2)
+    n = int(batch.seq_len[2])
+    assert len(table) == n * n and table.groupby("query")["attention"].sum().round(5).eq(1).all()
+    fig = pattern_figure(table)
+    np.testing.assert_allclose(
+        np.asarray(fig.data[0].z),
+        np.asarray(attention_figure(model, batch, 0, 1, example=2).data[0].z),
+    )
+    with pytest.raises(InterpError, match="lacks columns"):
+        pattern_figure(table.drop(columns="key_token"))

@@ -61,3 +61,15 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
         capture_output=True, timeout=180,
     )  # fmt: skip
     assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_report_stage_only_reads_tables(tmp_path):
+    """Without tables the report refuses (it never analyses on its own); only write_report's
+    ``analyze`` flag, which ``interp report`` leaves on, runs the analysis first."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(InterpError, match=r"run `interp analyze .*run` first"):
+        load_tables(run)
+    with pytest.raises(InterpError, match="interp analyze"):
+        write_report(run, analyze=False)

@@ -1,0 +1,99 @@
+"""The run/sweep directory layout: one owner, the same names the writers use, merging writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from interp import rundir, sweep, train, zoo
+from interp.errors import InterpError
+from interp.rundir import RunDir, SweepDir, ZooEntryDir, meta_row, open_dir, upsert
+from interp.spec import TrainSpec
+
+
+def test_writers_use_the_layout_the_readers_ask_for():
+    # train.py and sweep.py still spell their own names (they move to rundir in a later pass);
+    # until then they must agree with the owner.
+    assert (train.CONFIG, train.METRICS, train.DONE) == (rundir.CONFIG, rundir.METRICS, rundir.DONE)
+    assert (sweep.RUNS, sweep.CELLS, sweep.RESULTS, sweep.FAILURES, sweep.SWEEP_JSON) == (
+        rundir.RUNS,
+        rundir.CELLS,
+        rundir.RESULTS,
+        rundir.FAILURES,
+        rundir.SWEEP_JSON,
+    )
+
+
+def test_open_dir_tells_runs_from_sweeps(tmp_path: Path):
+    with pytest.raises(InterpError, match="not found"):
+        open_dir(tmp_path / "missing")
+    with pytest.raises(InterpError, match="neither a run directory nor a sweep"):
+        open_dir(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / rundir.CONFIG).write_text("{}")
+    assert isinstance(open_dir(run), RunDir)
+    sw = SweepDir(tmp_path / "sweep")
+    sw.path.mkdir()
+    pd.DataFrame({"run": ["a"]}).to_parquet(sw.cells_path)
+    d = open_dir(sw.path)
+    assert isinstance(d, SweepDir) and d.run("a").path == sw.path / "runs" / "a"
+    assert list(d.cells()["run"]) == ["a"]
+    with pytest.raises(InterpError, match="not a sweep directory"):
+        SweepDir(run).cells()
+    with pytest.raises(InterpError, match="not a run directory"):
+        RunDir(sw.path).spec()
+
+
+def test_tables_upsert_by_keys(tmp_path: Path):
+    rd = RunDir(tmp_path)
+    assert not rd.has_analysis()
+    with pytest.raises(InterpError, match="no scores table"):
+        rd.read_table("scores")
+    a = pd.DataFrame({"step": [1, 2], "method": ["m", "m"], "v": [0.1, 0.2]})
+    rd.upsert_table("scores", a, ["step", "method"])
+    b = pd.DataFrame({"step": [2, 2], "method": ["m", "z"], "v": [0.5, 0.6]})
+    out = rd.upsert_table("scores", b, ["step", "method"])
+    got = rd.read_table("scores").sort_values(["step", "method"]).reset_index(drop=True)
+    assert list(zip(got["step"], got["method"], got["v"], strict=True)) == [
+        (1, "m", 0.1),
+        (2, "m", 0.5),
+        (2, "z", 0.6),
+    ]
+    assert len(out) == 3
+    assert rd.table_path("scores") == tmp_path / "analysis" / "scores.parquet"
+    assert set(rd.read_tables(["scores", "overlap"])) == {"scores"}
+    upsert(tmp_path / "x.parquet", a, ["step"])  # a plain path works too
+    assert len(pd.read_parquet(tmp_path / "x.parquet")) == 2
+
+
+def test_zoo_entry_is_a_run_directory_trained_before_the_layout_module():
+    name = zoo.names()[0]
+    entry = ZooEntryDir(zoo.entry_dir(name))
+    assert entry.is_run() and entry.is_done() is entry.done_path.is_file()
+    assert entry.spec() == zoo.spec(name)
+    assert entry.checkpoints() == zoo.checkpoints(name)
+    assert entry.spec_file() == zoo.spec_path(name)
+    assert entry.accuracy_path.is_file() and entry.card_path.is_file()
+    assert entry.checkpoints_dir.is_dir()
+
+
+def test_meta_row_matches_the_sweep_cells():
+    spec = TrainSpec.from_dict(
+        {
+            "name": "m",
+            "group": "arith_a",
+            "main": "reverse_add",
+            "tasks": [
+                {"name": "reverse_add", "lengths": [1, 2]},
+                {"name": "no_carry", "lengths": [1, 3]},
+            ],
+            "model": {"preset": "tiny"},
+        }
+    )
+    row = meta_row(spec, baseline="b")
+    assert (row["main_max"], row["aux_max"], row["aux"], row["baseline"]) == (2, 3, "no_carry", "b")
+    assert row["kind"] == "transfer"
+    assert set(row) <= set(sweep.META_COLUMNS)
