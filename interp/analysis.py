@@ -38,13 +38,16 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from interp.errors import InterpError
-from interp.io import write_parquet
+from interp.errors import InterpError, unknown_choice
+from interp.io import read_json, write_json, write_parquet
 from interp.pipeline import accuracy_over_checkpoints, analyze_run
 from interp.runs import load_run, read_run_spec, run_checkpoints
 
 SCALES = ("cpu", "paper")
 ANALYSIS_DIR = "analysis"
+CONFIG_JSON = "analysis.json"
+# Counts (examples, k, random sets) above this are typos, not experiments.
+_MAX_COUNT = 1_000_000
 
 
 @dataclass
@@ -65,6 +68,11 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AnalysisConfig:
+        """Validate an ``[analysis]`` table (types, ranges and method/metric names).
+
+        Raises:
+            InterpError: naming the first bad key, its value and what it must be.
+        """
         if d is None:
             return cls()
         if not isinstance(d, dict):
@@ -76,13 +84,39 @@ class AnalysisConfig:
                 f"analysis spec: unknown keys {unknown} in [analysis]; valid keys: "
                 f"{', '.join(sorted(known))}"
             )
-        cfg = cls(**d)
-        if cfg.checkpoints not in ("all", "last"):
-            raise InterpError("analysis spec: checkpoints must be 'all' or 'last'")
-        return cfg
+        for key, value in d.items():
+            _check_analysis_value(key, value)
+        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_analysis_value(key: str, value: Any) -> None:
+    from interp.heads import METHODS, METRICS
+    from interp.spec import is_int
+
+    def bad(want: str) -> InterpError:
+        return InterpError(f"analysis spec: [analysis] {key} must be {want}, got {value!r}")
+
+    if key in ("figure", "description"):
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif key in ("methods", "metrics"):
+        choices = METHODS if key == "methods" else METRICS
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise bad(f"a non-empty list of names from {', '.join(choices)}")
+        for v in value:
+            if v not in choices:
+                raise unknown_choice(key[:-1], v, choices)
+    elif key in ("attention", "causal"):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif key == "checkpoints":
+        if value not in ("all", "last"):
+            raise bad("'all' or 'last'")
+    elif not (is_int(value) and 1 <= value <= _MAX_COUNT):
+        raise bad(f"an integer in 1..{_MAX_COUNT}")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +131,6 @@ def load_analysis_spec(
 ) -> tuple[dict[str, Any], AnalysisConfig]:
     """Split an analysis spec into ``(sweep spec dict, analysis config)`` at ``scale``."""
     if scale not in SCALES:
-        from interp.errors import unknown_choice
-
         raise unknown_choice("scale", scale, SCALES)
     if isinstance(spec, dict):
         d = copy.deepcopy(spec)
@@ -188,6 +220,66 @@ def analyze_sweep(
     for name, df in tables.items():
         write_parquet(out_dir / f"{name}.parquet", df.reset_index(drop=True))
     return tables
+
+
+def save_config(sweep_dir: str | Path, cfg: AnalysisConfig) -> Path:
+    """Keep a sweep's analysis config beside it, for a later ``interp analyze SWEEP_DIR``."""
+    return write_json(Path(sweep_dir) / CONFIG_JSON, cfg.to_dict())
+
+
+def read_config(sweep_dir: str | Path) -> AnalysisConfig:
+    """The analysis config saved by ``interp sweep`` (the defaults if there is none)."""
+    p = Path(sweep_dir) / CONFIG_JSON
+    if not p.is_file():
+        return AnalysisConfig()
+    try:
+        return AnalysisConfig.from_dict(read_json(p))
+    except InterpError as e:
+        raise InterpError(f"corrupt {p}: {e}") from None
+
+
+def analyze_path(
+    path: str | Path, overrides: dict[str, Any] | None = None, progress: bool = True
+) -> dict[str, pd.DataFrame]:
+    """``interp analyze``: analyse a sweep directory or a single run directory.
+
+    A sweep uses the analysis config ``interp sweep`` saved with it; a run uses the defaults.
+    ``overrides`` (``AnalysisConfig`` fields) replace either, and are validated like a spec's
+    ``[analysis]`` table. A run's tables go to ``RUN_DIR/analysis/`` (:func:`analyze_run`), plus
+    ``causal.parquet`` when the run has a transfer range and ``causal`` is on.
+
+    Raises:
+        InterpError: for a directory that is neither a run nor a sweep, or bad overrides.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InterpError(f"directory not found: {path}")
+    is_sweep = (path / "cells.parquet").is_file()
+    if not (is_sweep or (path / "config.json").is_file()):
+        raise InterpError(f"{path} is neither a run directory nor a sweep directory")
+    base = read_config(path) if is_sweep else AnalysisConfig()
+    cfg = AnalysisConfig.from_dict({**base.to_dict(), **(overrides or {})})
+    if is_sweep:
+        return analyze_sweep(path, cfg, progress=progress)
+    steps = run_checkpoints(path)
+    if not steps:
+        raise InterpError(f"no checkpoints in {path}: nothing to analyse")
+    out = analyze_run(
+        path,
+        steps if cfg.checkpoints == "all" else steps[-1:],
+        methods=cfg.methods,
+        metrics=cfg.metrics,
+        n_examples=cfg.n_examples,
+        k=cfg.k,
+        attention=cfg.attention,
+        progress=progress,
+    )
+    if cfg.causal and read_run_spec(path).aux:
+        causal = causal_for_run(path, out.get("scores"), cfg)
+        if len(causal):
+            out["causal"] = causal
+            write_parquet(path / ANALYSIS_DIR / "causal.parquet", causal)
+    return out
 
 
 def causal_for_run(

@@ -10,8 +10,9 @@ argument errors from argparse also exit with 2.
     interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
     interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
     interp overlap RUN_DIR [--k K]
-    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--analyze]
-    interp analyze SWEEP_OR_RUN_DIR
+    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--scale cpu|paper]
+        [--analyze]
+    interp analyze SWEEP_OR_RUN_DIR [--examples N] [--k K] [--no-causal]
     interp report SWEEP_OR_RUN_DIR
     interp zoo list | interp zoo export RUN_DIR NAME
     interp demo --out DIR
@@ -151,13 +152,48 @@ def _overlap(args: argparse.Namespace) -> None:
 
 
 @command("sweep")
-def _sweep(args: argparse.Namespace) -> None:
+def _sweep(args: argparse.Namespace) -> int:
+    from interp.analysis import analyze_sweep, load_analysis_spec, save_config
+    from interp.report import write_report
     from interp.sweep import run_sweep
 
+    # One format: a sweep spec, optionally with [analysis] (what --analyze measures) and
+    # [paper] (what --scale paper changes). Both are validated before anything trains.
+    sweep_spec, cfg = load_analysis_spec(args.spec, scale=args.scale)
     df = run_sweep(
-        args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address
+        sweep_spec,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        progress=not args.quiet,
     )
-    print(f"sweep finished: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
+    save_config(args.out, cfg)
+    failures, attempted = df.attrs["failures"], df.attrs["attempted"]
+    print(f"sweep trained: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
+    if args.analyze and not (failures and len(failures) == attempted):
+        analyze_sweep(args.out, cfg, progress=not args.quiet)
+        print(f"report: {write_report(args.out)}")
+    if failures:
+        print(
+            f"interp: sweep: {len(failures)} of {attempted} cells failed; see "
+            f"{Path(args.out) / 'failures.json'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@command("analyze")
+def _analyze(args: argparse.Namespace) -> None:
+    from interp.analysis import analyze_path
+
+    overrides = {k: v for k, v in (("n_examples", args.examples), ("k", args.k)) if v is not None}
+    if args.no_causal:
+        overrides["causal"] = False
+    tables = analyze_path(args.path, overrides, progress=not args.quiet)
+    out = Path(args.path) / "analysis"
+    print(f"analysis tables ({', '.join(sorted(tables))}): {out}")
 
 
 @command("report")
@@ -254,14 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--executor", default="local")
     sw.add_argument("--workers", type=_positive)
     sw.add_argument("--address", help="Ray cluster address (ray executor)")
-    sw.add_argument("--scale", default="cpu", help="cpu (default) or paper ([paper] overrides)")
+    sw.add_argument(
+        "--scale", default="cpu", choices=["cpu", "paper"], help="paper: apply the [paper] table"
+    )
     sw.add_argument("--analyze", action="store_true", help="then analyse and write the report")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
 
     an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")
     an.add_argument("path", help="a run or sweep directory")
-    an.add_argument("--examples", type=_positive, default=128)
-    an.add_argument("--k", type=_positive, default=4)
-    an.add_argument("--no-causal", action="store_true")
+    an.add_argument("--examples", type=_positive, help="examples per length (default 128)")
+    an.add_argument("--k", type=_positive, help="top-k for the Jaccard overlap (default 4)")
+    an.add_argument("--no-causal", action="store_true", help="skip the causal shared-head test")
+    an.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rp = sub.add_parser("report", help="write a self-contained HTML report")
     rp.add_argument("path", help="a run or sweep directory")

@@ -751,7 +751,8 @@ def run_sweep(
 
     Returns:
         The aggregated results (also in ``OUT_DIR/results.parquet``); ``df.attrs["failures"]``
-        lists the cells that failed in this invocation (also in ``OUT_DIR/failures.json``).
+        lists the cells that failed in this invocation (also in ``OUT_DIR/failures.json``) and
+        ``df.attrs["attempted"]`` counts the cells it tried to train (finished ones are skipped).
 
     Raises:
         InterpError: for a malformed spec, an unknown executor, a missing Ray installation or an
@@ -800,4 +801,5 @@ def run_sweep(
             file=sys.stderr,
         )
     results.attrs["failures"] = failures
+    results.attrs["attempted"] = len(todo)
     return results
