@@ -24,6 +24,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from interp.errors import InterpError
 
@@ -38,8 +39,14 @@ def command(name: str) -> Callable:
     return deco
 
 
+# Bounds that catch typos before they exhaust memory or never finish; far above any use here.
+MAX_LENGTH = 10_000
+MAX_COUNT = 100_000
+SEED_MAX = 2**32 - 1
+
+
 def parse_lengths(text: str | None) -> list[int] | None:
-    """Parse ``A:B`` (inclusive) or ``A,B,C`` into a list of lengths."""
+    """Parse ``A:B`` (inclusive) or ``A,B,C`` into a list of lengths in ``1..MAX_LENGTH``."""
     if text is None:
         return None
     try:
@@ -48,22 +55,44 @@ def parse_lengths(text: str | None) -> list[int] | None:
             lo, hi = int(a), int(b)
             if lo > hi:
                 raise ValueError
-            return list(range(lo, hi + 1))
-        return [int(x) for x in text.split(",")]
+            values = [lo, hi]
+        else:
+            values = [int(x) for x in text.split(",")]
     except ValueError:
         raise InterpError(
             f"--lengths must look like A:B or A,B,C with A<=B, got {text!r}"
         ) from None
+    if not all(1 <= v <= MAX_LENGTH for v in values):
+        raise InterpError(f"--lengths must lie in 1..{MAX_LENGTH}, got {text!r}")
+    return list(range(values[0], values[1] + 1)) if ":" in text else values
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``lo..hi`` (the message names the valid range)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text!r}")
+        return v
+
+    return parse
+
+
+_positive = _int_in(1, MAX_COUNT)
+_seed = _int_in(0, SEED_MAX)
+
+
+def _out_dir(text: str) -> str:
+    """An argparse type for ``--out``: not empty, and not an existing file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return text
 
 
 @command("tasks")
@@ -139,6 +168,7 @@ def _score(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
         lengths=parse_lengths(args.lengths),
         n_examples=args.examples,
+        progress=not args.quiet,
     )
     print(df.pivot_table(index=["layer", "head"], columns="task", values="score").round(3))
 
@@ -200,7 +230,7 @@ def _analyze(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from interp.report import write_report
 
-    path = write_report(args.path, out=args.out)
+    path = write_report(args.path, out=args.out, progress=not args.quiet)
     print(f"report: {path}")
 
 
@@ -242,7 +272,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="interp", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("tasks", help="list tasks or show examples")
@@ -250,9 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("list", help="list every task")
     show = tsub.add_parser("show", help="print examples of a task")
     show.add_argument("task")
-    show.add_argument("--length", type=int, required=True)
+    show.add_argument("--length", type=_int_in(0, MAX_LENGTH), required=True)
     show.add_argument("-n", type=_positive, default=3, help="number of examples")
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--seed", type=_seed, default=0)
 
     sub.add_parser("groups", help="list task groups").add_argument(
         "groups_cmd", nargs="?", choices=["list"], default="list"
@@ -260,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a run from a spec file")
     tr.add_argument("spec")
-    tr.add_argument("--out", required=True, help="run directory (resumed if it exists)")
+    tr.add_argument(
+        "--out", required=True, type=_out_dir, help="run directory (resumed if it exists)"
+    )
     tr.add_argument("--quiet", action="store_true")
 
     ev = sub.add_parser("eval", help="accuracy per task and length")
     ev.add_argument("run_dir")
-    ev.add_argument("--checkpoint", type=int)
+    ev.add_argument("--checkpoint", type=_int_in(0, 10**9))
     ev.add_argument("--lengths", help="A:B or A,B,C")
     ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
     ev.add_argument("--quiet", action="store_true")
@@ -275,18 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--tasks", help="comma-separated (default: the run's tasks)")
     sc.add_argument("--method", default="mean_ablation", help="comma-separated methods")
     sc.add_argument("--metric", default="exact_match", help="comma-separated metrics")
-    sc.add_argument("--checkpoint", type=int)
+    sc.add_argument("--checkpoint", type=_int_in(0, 10**9))
     sc.add_argument("--lengths", help="A:B or A,B,C")
     sc.add_argument("--examples", type=_positive, default=256)
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
     ov.add_argument("run_dir")
-    ov.add_argument("--checkpoint", type=int)
+    ov.add_argument("--checkpoint", type=_int_in(0, 10**9))
     ov.add_argument("--k", type=_positive, default=4)
 
     sw = sub.add_parser("sweep", help="run a grid of training runs")
     sw.add_argument("spec")
-    sw.add_argument("--out", required=True)
+    sw.add_argument("--out", required=True, type=_out_dir)
     sw.add_argument("--executor", default="local")
     sw.add_argument("--workers", type=_positive)
     sw.add_argument("--address", help="Ray cluster address (ray executor)")
@@ -306,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report")
     rp.add_argument("path", help="a run or sweep directory")
     rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     zo = sub.add_parser("zoo", help="list the model zoo, or export a run into it")
     zo.add_argument("zoo_cmd", nargs="?", choices=["list", "export"], default="list")
@@ -317,9 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     zo.add_argument("--notes", help="export: caveats for the model card's Notes section")
 
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
-    de.add_argument("--out", default="demo-output")
+    de.add_argument("--out", default="demo-output", type=_out_dir)
     de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's error format: one line ``interp: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("interp").strip()
+        hint = f" (see: interp {where} --help)" if where else " (see: interp --help)"
+        self.exit(2, f"interp: error: {where + ': ' if where else ''}{message}{hint}\n")
+
+
+def _close_bars() -> None:
+    # A bar interrupted by an exception is still open; without this the error message would be
+    # printed on the bar's line instead of its own.
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,9 +381,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc = _COMMANDS[args.command](args)
     except InterpError as e:
+        _close_bars()
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The file system refused (a full disk, a read-only or vanished directory): the
+        # user's environment, not a bug, so one line rather than a traceback.
+        _close_bars()
+        where = f": {e.filename}" if e.filename else ""
+        print(f"interp: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        _close_bars()
         print("interp: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)

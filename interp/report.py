@@ -37,7 +37,9 @@ TABLES = (
 )
 
 
-def load_tables(path: str | Path, analyze: bool = True) -> dict[str, pd.DataFrame]:
+def load_tables(
+    path: str | Path, analyze: bool = True, progress: bool = True
+) -> dict[str, pd.DataFrame]:
     """Read the analysis tables of a sweep or run directory (running the analysis if needed)."""
     path = Path(path)
     if not path.is_dir():
@@ -53,11 +55,11 @@ def load_tables(path: str | Path, analyze: bool = True) -> dict[str, pd.DataFram
         if is_sweep:
             from interp.analysis import analyze_sweep
 
-            analyze_sweep(path)
+            analyze_sweep(path, progress=progress)
         else:
             from interp.pipeline import analyze_run
 
-            analyze_run(path)
+            analyze_run(path, progress=progress)
     tables = {
         n: pd.read_parquet(adir / f"{n}.parquet")
         for n in TABLES
@@ -300,10 +302,16 @@ def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.fig(fig)
 
 
-def write_report(path: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
-    """Write ``report.html`` for a run or sweep directory; returns its path."""
+def write_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    title: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write ``report.html`` for a run or sweep directory (analysing it first if it has no
+    tables; ``progress`` shows that analysis's bars); returns its path."""
     path = Path(path)
-    tables = load_tables(path)
+    tables = load_tables(path, progress=progress)
     doc = _Doc(title or f"interp report: {path.name}")
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")

@@ -14,7 +14,7 @@ from transformer_lens import HookedTransformer
 
 from interp.checkpoint import list_checkpoints, load_model_weights, load_tensors, resolve_step
 from interp.errors import InterpError
-from interp.io import read_json
+from interp.io import read_json, read_parquet
 from interp.model import build_model
 from interp.spec import TrainSpec
 from interp.train import CONFIG, METRICS
@@ -44,7 +44,10 @@ def read_run_spec(run_dir: str | Path) -> TrainSpec:
         raise InterpError(f"run directory not found: {run_dir}")
     if not (run_dir / CONFIG).is_file():
         raise InterpError(f"{run_dir} is not a run directory (no {CONFIG})")
-    return TrainSpec.from_dict(read_json(run_dir / CONFIG))
+    try:
+        return TrainSpec.from_dict(read_json(run_dir / CONFIG))
+    except InterpError as e:
+        raise InterpError(f"corrupt {run_dir / CONFIG}: {e}") from None
 
 
 def load_run(run_dir: str | Path, checkpoint: int | None = None) -> LoadedRun:
@@ -73,4 +76,4 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     p = Path(run_dir) / METRICS
     if not p.is_file():
         raise InterpError(f"no {METRICS} in {run_dir}")
-    return pd.read_parquet(p)
+    return read_parquet(p)

@@ -76,6 +76,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -91,7 +92,14 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.errors import InterpError, unknown_choice
-from interp.io import write_json, write_parquet
+from interp.io import (
+    dir_lock,
+    output_dir,
+    read_parquet,
+    remove_stale_temps,
+    write_json,
+    write_parquet,
+)
 from interp.spec import TrainSpec, is_int
 from interp.tasks import get_group, get_task
 from interp.train import METRICS, is_done
@@ -484,8 +492,19 @@ class SerialExecutor:
         pass
 
 
-def _init_worker() -> None:
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    # A pool worker blocks on its task queue forever if the parent is killed (SIGKILL, SIGTERM
+    # and the OOM killer run no cleanup), training cells nobody will collect; it is reparented
+    # then, so a changed parent pid means the sweep is gone.
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+def _init_worker(parent: int | None = None) -> None:
     torch.set_num_threads(CELL_THREADS)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 class LocalExecutor:
@@ -516,6 +535,7 @@ class LocalExecutor:
             max_workers=min(self.workers, len(items)),
             mp_context=get_context("spawn"),
             initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
         try:
             futures = {pool.submit(fn, it): it for it in items}
@@ -708,7 +728,7 @@ def collect_results(out_dir: str | Path, cells: Sequence[Cell]) -> pd.DataFrame:
         p = rd / METRICS
         if not p.is_file():
             continue
-        m = pd.read_parquet(p)
+        m = read_parquet(p)
         m = m[m["kind"] == "accuracy"]
         if m.empty:
             continue
@@ -762,7 +782,22 @@ def run_sweep(
     cells = expand(sw)  # validates every cell before anything runs
     if isinstance(executor, str):
         _check_executor_args(executor, address)
-    out = Path(out_dir)
+    out = output_dir(out_dir)
+    # A second sweep into the same directory would train the same cells twice over.
+    with dir_lock(out):
+        remove_stale_temps(out)
+        return _run_sweep_locked(sw, cells, out, executor, workers, address, progress)
+
+
+def _run_sweep_locked(
+    sw: SweepSpec,
+    cells: list[Cell],
+    out: Path,
+    executor: str | Executor,
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+) -> pd.DataFrame:
     write_json(out / SWEEP_JSON, {**asdict(sw), "lengths": [list(p) for p in sw.lengths]})
     write_parquet(out / CELLS, sweep_metadata(cells))
     todo = [

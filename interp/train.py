@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp.checkpoint import (
+    CKPT_DIR,
     list_checkpoints,
     load_model_weights,
     load_tensors,
@@ -38,7 +39,16 @@ from interp.checkpoint import (
 from interp.data import Batch, MixtureSampler
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
-from interp.io import read_json, write_json, write_parquet, write_text
+from interp.io import (
+    dir_lock,
+    output_dir,
+    read_json,
+    read_parquet,
+    remove_stale_temps,
+    write_json,
+    write_parquet,
+    write_text,
+)
 from interp.model import build_model, check_context
 from interp.spec import TrainSpec
 
@@ -116,12 +126,35 @@ def train(
         InterpError: if the directory holds a different run, or a checkpoint is corrupt.
     """
     run_dir = Path(run_dir)
+    # Everything that can be refused is checked before the directory is touched, so a rejected
+    # spec leaves nothing behind that would then refuse the corrected one.
+    TrainSpec.from_dict(spec.to_dict())  # a spec built in code gets the file spec's checks
+    model = build_model(spec.model)
+    optimizer = make_optimizer(model, spec)
+    sampler = MixtureSampler(
+        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+    )
+    output_dir(run_dir)
+    with dir_lock(run_dir):
+        remove_stale_temps(run_dir)
+        remove_stale_temps(run_dir / CKPT_DIR)
+        return _train_locked(spec, run_dir, model, optimizer, sampler, resume, progress, stop_after)
+
+
+def _train_locked(
+    spec: TrainSpec,
+    run_dir: Path,
+    model: HookedTransformer,
+    optimizer: torch.optim.AdamW,
+    sampler: MixtureSampler,
+    resume: bool,
+    progress: bool,
+    stop_after: int | None,
+) -> HookedTransformer:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     cfg_path = run_dir / CONFIG
     start = 0
-    model = build_model(spec.model)
-    optimizer = make_optimizer(model, spec)
     rows: list[pd.DataFrame] = []
     if cfg_path.exists():
         if read_json(cfg_path) != spec.to_dict():
@@ -138,14 +171,11 @@ def train(
             load_model_weights(model, tensors)
             restore_training_state(optimizer, tensors, meta)
             if (run_dir / METRICS).exists():
-                old = pd.read_parquet(run_dir / METRICS)
+                old = read_parquet(run_dir / METRICS)
                 rows.append(old[old["step"] <= start])
     else:
         write_json(cfg_path, spec.to_dict())
 
-    sampler = MixtureSampler(
-        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
-    )
     save_steps = set(spec.train.save_steps())
     total = spec.train.steps
     ev = spec.eval.every
