@@ -268,7 +268,7 @@ def _zoo(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from interp.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
     de.add_argument("--out", default="demo-output", type=_out_dir)
     de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    de.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 

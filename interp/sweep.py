@@ -42,7 +42,8 @@ Layout of ``SWEEP_DIR``::
                         positional, preset, baseline (the metadata interp.transfer expects)
     runs/<cell_id>/     an ordinary run directory (interp.train), e.g.
                         runs/arith_a-tiny-rope-m4-a8-s0 or
-                        runs/baseline-reverse_add-tiny-rope-m4-e8-s0
+                        runs/baseline-reverse_add-tiny-rope-m4-e8-s0; its status.json
+                        (step, loss, speed) drives the per-cell progress lines
     failures.json       cells that failed in the latest invocation, with their error messages
     results.parquet     per run, per evaluated checkpoint, per task and length: accuracy, plus
                         the cell columns, ``role`` (main/aux) and ``done``
@@ -73,6 +74,7 @@ weights, hence the results, identical across executors.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -102,7 +104,7 @@ from interp.io import (
 )
 from interp.spec import TrainSpec, is_int
 from interp.tasks import get_group, get_task
-from interp.train import METRICS, is_done
+from interp.train import METRICS, STATUS, is_done
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -690,7 +692,8 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     prev = torch.get_num_threads()
     try:
         torch.set_num_threads(CELL_THREADS)
-        train(TrainSpec.from_dict(job["spec"]), job["run_dir"], resume=True, progress=False)
+        spec = TrainSpec.from_dict(job["spec"])
+        train(spec, job["run_dir"], resume=True, progress=False, status=True)
         status, err, tb = "done", "", ""
     except Exception as e:  # recorded in failures.json; the sweep goes on
         status, err, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
@@ -713,6 +716,99 @@ def _crashed(job: dict[str, Any], e: BaseException) -> dict[str, Any]:
         "traceback": "".join(traceback.format_exception(e)),
         "seconds": float("nan"),
     }
+
+
+class CellMonitor:
+    """One line per running cell (step, loss, ETA), from the ``status.json`` each cell's
+    training keeps current (:func:`interp.train.train` with ``status=True``).
+
+    A thread rereads the files every ``interval`` seconds, so it works whatever runs the cells
+    (this process, a process pool, or Ray workers on a shared file system). On a terminal each
+    running cell gets a live bar under the sweep's bar; in a log (not a terminal) a plain status
+    line per running cell is printed every ``log_every`` seconds instead.
+    """
+
+    def __init__(
+        self,
+        run_dirs: dict[str, Path],
+        enabled: bool = True,
+        interval: float = 1.0,
+        log_every: float = 60.0,
+    ) -> None:
+        self.run_dirs = run_dirs
+        self.enabled = enabled and bool(run_dirs)
+        self.interval = interval
+        self.log_every = log_every
+        self.tty = sys.stderr.isatty()
+        self.bars: dict[str, tqdm] = {}
+        self.finished: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CellMonitor:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._lock:
+            for bar in self.bars.values():
+                bar.close()
+            self.bars.clear()
+
+    def done(self, run: str) -> None:
+        """Stop showing ``run`` (its result has arrived)."""
+        with self._lock:
+            self.finished.add(run)
+            bar = self.bars.pop(run, None)
+            if bar is not None:
+                bar.close()
+
+    @staticmethod
+    def line(st: dict[str, Any]) -> str:
+        """``step 1200/2400 (50%), loss 0.4120, ETA 03:20`` for a status dict."""
+        eta = max(0.0, (st["total"] - st["step"]) * st["sec_per_step"])
+        pct = 100 * st["step"] // max(1, st["total"])
+        return (
+            f"step {st['step']}/{st['total']} ({pct}%), loss {st['loss']:.4f}, "
+            f"ETA {tqdm.format_interval(eta)}"
+        )
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """The latest status of every cell that is running (started, not finished)."""
+        out = {}
+        for run, rd in self.run_dirs.items():
+            if run in self.finished:
+                continue
+            try:
+                st = json.loads((rd / STATUS).read_text())
+                if st["step"] < st["total"]:
+                    out[run] = st
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not started yet, or mid-replace
+        return out
+
+    def _loop(self) -> None:
+        last_log = time.monotonic()
+        while not self._stop.wait(self.interval):
+            running = self.statuses()
+            with self._lock:
+                if self.tty:
+                    for run, st in running.items():
+                        bar = self.bars.get(run)
+                        if bar is None:  # a status line, drawn and cleared like a bar
+                            bar = self.bars[run] = tqdm(leave=False, bar_format="{desc}")
+                        bar.set_description_str(f"  {run}: {self.line(st)}", refresh=True)
+                    for run in [r for r in self.bars if r not in running]:
+                        self.bars.pop(run).close()
+                elif running and time.monotonic() - last_log >= self.log_every:
+                    last_log = time.monotonic()
+                    for run, st in running.items():
+                        tqdm.write(f"  {run}: {self.line(st)}", file=sys.stderr)
 
 
 def collect_results(out_dir: str | Path, cells: Sequence[Cell]) -> pd.DataFrame:
@@ -815,12 +911,15 @@ def _run_sweep_locked(
     else:
         ex = executor
     bar = tqdm(total=len(todo), desc=f"sweep {sw.name}", disable=not progress, unit="cell")
+    monitor = CellMonitor({j["run"]: Path(j["run_dir"]) for j in todo}, enabled=progress)
     try:
-        for res in ex.map(run_cell, todo, on_error=_crashed):
-            if res["status"] != "done":
-                failures.append({k: res[k] for k in ("run", "error", "traceback")})
-            bar.update(1)
-            bar.set_postfix(failed=len(failures))
+        with monitor:
+            for res in ex.map(run_cell, todo, on_error=_crashed):
+                monitor.done(res["run"])
+                if res["status"] != "done":
+                    failures.append({k: res[k] for k in ("run", "error", "traceback")})
+                bar.update(1)
+                bar.set_postfix(failed=len(failures))
     finally:
         bar.close()
         if isinstance(executor, str):

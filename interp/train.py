@@ -7,6 +7,7 @@ One run = one :class:`~interp.spec.TrainSpec` = one run directory::
       checkpoints/step_NNNNNN.safetensors, checkpoints/index.json
       metrics.parquet              tidy: step, kind (loss|accuracy), task, length, value
       DONE                         written last, when the final checkpoint is safe
+      status.json                  step, loss and speed, every few seconds (sweep cells only)
 
 Each step: pick the step's batch from the deterministic mixture sampler, run the model, take the
 cross-entropy on answer tokens only, clip gradients, take an AdamW step at the scheduled learning
@@ -55,6 +56,8 @@ from interp.spec import TrainSpec
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
 DONE = "DONE"
+STATUS = "status.json"
+STATUS_EVERY = 2.0  # seconds between status.json updates
 
 
 def answer_loss(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Float[Tensor, ""]:
@@ -109,6 +112,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    status: bool = False,
 ) -> HookedTransformer:
     """Train (or resume) a run.
 
@@ -118,6 +122,8 @@ def train(
         resume: continue from the last checkpoint if the directory has one.
         progress: show a tqdm bar with loss and speed.
         stop_after: stop after this global step, as if killed (used by resume tests).
+        status: keep ``RUN_DIR/status.json`` (step, loss, seconds per step) current, every
+            few seconds, for a sweep to show each running cell's progress.
 
     Returns:
         The trained model.
@@ -138,7 +144,9 @@ def train(
     with dir_lock(run_dir):
         remove_stale_temps(run_dir)
         remove_stale_temps(run_dir / CKPT_DIR)
-        return _train_locked(spec, run_dir, model, optimizer, sampler, resume, progress, stop_after)
+        return _train_locked(
+            spec, run_dir, model, optimizer, sampler, resume, progress, stop_after, status
+        )
 
 
 def _train_locked(
@@ -150,6 +158,7 @@ def _train_locked(
     resume: bool,
     progress: bool,
     stop_after: int | None,
+    status: bool,
 ) -> HookedTransformer:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
@@ -184,6 +193,7 @@ def _train_locked(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
     t0, toks = time.perf_counter(), 0
+    last_status = -STATUS_EVERY
     for step in bar:
         lr = spec.optim.lr_at(step, total)
         for g in optimizer.param_groups:
@@ -215,6 +225,14 @@ def _train_locked(
             # other order the rows between the previous and this checkpoint would be lost.
             write_parquet(run_dir / METRICS, _metrics(rows))
             save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item()})
+        now = time.perf_counter()
+        if status and (now - last_status >= STATUS_EVERY or done == total):
+            last_status = now
+            write_json(
+                run_dir / STATUS,
+                {"step": done, "total": total, "loss": loss.item(), "time": time.time(),
+                 "sec_per_step": (now - t0) / (done - start)},
+            )  # fmt: skip
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
