@@ -1,8 +1,10 @@
 """The ``interp`` command line.
 
 Every subcommand is a thin wrapper over a public function of the package. A user error
-(:class:`~interp.errors.InterpError`) prints one line ``interp: error: ...`` and exits with code 2;
-argument errors from argparse also exit with 2.
+(:class:`~interp.errors.InterpError`), an argument argparse rejects, or a file-system error
+(``OSError``: a full disk, a read-only directory) prints one line ``interp: error: ...`` and
+exits with code 2, never a traceback. ``interp sweep`` exits with 1 when cells failed (the count
+is printed; ``failures.json`` has the errors). Commands that draw progress bars take ``--quiet``.
 
     interp tasks list | interp tasks show TASK --length N -n K
     interp groups list
@@ -205,11 +207,12 @@ def _sweep(args: argparse.Namespace) -> int:
         analyze_sweep(args.out, cfg, progress=not args.quiet)
         print(f"report: {write_report(args.out)}")
     if failures:
-        print(
-            f"interp: sweep: {len(failures)} of {attempted} cells failed; see "
-            f"{Path(args.out) / 'failures.json'}",
-            file=sys.stderr,
-        )
+        if args.quiet:  # otherwise run_sweep has said so already
+            print(
+                f"interp: sweep: {len(failures)} of {attempted} cells failed; see "
+                f"{Path(args.out) / 'failures.json'}",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

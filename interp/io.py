@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,6 +146,15 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
 LOCK = ".lock"
 
 
+def _holder(path: Path) -> tuple[int, str]:
+    """``(pid, host)`` written in a lock file (``(0, "")`` if unreadable)."""
+    try:
+        pid, host = path.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return 0, ""
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -160,8 +170,9 @@ def dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold ``DIRECTORY/.lock`` (created atomically, holding this process's pid) while inside.
 
     A second writer to the same directory gets a clear error instead of silently interleaving
-    its files with the first one's. A lock whose pid is no longer running (a killed process) is
-    stale and is taken over.
+    its files with the first one's. A lock whose pid is no longer running on this host (a
+    killed process) is stale and is taken over; one held from another host (a shared file
+    system) cannot be checked and is treated as live.
 
     Raises:
         InterpError: if a live process holds the lock.
@@ -173,7 +184,7 @@ def dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
     # is atomic and fails if the name exists, so no reader ever sees an empty lock file.
     mine = Path(directory) / f"{LOCK}-{os.getpid()}"
     try:
-        mine.write_text(f"{os.getpid()}\n")
+        mine.write_text(f"{os.getpid()} {socket.gethostname()}\n")
     except OSError as e:
         raise InterpError(f"cannot write to {directory}: {e.strerror or e}") from None
     try:
@@ -182,14 +193,13 @@ def dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
                 os.link(mine, path)
                 break
             except FileExistsError:
-                try:
-                    pid = int(path.read_text().strip())
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                pid, host = _holder(path)
+                here = host == socket.gethostname()
+                if pid and (not here or (pid != os.getpid() and _pid_alive(pid))):
+                    where = "" if here else f" on {host}"
                     raise InterpError(
-                        f"{directory} is in use by another interp process (pid {pid}); wait "
-                        f"for it to finish, or delete {path} if that process is not interp"
+                        f"{directory} is in use by another interp process (pid {pid}{where}); "
+                        f"wait for it to finish, or delete {path} if that process is gone"
                     ) from None
                 path.unlink(missing_ok=True)  # stale: its owner is gone
         else:

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -278,14 +279,17 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_stale_one(work, tmp_path:
     run.mkdir()
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        (run / ".lock").write_text(f"{holder.pid}\n")
+        (run / ".lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
         assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 2
         _one_line_error(capsys, f"in use by another interp process (pid {holder.pid})")
         assert not (run / "config.json").exists()
     finally:
         holder.kill()
         holder.wait()
-    (run / ".lock").write_text(f"{_dead_pid()}\n")  # its owner was killed: stale
+    (run / ".lock").write_text("4242 another-host\n")  # cannot be checked from here: live
+    assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 2
+    _one_line_error(capsys, "(pid 4242 on another-host)")
+    (run / ".lock").write_text(f"{_dead_pid()} {socket.gethostname()}\n")  # killed: stale
     assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 0
     assert (run / "DONE").is_file() and not (run / ".lock").exists()
 
