@@ -38,12 +38,15 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from interp.errors import InterpError
+from interp.errors import InterpError, unknown_choice
+from interp.io import read_json, write_json
 from interp.pipeline import accuracy_over_checkpoints, analyze_run
 from interp.rundir import RunDir, SweepDir, open_dir
 from interp.runs import load_run, read_run_spec
 
 SCALES = ("cpu", "paper")
+# Counts (examples, k, random sets) above this are typos, not experiments.
+_MAX_COUNT = 1_000_000
 
 
 @dataclass
@@ -64,6 +67,11 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AnalysisConfig:
+        """Validate an ``[analysis]`` table (types, ranges and method/metric names).
+
+        Raises:
+            InterpError: naming the first bad key, its value and what it must be.
+        """
         if d is None:
             return cls()
         if not isinstance(d, dict):
@@ -75,13 +83,39 @@ class AnalysisConfig:
                 f"analysis spec: unknown keys {unknown} in [analysis]; valid keys: "
                 f"{', '.join(sorted(known))}"
             )
-        cfg = cls(**d)
-        if cfg.checkpoints not in ("all", "last"):
-            raise InterpError("analysis spec: checkpoints must be 'all' or 'last'")
-        return cfg
+        for key, value in d.items():
+            _check_analysis_value(key, value)
+        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_analysis_value(key: str, value: Any) -> None:
+    from interp.heads import METHODS, METRICS
+    from interp.spec import is_int
+
+    def bad(want: str) -> InterpError:
+        return InterpError(f"analysis spec: [analysis] {key} must be {want}, got {value!r}")
+
+    if key in ("figure", "description"):
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif key in ("methods", "metrics"):
+        choices = METHODS if key == "methods" else METRICS
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise bad(f"a non-empty list of names from {', '.join(choices)}")
+        for v in value:
+            if v not in choices:
+                raise unknown_choice(key[:-1], v, choices)
+    elif key in ("attention", "causal"):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif key == "checkpoints":
+        if value not in ("all", "last"):
+            raise bad("'all' or 'last'")
+    elif not (is_int(value) and 1 <= value <= _MAX_COUNT):
+        raise bad(f"an integer in 1..{_MAX_COUNT}")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +130,6 @@ def load_analysis_spec(
 ) -> tuple[dict[str, Any], AnalysisConfig]:
     """Split an analysis spec into ``(sweep spec dict, analysis config)`` at ``scale``."""
     if scale not in SCALES:
-        from interp.errors import unknown_choice
-
         raise unknown_choice("scale", scale, SCALES)
     if isinstance(spec, dict):
         d = copy.deepcopy(spec)
@@ -270,6 +302,68 @@ def run_level_tables(
     if len(within_runs):
         out["within_runs"] = within_runs
         out["within"] = combine(within_runs)
+    return out
+
+
+def save_config(sweep_dir: str | Path, cfg: AnalysisConfig) -> Path:
+    """Keep a sweep's analysis config beside it, for a later ``interp analyze SWEEP_DIR``."""
+    return write_json(SweepDir(sweep_dir).analysis_config_path, cfg.to_dict())
+
+
+def read_config(sweep_dir: str | Path) -> AnalysisConfig:
+    """The analysis config saved by ``interp sweep`` (the defaults if there is none)."""
+    p = SweepDir(sweep_dir).analysis_config_path
+    if not p.is_file():
+        return AnalysisConfig()
+    try:
+        return AnalysisConfig.from_dict(read_json(p))
+    except InterpError as e:
+        raise InterpError(f"corrupt {p}: {e}") from None
+
+
+def analyze_path(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, pd.DataFrame]:
+    """``interp analyze``: analyse a sweep directory or a single run directory.
+
+    A sweep uses the analysis config ``interp sweep`` saved with it; a run uses the defaults.
+    ``overrides`` (``AnalysisConfig`` fields) replace either, and are validated like a spec's
+    ``[analysis]`` table. A run's tables go to ``RUN_DIR/analysis/`` (:func:`analyze_run`), plus
+    ``causal.parquet`` when the run has a transfer range and ``causal`` is on. ``device`` and
+    ``batch_size`` are passed to every stage.
+
+    Raises:
+        InterpError: for a directory that is neither a run nor a sweep, or bad overrides.
+    """
+    d = open_dir(path)
+    base = read_config(d.path) if isinstance(d, SweepDir) else AnalysisConfig()
+    cfg = AnalysisConfig.from_dict({**base.to_dict(), **(overrides or {})})
+    if isinstance(d, SweepDir):
+        return analyze_sweep(d.path, cfg, progress=progress, device=device, batch_size=batch_size)
+    steps = d.checkpoints()
+    if not steps:
+        raise InterpError(f"no checkpoints in {d.path}: nothing to analyse")
+    out = analyze_run(
+        d.path,
+        steps if cfg.checkpoints == "all" else steps[-1:],
+        methods=cfg.methods,
+        metrics=cfg.metrics,
+        n_examples=cfg.n_examples,
+        k=cfg.k,
+        attention=cfg.attention,
+        progress=progress,
+        device=device,
+        batch_size=batch_size,
+    )
+    if cfg.causal and d.spec().aux:
+        causal = causal_for_run(d.path, out.get("scores"), cfg, device, batch_size)
+        if len(causal):
+            out["causal"] = causal
+            d.write_table("causal", causal)
     return out
 
 

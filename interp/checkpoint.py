@@ -54,9 +54,36 @@ def _index_path(run_dir: Path) -> Path:
 
 
 def read_index(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The checkpoint index: ``{str(step): {"file": ..., "sha256": ...}}`` (empty if none)."""
+    """The checkpoint index: ``{str(step): {"file": ..., "sha256": ...}}`` (empty if none).
+
+    Raises:
+        InterpError: for an index that is not of that shape (reported as corrupt).
+    """
     p = _index_path(Path(run_dir))
-    return read_json(p) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    index = read_json(p)
+    problem = _index_problem(index)
+    if problem:
+        raise InterpError(f"corrupt checkpoint index {p}: {problem}")
+    return index
+
+
+def _index_problem(index: Any) -> str:
+    """What is wrong with a parsed index.json ('' if nothing)."""
+    if not isinstance(index, dict):
+        return f"expected an object of steps, got {type(index).__name__}"
+    for step, entry in index.items():
+        if not (step.isdigit() and step == str(int(step))):
+            return f"step {step!r} is not a non-negative integer"
+        if not isinstance(entry, dict):
+            return f"entry for step {step} is not an object"
+        f, digest = entry.get("file"), entry.get("sha256")
+        if not isinstance(f, str) or Path(f).name != f or not f:
+            return f"entry for step {step} has no valid 'file'"
+        if not (isinstance(digest, str) and len(digest) == 64):
+            return f"entry for step {step} has no valid 'sha256'"
+    return ""
 
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:

@@ -1,8 +1,10 @@
 """The ``interp`` command line.
 
 Every subcommand is a thin wrapper over a public function of the package. A user error
-(:class:`~interp.errors.InterpError`) prints one line ``interp: error: ...`` and exits with code 2;
-argument errors from argparse also exit with 2.
+(:class:`~interp.errors.InterpError`), an argument argparse rejects, or a file-system error
+(``OSError``: a full disk, a read-only directory) prints one line ``interp: error: ...`` and
+exits with code 2, never a traceback. ``interp sweep`` exits with 1 when cells failed (the count
+is printed; ``failures.json`` has the errors). Commands that draw progress bars take ``--quiet``.
 
     interp tasks list | interp tasks show TASK --length N -n K
     interp groups list
@@ -10,8 +12,9 @@ argument errors from argparse also exit with 2.
     interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
     interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
     interp overlap RUN_DIR [--k K]
-    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--analyze]
-    interp analyze SWEEP_OR_RUN_DIR
+    interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--scale cpu|paper]
+        [--analyze]
+    interp analyze SWEEP_OR_RUN_DIR [--examples N] [--k K] [--no-causal]
     interp report SWEEP_OR_RUN_DIR
     interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
     interp zoo export RUN_DIR NAME | interp zoo results [--prefix a4_] [--out DIR]
@@ -25,6 +28,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from interp.errors import InterpError
 
@@ -39,8 +43,14 @@ def command(name: str) -> Callable:
     return deco
 
 
+# Bounds that catch typos before they exhaust memory or never finish; far above any use here.
+MAX_LENGTH = 10_000
+MAX_COUNT = 100_000
+SEED_MAX = 2**32 - 1
+
+
 def parse_lengths(text: str | None) -> list[int] | None:
-    """Parse ``A:B`` (inclusive) or ``A,B,C`` into a list of lengths."""
+    """Parse ``A:B`` (inclusive) or ``A,B,C`` into a list of lengths in ``1..MAX_LENGTH``."""
     if text is None:
         return None
     try:
@@ -49,22 +59,44 @@ def parse_lengths(text: str | None) -> list[int] | None:
             lo, hi = int(a), int(b)
             if lo > hi:
                 raise ValueError
-            return list(range(lo, hi + 1))
-        return [int(x) for x in text.split(",")]
+            values = [lo, hi]
+        else:
+            values = [int(x) for x in text.split(",")]
     except ValueError:
         raise InterpError(
             f"--lengths must look like A:B or A,B,C with A<=B, got {text!r}"
         ) from None
+    if not all(1 <= v <= MAX_LENGTH for v in values):
+        raise InterpError(f"--lengths must lie in 1..{MAX_LENGTH}, got {text!r}")
+    return list(range(values[0], values[1] + 1)) if ":" in text else values
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``lo..hi`` (the message names the valid range)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text!r}")
+        return v
+
+    return parse
+
+
+_positive = _int_in(1, MAX_COUNT)
+_seed = _int_in(0, SEED_MAX)
+
+
+def _out_dir(text: str) -> str:
+    """An argparse type for ``--out``: not empty, and not an existing file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return text
 
 
 def _device_args(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -159,6 +191,7 @@ def _score(args: argparse.Namespace) -> None:
         n_examples=args.examples,
         device=args.device,
         batch_size=args.batch_size,
+        progress=not args.quiet,
     )
     print(df.pivot_table(index=["layer", "head"], columns="task", values="score").round(3))
 
@@ -178,26 +211,66 @@ def _overlap(args: argparse.Namespace) -> None:
 
 
 @command("sweep")
-def _sweep(args: argparse.Namespace) -> None:
+def _sweep(args: argparse.Namespace) -> int:
+    from interp.analysis import analyze_sweep, load_analysis_spec, save_config
+    from interp.report import write_report
     from interp.sweep import run_sweep
 
+    # One format: a sweep spec, optionally with [analysis] (what --analyze measures) and
+    # [paper] (what --scale paper changes). Both are validated before anything trains.
+    sweep_spec, cfg = load_analysis_spec(args.spec, scale=args.scale)
     df = run_sweep(
-        args.spec,
+        sweep_spec,
         args.out,
         executor=args.executor,
         workers=args.workers,
         address=args.address,
         device=args.device,
         gpus_per_cell=args.gpus_per_cell,
+        progress=not args.quiet,
     )
-    print(f"sweep finished: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
+    save_config(args.out, cfg)
+    failures, attempted = df.attrs["failures"], df.attrs["attempted"]
+    print(f"sweep trained: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
+    if args.analyze and not (failures and len(failures) == attempted):
+        analyze_sweep(args.out, cfg, progress=not args.quiet)
+        print(f"report: {write_report(args.out)}")
+    if failures:
+        if args.quiet:  # otherwise run_sweep has said so already
+            print(
+                f"interp: sweep: {len(failures)} of {attempted} cells failed; see "
+                f"{Path(args.out) / 'failures.json'}",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
+
+
+@command("analyze")
+def _analyze(args: argparse.Namespace) -> None:
+    from interp.analysis import analyze_path
+
+    overrides = {k: v for k, v in (("n_examples", args.examples), ("k", args.k)) if v is not None}
+    if args.no_causal:
+        overrides["causal"] = False
+    from interp.rundir import open_dir
+
+    tables = analyze_path(
+        args.path,
+        overrides,
+        progress=not args.quiet,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    out = open_dir(args.path).analysis_dir
+    print(f"analysis tables ({', '.join(sorted(tables))}): {out}")
 
 
 @command("report")
 def _report(args: argparse.Namespace) -> None:
     from interp.report import write_report
 
-    path = write_report(args.path, out=args.out)
+    path = write_report(args.path, out=args.out, progress=not args.quiet)
     print(f"report: {path}")
 
 
@@ -264,7 +337,7 @@ def _zoo(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from interp.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, device=args.device)
+    run_demo(Path(args.out), quick=args.quick, device=args.device, progress=not args.quiet)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +368,7 @@ def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="interp", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("tasks", help="list tasks or show examples")
@@ -303,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("list", help="list every task")
     show = tsub.add_parser("show", help="print examples of a task")
     show.add_argument("task")
-    show.add_argument("--length", type=int, required=True)
+    show.add_argument("--length", type=_int_in(0, MAX_LENGTH), required=True)
     show.add_argument("-n", type=_positive, default=3, help="number of examples")
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--seed", type=_seed, default=0)
 
     sub.add_parser("groups", help="list task groups").add_argument(
         "groups_cmd", nargs="?", choices=["list"], default="list"
@@ -313,13 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a run from a spec file")
     tr.add_argument("spec")
-    tr.add_argument("--out", required=True, help="run directory (resumed if it exists)")
+    tr.add_argument(
+        "--out", required=True, type=_out_dir, help="run directory (resumed if it exists)"
+    )
     tr.add_argument("--quiet", action="store_true")
     _device_args(tr, batch_size=False)
 
     ev = sub.add_parser("eval", help="accuracy per task and length")
     ev.add_argument("run_dir")
-    ev.add_argument("--checkpoint", type=int)
+    ev.add_argument("--checkpoint", type=_int_in(0, 10**9))
     ev.add_argument("--lengths", help="A:B or A,B,C")
     ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
     ev.add_argument("--quiet", action="store_true")
@@ -330,25 +405,29 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--tasks", help="comma-separated (default: the run's tasks)")
     sc.add_argument("--method", default="mean_ablation", help="comma-separated methods")
     sc.add_argument("--metric", default="exact_match", help="comma-separated metrics")
-    sc.add_argument("--checkpoint", type=int)
+    sc.add_argument("--checkpoint", type=_int_in(0, 10**9))
     sc.add_argument("--lengths", help="A:B or A,B,C")
     sc.add_argument("--examples", type=_positive, default=256)
     _device_args(sc)
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
     ov.add_argument("run_dir")
-    ov.add_argument("--checkpoint", type=int)
+    ov.add_argument("--checkpoint", type=_int_in(0, 10**9))
     ov.add_argument("--k", type=_positive, default=4)
     _device_args(ov)
 
     sw = sub.add_parser("sweep", help="run a grid of training runs")
     sw.add_argument("spec")
-    sw.add_argument("--out", required=True)
+    sw.add_argument("--out", required=True, type=_out_dir)
     sw.add_argument("--executor", default="local")
     sw.add_argument("--workers", type=_positive)
     sw.add_argument("--address", help="Ray cluster address (ray executor)")
-    sw.add_argument("--scale", default="cpu", help="cpu (default) or paper ([paper] overrides)")
+    sw.add_argument(
+        "--scale", default="cpu", choices=["cpu", "paper"], help="paper: apply the [paper] table"
+    )
     sw.add_argument("--analyze", action="store_true", help="then analyse and write the report")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_args(sw)
     sw.add_argument(
         "--gpus-per-cell",
@@ -359,14 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")
     an.add_argument("path", help="a run or sweep directory")
-    an.add_argument("--examples", type=_positive, default=128)
-    an.add_argument("--k", type=_positive, default=4)
-    an.add_argument("--no-causal", action="store_true")
+    an.add_argument("--examples", type=_positive, help="examples per length (default 128)")
+    an.add_argument("--k", type=_positive, help="top-k for the Jaccard overlap (default 4)")
+    an.add_argument("--no-causal", action="store_true", help="skip the causal shared-head test")
+    an.add_argument("--quiet", action="store_true", help="no progress bars")
     _device_args(an)
 
     rp = sub.add_parser("report", help="write a self-contained HTML report")
     rp.add_argument("path", help="a run or sweep directory")
     rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     zo = sub.add_parser("zoo", help="list the model zoo, retrain an entry, or export a run")
     zo.set_defaults(zoo_cmd="list")
@@ -391,11 +472,30 @@ def build_parser() -> argparse.ArgumentParser:
     zx.add_argument("--notes", help="caveats for the model card's Notes section")
 
     de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
-    de.add_argument("--out", default="demo-output")
+    de.add_argument("--out", default="demo-output", type=_out_dir)
     de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
     _device_args(de, batch_size=False)
     _add_finetune_parser(sub)
+    de.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's error format: one line ``interp: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("interp").strip()
+        hint = f" (see: interp {where} --help)" if where else " (see: interp --help)"
+        self.exit(2, f"interp: error: {where + ': ' if where else ''}{message}{hint}\n")
+
+
+def _close_bars() -> None:
+    # A bar interrupted by an exception is still open; without this the error message would be
+    # printed on the bar's line instead of its own.
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -405,9 +505,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc = _COMMANDS[args.command](args)
     except InterpError as e:
+        _close_bars()
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The file system refused (a full disk, a read-only or vanished directory): the
+        # user's environment, not a bug, so one line rather than a traceback.
+        _close_bars()
+        where = f": {e.filename}" if e.filename else ""
+        print(f"interp: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        _close_bars()
         print("interp: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)

@@ -107,23 +107,34 @@ def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> s
     return "\n".join(lines)
 
 
-def run_demo(out: Path, quick: bool = False, workers: int = 2, device: str | None = None) -> Path:
+def run_demo(
+    out: Path,
+    quick: bool = False,
+    workers: int = 2,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
     """Run the demo into ``out``; returns the report path.
 
-    ``device`` (default ``auto``) is where both runs train and the analysis runs."""
+    ``device`` (default ``auto``) is where both runs train and the analysis runs. With
+    ``progress`` each training cell shows its step, loss and ETA while it runs, and the
+    analysis shows its bars; the stage lines and the summary are printed either way.
+    """
     spec = ANALYSES / ("demo_quick.toml" if quick else "demo.toml")
     if not spec.is_file():
         raise InterpError(f"demo spec not found: {spec} (run from a source checkout)")
     t0 = time.perf_counter()
     sweep_spec, cfg = load_analysis_spec(spec)
     print(f"[1/3] training {spec.name} into {out} ...", flush=True)
-    run_sweep(sweep_spec, out, executor="local", workers=workers, device=device)
+    run_sweep(
+        sweep_spec, out, executor="local", workers=workers, device=device, progress=progress
+    )
     failures = out / "failures.json"
     if failures.is_file() and failures.read_text().strip() not in ("", "[]", "{}"):
         raise InterpError(f"some demo runs failed; see {failures}")
     print("[2/3] evaluating, scoring heads, overlap, transfer statistics, causal test ...",
           flush=True)  # fmt: skip
-    tables = analyze_sweep(out, cfg, device=device)
+    tables = analyze_sweep(out, cfg, device=device, progress=progress)
     print("[3/3] writing the report ...", flush=True)
     report = write_report(out, out / "report.html", title="interp demo: arithmetic group A")
     text = _summary(tables, time.perf_counter() - t0, report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,3 +87,126 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InterpError(f"malformed JSON in {p}: {e}") from None
+
+
+def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a Parquet table, turning a missing or unreadable file into an :class:`InterpError`."""
+    from interp.errors import InterpError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"missing file: {p}")
+    try:
+        return pd.read_parquet(p)
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        raise InterpError(f"corrupt table {p}: {type(e).__name__}: {e}") from None
+
+
+def output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Check that ``path`` can be an output directory, and create it.
+
+    Raises:
+        InterpError: for an empty path, a path naming a file, or a directory that cannot be
+            created (an unwritable or missing parent, a read-only file system).
+    """
+    from interp.errors import InterpError
+
+    if not str(path).strip():
+        raise InterpError(f"{what} must name a directory, got an empty path")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InterpError(f"{what} {p} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InterpError(f"cannot create directory {p}: {e.strerror or e}") from None
+    return p
+
+
+# A temporary file left by a killed writer: ``.NAME.RANDOM.tmp`` (see atomic_path).
+_TEMP_GLOB = ".*.tmp"
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files that killed writers left in ``directory`` (not recursive).
+
+    Call it only while holding the directory's :func:`dir_lock`: a live writer's temporary
+    file would otherwise be deleted under it.
+    """
+    removed = []
+    d = Path(directory)
+    if d.is_dir():
+        for p in d.glob(_TEMP_GLOB):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+LOCK = ".lock"
+
+
+def _holder(path: Path) -> tuple[int, str]:
+    """``(pid, host)`` written in a lock file (``(0, "")`` if unreadable)."""
+    try:
+        pid, host = path.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return 0, ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@contextmanager
+def dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``DIRECTORY/.lock`` (created atomically, holding this process's pid) while inside.
+
+    A second writer to the same directory gets a clear error instead of silently interleaving
+    its files with the first one's. A lock whose pid is no longer running on this host (a
+    killed process) is stale and is taken over; one held from another host (a shared file
+    system) cannot be checked and is treated as live.
+
+    Raises:
+        InterpError: if a live process holds the lock.
+    """
+    from interp.errors import InterpError
+
+    path = Path(directory) / LOCK
+    # The pid is written to a private file first and then hard-linked to the lock name: link()
+    # is atomic and fails if the name exists, so no reader ever sees an empty lock file.
+    mine = Path(directory) / f"{LOCK}-{os.getpid()}"
+    try:
+        mine.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    except OSError as e:
+        raise InterpError(f"cannot write to {directory}: {e.strerror or e}") from None
+    try:
+        for _ in range(3):
+            try:
+                os.link(mine, path)
+                break
+            except FileExistsError:
+                pid, host = _holder(path)
+                here = host == socket.gethostname()
+                if pid and (not here or (pid != os.getpid() and _pid_alive(pid))):
+                    where = "" if here else f" on {host}"
+                    raise InterpError(
+                        f"{directory} is in use by another interp process (pid {pid}{where}); "
+                        f"wait for it to finish, or delete {path} if that process is gone"
+                    ) from None
+                path.unlink(missing_ok=True)  # stale: its owner is gone
+        else:
+            raise InterpError(f"cannot take the lock {path}; delete it if no interp process runs")
+    finally:
+        mine.unlink(missing_ok=True)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

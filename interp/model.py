@@ -39,6 +39,17 @@ PRESET_DIR = presets_dir()
 """Where presets are read (``models/presets``; see :mod:`interp.resources`)."""
 
 
+# Upper bounds catch typos before they exhaust memory; they are far above any model here.
+_MAX_SIZE = {
+    "n_layers": 1024,
+    "n_heads": 1024,
+    "d_model": 65536,
+    "d_mlp": 262144,
+    "n_ctx": 65536,
+    "d_vocab": 1_000_000,
+}
+
+
 @dataclass
 class ModelConfig:
     """Architecture of a decoder-only model.
@@ -82,11 +93,24 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     def validate(self) -> None:
-        """Raise :class:`InterpError` on an impossible architecture."""
-        for name in ("n_layers", "n_heads", "d_model", "n_ctx", "d_vocab"):
+        """Raise :class:`InterpError` on an impossible (or absurdly large) architecture."""
+        for name, hi in _MAX_SIZE.items():
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InterpError(f"model config: {name} must be a positive integer, got {v!r}")
+            if name == "d_mlp" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise InterpError(f"model config: {name} must be an integer in 1..{hi}, got {v!r}")
+        rb = self.rotary_base
+        # rotary_base <= 1 makes every RoPE frequency 1 (or NaN): training silently yields NaNs.
+        if isinstance(rb, bool) or not isinstance(rb, int | float) or not 1 < rb <= 1e12:
+            raise InterpError(
+                f"model config: rotary_base must be a number in (1, 1e12], got {rb!r}"
+            )
+        s = self.init_seed
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32:
+            raise InterpError(
+                f"model config: init_seed must be an integer in 0..{2**32 - 1}, got {s!r}"
+            )
         if self.d_model % self.n_heads:
             raise InterpError(
                 f"model config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}"

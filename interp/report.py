@@ -408,6 +408,7 @@ def write_report(
     out: str | Path | None = None,
     title: str | None = None,
     analyze: bool = True,
+    progress: bool = True,
 ) -> Path:
     """Write ``report.html`` for a run or sweep directory; returns its path.
 
@@ -419,13 +420,14 @@ def write_report(
             (:func:`interp.analysis.ensure_analyzed`, what ``interp report`` does); with
             ``False`` a directory without tables is an error. This is the only place the
             report stage starts a computation; the report itself only reads tables.
+        progress: show that analysis's progress bars.
     """
     if analyze:
         from interp.analysis import ensure_analyzed
 
-        ensure_analyzed(path)
+        ensure_analyzed(path, progress=progress)
     path = Path(path)
-    tables = load_tables(path)
+    tables = load_tables(path, progress=progress)
     doc = _Doc(title or f"interp report: {path.name}")
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")

@@ -46,7 +46,7 @@ import pandas as pd
 
 from interp.checkpoint import CKPT_DIR, list_checkpoints
 from interp.errors import InterpError
-from interp.io import read_json, write_json, write_parquet
+from interp.io import read_json, read_parquet, write_json, write_parquet
 from interp.spec import TrainSpec
 from interp.tasks import GROUPS
 
@@ -61,6 +61,7 @@ CELLS = "cells.parquet"
 RESULTS = "results.parquet"
 FAILURES = "failures.json"
 SWEEP_JSON = "sweep.json"
+ANALYSIS_JSON = "analysis.json"
 
 ZOO_ACCURACY = "accuracy.parquet"
 ZOO_INFO = "zoo.json"
@@ -197,8 +198,18 @@ class RunDir(TableDir):
         return read_json(self.check().config_path)
 
     def spec(self) -> TrainSpec:
-        """The resolved spec stored in ``config.json``."""
-        return TrainSpec.from_dict(self.config())
+        """The resolved spec stored in ``config.json``.
+
+        Raises:
+            InterpError: a missing directory or config, or a config that is not a valid spec
+                (reported as corrupt).
+        """
+        try:
+            return TrainSpec.from_dict(self.config())
+        except InterpError as e:
+            if not self.path.is_dir() or not self.is_run():
+                raise
+            raise InterpError(f"corrupt {self.config_path}: {e}") from None
 
     def write_config(self, spec: TrainSpec) -> Path:
         return write_json(self.config_path, spec.to_dict())
@@ -215,7 +226,7 @@ class RunDir(TableDir):
         """
         if not self.metrics_path.is_file():
             raise InterpError(f"no {METRICS} in {self.path}")
-        return pd.read_parquet(self.metrics_path)
+        return read_parquet(self.metrics_path)
 
     def eval_path(self, step: int) -> Path:
         """``eval/step_NNNNNN.parquet``: the table ``interp eval`` writes."""
@@ -285,6 +296,11 @@ class SweepDir(TableDir):
     @property
     def sweep_json_path(self) -> Path:
         return self.path / SWEEP_JSON
+
+    @property
+    def analysis_config_path(self) -> Path:
+        """``analysis.json``: the analysis config ``interp sweep`` keeps for ``interp analyze``."""
+        return self.path / ANALYSIS_JSON
 
     def is_sweep(self) -> bool:
         """Whether the directory holds a sweep (its ``cells.parquet`` exists)."""

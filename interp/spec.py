@@ -49,6 +49,7 @@ directory keeps the resolved dict as ``config.json``, and a resume must match it
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -178,6 +179,55 @@ def run_identity(d: dict[str, Any]) -> dict[str, Any]:
 
 _TOP_KEYS = {"name", "group", "main", "seed", "tasks", "model", "optim", "train", "eval"}
 
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence and torch both accept 0..2**32-1
+# Valid ranges per section and key: (low, high, low excluded). The upper bounds only catch
+# typos (a batch of a billion examples) before they exhaust memory; they are far above any
+# experiment this package is for.
+_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "optim": {
+        "lr": (0, 10, True),
+        "weight_decay": (0, 10, False),
+        "warmup_steps": (0, 10**9, False),
+        "decay_fraction": (0, 1, False),
+        "min_lr_ratio": (0, 1, False),
+        "grad_clip": (0, 1e6, False),
+    },
+    "train": {
+        "steps": (1, 10**9, False),
+        "batch_size": (1, 2**20, False),
+        "n_buckets": (1, 10**4, False),
+        "checkpoint_every": (0, 10**9, False),
+        "log_every": (1, 10**9, False),
+        "threads": (0, 1024, False),
+    },
+    "eval": {
+        "max_length": (0, 10**4, False),
+        "every": (0, 10**9, False),
+        "examples": (1, 10**6, False),
+        "final_examples": (1, 10**6, False),
+        "seed": (0, SEED_MAX, False),
+    },
+}
+
+
+def describe_range(lo: float, hi: float, lo_open: bool = False) -> str:
+    """``1..100`` for an integer range, ``(0, 10]`` / ``[0, 1]`` for a real one."""
+    if isinstance(lo, int) and isinstance(hi, int) and not lo_open:
+        return f"{lo}..{hi}"
+    return f"{'(' if lo_open else '['}{lo}, {hi}]"
+
+
+def in_range(value: float, lo: float, hi: float, lo_open: bool = False) -> bool:
+    """Whether ``value`` is finite and inside the range (NaN and infinities never are)."""
+    return math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+
+
+def check_seed(value: Any, what: str = "seed") -> int:
+    """Refuse anything but an integer in ``0..2**32-1`` (what numpy and torch accept)."""
+    if not is_int(value) or not 0 <= value <= SEED_MAX:
+        raise InterpError(f"{what} must be an integer in 0..{SEED_MAX}, got {value!r}")
+    return value
+
 
 def _section(cls: type, d: Any, name: str) -> Any:
     if d is None:
@@ -193,6 +243,15 @@ def _section(cls: type, d: Any, name: str) -> Any:
     defaults = cls()
     for key, value in d.items():
         _check_type(name, key, value, getattr(defaults, key))
+        bounds = _RANGES.get(name, {}).get(key)
+        if bounds and not in_range(value, *bounds):
+            raise InterpError(
+                f"spec: [{name}] {key} must be in {describe_range(*bounds)}, got {value!r}"
+            )
+    if "betas" in d and not all(in_range(b, 0, 1) and b < 1 for b in d["betas"]):
+        raise InterpError(f"spec: [{name}] betas must lie in [0, 1), got {d['betas']!r}")
+    if "checkpoint_steps" in d and not all(x >= 1 for x in d["checkpoint_steps"]):
+        raise InterpError(f"spec: [{name}] checkpoint_steps must be positive steps")
     d = dict(d)
     if "betas" in d:
         d["betas"] = tuple(d["betas"])
@@ -319,6 +378,8 @@ class TrainSpec:
         for t in raw_tasks:
             if not isinstance(t, dict) or "name" not in t or "lengths" not in t:
                 raise InterpError("spec: every [[tasks]] entry needs 'name' and 'lengths'")
+            if not isinstance(t["name"], str):
+                raise InterpError(f"spec: a task name must be a string, got {t['name']!r}")
             lo_hi = t["lengths"]
             if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
@@ -328,6 +389,11 @@ class TrainSpec:
             weight = t.get("weight", 1.0)
             if not _is_number(weight):
                 raise InterpError(f"spec: task {t['name']!r}: weight must be a number")
+            if not in_range(weight, 0, 1e6, True):
+                raise InterpError(
+                    f"spec: task {t['name']!r}: weight must be positive and at most 1e6, "
+                    f"got {weight!r}"
+                )
             spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(weight))
             spec.validate()
             tasks.append(spec)
@@ -336,14 +402,20 @@ class TrainSpec:
             raise InterpError(f"spec: a task is listed twice in {names}")
         if d["main"] not in names:
             raise InterpError(f"spec: main task {d['main']!r} is not among the tasks {names}")
-        seed = d.get("seed", 0)
-        if not is_int(seed):
-            raise InterpError("spec: seed must be an integer")
+        seed = check_seed(d.get("seed", 0), "spec: seed")
+        if not isinstance(d["name"], str) or not d["name"].strip():
+            raise InterpError(f"spec: name must be a non-empty string, got {d['name']!r}")
+        if not isinstance(d["main"], str):
+            raise InterpError(f"spec: main must be a task name, got {d['main']!r}")
+        if "group" in d and not isinstance(d["group"], str):
+            raise InterpError(f"spec: group must be a string, got {d['group']!r}")
         ev = _section(EvalConfig, d.get("eval"), "eval")
         if ev.max_length <= 0:
             ev.max_length = max(t.max_length for t in tasks)
         for t in tasks:
             get_task(t.name)  # validated above; keeps the order of errors predictable
+        if not isinstance(d.get("model") or {}, dict):
+            raise InterpError(f"spec: [model] must be a table, got {d['model']!r}")
         model_d = dict(d.get("model") or {})
         if not isinstance(model_d, dict):
             raise InterpError("spec: [model] must be a table")
@@ -351,6 +423,8 @@ class TrainSpec:
             merged = _pretrained_model(model_d)
         else:
             preset = model_d.pop("preset", None)
+            if preset is not None and not isinstance(preset, str):
+                raise InterpError(f"spec: [model] preset must be a preset name, got {preset!r}")
             base = load_preset(preset) if preset else {}
             merged = {**base, **model_d}
         merged.setdefault("init_seed", seed)

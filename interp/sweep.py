@@ -42,7 +42,8 @@ Layout of ``SWEEP_DIR``::
                         positional, preset, baseline (the metadata interp.transfer expects)
     runs/<cell_id>/     an ordinary run directory (interp.train), e.g.
                         runs/arith_a-tiny-rope-m4-a8-s0 or
-                        runs/baseline-reverse_add-tiny-rope-m4-e8-s0
+                        runs/baseline-reverse_add-tiny-rope-m4-e8-s0; its status.json
+                        (step, loss, speed) drives the per-cell progress lines
     failures.json       cells that failed in the latest invocation, with their error messages
     results.parquet     per run, per evaluated checkpoint, per task and length: accuracy, plus
                         the cell columns, ``role`` (main/aux) and ``done``
@@ -76,9 +77,11 @@ weights, hence the results, identical across executors.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -95,10 +98,17 @@ from tqdm.auto import tqdm
 
 from interp.device import check_gpu_fraction, parse_device, ray_resources, resolve_device
 from interp.errors import InterpError, unknown_choice
-from interp.io import write_json, write_parquet
+from interp.io import (
+    dir_lock,
+    output_dir,
+    read_parquet,
+    remove_stale_temps,
+    write_json,
+    write_parquet,
+)
 from interp.spec import TrainSpec, is_int
 from interp.tasks import get_group, get_task
-from interp.train import METRICS, is_done
+from interp.train import METRICS, STATUS, is_done
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -488,8 +498,19 @@ class SerialExecutor:
         pass
 
 
-def _init_worker() -> None:
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    # A pool worker blocks on its task queue forever if the parent is killed (SIGKILL, SIGTERM
+    # and the OOM killer run no cleanup), training cells nobody will collect; it is reparented
+    # then, so a changed parent pid means the sweep is gone.
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+def _init_worker(parent: int | None = None) -> None:
     torch.set_num_threads(CELL_THREADS)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 class LocalExecutor:
@@ -520,6 +541,7 @@ class LocalExecutor:
             max_workers=min(self.workers, len(items)),
             mp_context=get_context("spawn"),
             initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
         try:
             futures = {pool.submit(fn, it): it for it in items}
@@ -689,7 +711,9 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     try:
         torch.set_num_threads(CELL_THREADS)
         spec = TrainSpec.from_dict(job["spec"])
-        train(spec, job["run_dir"], resume=True, progress=False, device=job.get("device"))
+        train(
+            spec, job["run_dir"], resume=True, progress=False, device=job.get("device"), status=True
+        )
         status, err, tb = "done", "", ""
     except Exception as e:  # recorded in failures.json; the sweep goes on
         status, err, tb = "failed", f"{type(e).__name__}: {e}", traceback.format_exc()
@@ -714,6 +738,99 @@ def _crashed(job: dict[str, Any], e: BaseException) -> dict[str, Any]:
     }
 
 
+class CellMonitor:
+    """One line per running cell (step, loss, ETA), from the ``status.json`` each cell's
+    training keeps current (:func:`interp.train.train` with ``status=True``).
+
+    A thread rereads the files every ``interval`` seconds, so it works whatever runs the cells
+    (this process, a process pool, or Ray workers on a shared file system). On a terminal each
+    running cell gets a live bar under the sweep's bar; in a log (not a terminal) a plain status
+    line per running cell is printed every ``log_every`` seconds instead.
+    """
+
+    def __init__(
+        self,
+        run_dirs: dict[str, Path],
+        enabled: bool = True,
+        interval: float = 1.0,
+        log_every: float = 60.0,
+    ) -> None:
+        self.run_dirs = run_dirs
+        self.enabled = enabled and bool(run_dirs)
+        self.interval = interval
+        self.log_every = log_every
+        self.tty = sys.stderr.isatty()
+        self.bars: dict[str, tqdm] = {}
+        self.finished: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CellMonitor:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._lock:
+            for bar in self.bars.values():
+                bar.close()
+            self.bars.clear()
+
+    def done(self, run: str) -> None:
+        """Stop showing ``run`` (its result has arrived)."""
+        with self._lock:
+            self.finished.add(run)
+            bar = self.bars.pop(run, None)
+            if bar is not None:
+                bar.close()
+
+    @staticmethod
+    def line(st: dict[str, Any]) -> str:
+        """``step 1200/2400 (50%), loss 0.4120, ETA 03:20`` for a status dict."""
+        eta = max(0.0, (st["total"] - st["step"]) * st["sec_per_step"])
+        pct = 100 * st["step"] // max(1, st["total"])
+        return (
+            f"step {st['step']}/{st['total']} ({pct}%), loss {st['loss']:.4f}, "
+            f"ETA {tqdm.format_interval(eta)}"
+        )
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """The latest status of every cell that is running (started, not finished)."""
+        out = {}
+        for run, rd in self.run_dirs.items():
+            if run in self.finished:
+                continue
+            try:
+                st = json.loads((rd / STATUS).read_text())
+                if st["step"] < st["total"]:
+                    out[run] = st
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not started yet, or mid-replace
+        return out
+
+    def _loop(self) -> None:
+        last_log = time.monotonic()
+        while not self._stop.wait(self.interval):
+            running = self.statuses()
+            with self._lock:
+                if self.tty:
+                    for run, st in running.items():
+                        bar = self.bars.get(run)
+                        if bar is None:  # a status line, drawn and cleared like a bar
+                            bar = self.bars[run] = tqdm(leave=False, bar_format="{desc}")
+                        bar.set_description_str(f"  {run}: {self.line(st)}", refresh=True)
+                    for run in [r for r in self.bars if r not in running]:
+                        self.bars.pop(run).close()
+                elif running and time.monotonic() - last_log >= self.log_every:
+                    last_log = time.monotonic()
+                    for run, st in running.items():
+                        tqdm.write(f"  {run}: {self.line(st)}", file=sys.stderr)
+
+
 def collect_results(out_dir: str | Path, cells: Sequence[Cell]) -> pd.DataFrame:
     """Reread every cell's run directory into one accuracy table (see the module docstring).
 
@@ -727,7 +844,7 @@ def collect_results(out_dir: str | Path, cells: Sequence[Cell]) -> pd.DataFrame:
         p = rd / METRICS
         if not p.is_file():
             continue
-        m = pd.read_parquet(p)
+        m = read_parquet(p)
         m = m[m["kind"] == "accuracy"]
         if m.empty:
             continue
@@ -775,7 +892,8 @@ def run_sweep(
 
     Returns:
         The aggregated results (also in ``OUT_DIR/results.parquet``); ``df.attrs["failures"]``
-        lists the cells that failed in this invocation (also in ``OUT_DIR/failures.json``).
+        lists the cells that failed in this invocation (also in ``OUT_DIR/failures.json``) and
+        ``df.attrs["attempted"]`` counts the cells it tried to train (finished ones are skipped).
 
     Raises:
         InterpError: for a malformed spec, an unknown executor, a missing Ray installation or an
@@ -789,7 +907,26 @@ def run_sweep(
     if executor in ("local", "serial"):
         resolve_device(device)  # cells train on this machine: fail now, not once per cell
     check_gpu_fraction(gpus_per_cell)
-    out = Path(out_dir)
+    out = output_dir(out_dir)
+    # A second sweep into the same directory would train the same cells twice over.
+    with dir_lock(out):
+        remove_stale_temps(out)
+        return _run_sweep_locked(
+            sw, cells, out, executor, workers, address, progress, device, gpus_per_cell
+        )
+
+
+def _run_sweep_locked(
+    sw: SweepSpec,
+    cells: list[Cell],
+    out: Path,
+    executor: str | Executor,
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+    device: str,
+    gpus_per_cell: float,
+) -> pd.DataFrame:
     write_json(out / SWEEP_JSON, {**asdict(sw), "lengths": [list(p) for p in sw.lengths]})
     write_parquet(out / CELLS, sweep_metadata(cells))
     todo = [
@@ -807,12 +944,15 @@ def run_sweep(
     else:
         ex = executor
     bar = tqdm(total=len(todo), desc=f"sweep {sw.name}", disable=not progress, unit="cell")
+    monitor = CellMonitor({j["run"]: Path(j["run_dir"]) for j in todo}, enabled=progress)
     try:
-        for res in ex.map(run_cell, todo, on_error=_crashed):
-            if res["status"] != "done":
-                failures.append({k: res[k] for k in ("run", "error", "traceback")})
-            bar.update(1)
-            bar.set_postfix(failed=len(failures))
+        with monitor:
+            for res in ex.map(run_cell, todo, on_error=_crashed):
+                monitor.done(res["run"])
+                if res["status"] != "done":
+                    failures.append({k: res[k] for k in ("run", "error", "traceback")})
+                bar.update(1)
+                bar.set_postfix(failed=len(failures))
     finally:
         bar.close()
         if isinstance(executor, str):
@@ -828,4 +968,5 @@ def run_sweep(
             file=sys.stderr,
         )
     results.attrs["failures"] = failures
+    results.attrs["attempted"] = len(todo)
     return results

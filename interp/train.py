@@ -7,6 +7,7 @@ One run = one :class:`~interp.spec.TrainSpec` = one run directory::
       checkpoints/step_NNNNNN.safetensors, checkpoints/index.json
       metrics.parquet              tidy: step, kind (loss|accuracy), task, length, value
       DONE                         written last, when the final checkpoint is safe
+      status.json                  step, loss and speed, every few seconds (sweep cells only)
 
 Each step: pick the step's batch from the deterministic mixture sampler, run the model, take the
 cross-entropy on answer tokens only, clip gradients, take an AdamW step at the scheduled learning
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp.checkpoint import (
+    CKPT_DIR,
     list_checkpoints,
     load_model_weights,
     load_tensors,
@@ -45,7 +47,16 @@ from interp.data import Batch, MixtureSampler
 from interp.device import autocast_context, autocast_enabled, deterministic, resolve_device
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
-from interp.io import read_json, write_json, write_parquet, write_text
+from interp.io import (
+    dir_lock,
+    output_dir,
+    read_json,
+    read_parquet,
+    remove_stale_temps,
+    write_json,
+    write_parquet,
+    write_text,
+)
 from interp.model import build_model, check_context
 from interp.spec import TrainSpec, run_identity
 from interp.text import vocab_for
@@ -53,6 +64,8 @@ from interp.text import vocab_for
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
 DONE = "DONE"
+STATUS = "status.json"
+STATUS_EVERY = 2.0  # seconds between status.json updates
 
 
 def answer_loss(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Float[Tensor, ""]:
@@ -109,6 +122,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     device: str | torch.device | None = None,
+    status: bool = False,
 ) -> HookedTransformer:
     """Train (or resume) a run.
 
@@ -120,6 +134,8 @@ def train(
         stop_after: stop after this global step, as if killed (used by resume tests).
         device: where to train (default: the spec's ``[train] device``); the checkpoint being
             resumed may come from any device.
+        status: keep ``RUN_DIR/status.json`` (step, loss, seconds per step) current, every
+            few seconds, for a sweep to show each running cell's progress.
 
     Returns:
         The trained model (on the training device).
@@ -129,24 +145,45 @@ def train(
             device is unknown or not on this machine.
     """
     dev = resolve_device(device if device is not None else spec.train.device)
-    with deterministic(dev):
-        return _train(spec, Path(run_dir), dev, resume, progress, stop_after)
+    run_dir = Path(run_dir)
+    # Everything that can be refused is checked before the directory is touched, so a rejected
+    # spec leaves nothing behind that would then refuse the corrected one.
+    TrainSpec.from_dict(spec.to_dict())  # a spec built in code gets the file spec's checks
+    model = build_model(spec.model, dev)
+    optimizer = make_optimizer(model, spec)
+    sampler = MixtureSampler(
+        spec.tasks,
+        spec.train.batch_size,
+        spec.seed,
+        spec.train.n_buckets,
+        n_ctx=spec.model.n_ctx,
+        vocab=vocab_for(model),
+    )
+    output_dir(run_dir)
+    with dir_lock(run_dir), deterministic(dev):
+        remove_stale_temps(run_dir)
+        remove_stale_temps(run_dir / CKPT_DIR)
+        return _train_locked(
+            spec, run_dir, dev, model, optimizer, sampler, resume, progress, stop_after, status
+        )
 
 
-def _train(
+def _train_locked(
     spec: TrainSpec,
     run_dir: Path,
     dev: torch.device,
+    model: HookedTransformer,
+    optimizer: torch.optim.AdamW,
+    sampler: MixtureSampler,
     resume: bool,
     progress: bool,
     stop_after: int | None,
+    status: bool,
 ) -> HookedTransformer:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     cfg_path = run_dir / CONFIG
     start = 0
-    model = build_model(spec.model, dev)
-    optimizer = make_optimizer(model, spec)
     rows: list[pd.DataFrame] = []
     if cfg_path.exists():
         if run_identity(read_json(cfg_path)) != run_identity(spec.to_dict()):
@@ -163,19 +200,11 @@ def _train(
             load_model_weights(model, tensors)
             restore_training_state(optimizer, tensors, meta)
             if (run_dir / METRICS).exists():
-                old = pd.read_parquet(run_dir / METRICS)
+                old = read_parquet(run_dir / METRICS)
                 rows.append(old[old["step"] <= start])
     else:
         write_json(cfg_path, spec.to_dict())
 
-    sampler = MixtureSampler(
-        spec.tasks,
-        spec.train.batch_size,
-        spec.seed,
-        spec.train.n_buckets,
-        n_ctx=spec.model.n_ctx,
-        vocab=vocab_for(model),
-    )
     save_steps = set(spec.train.save_steps())
     total = spec.train.steps
     ev = spec.eval.every
@@ -186,6 +215,7 @@ def _train(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
     t0, toks = time.perf_counter(), 0
+    last_status = -STATUS_EVERY
     for step in bar:
         lr = spec.optim.lr_at(step, total)
         for g in optimizer.param_groups:
@@ -219,6 +249,14 @@ def _train(
             # other order the rows between the previous and this checkpoint would be lost.
             write_parquet(run_dir / METRICS, _metrics(rows))
             save_checkpoint(run_dir, done, model, optimizer, extra={"loss": loss.item(), **extra})
+        now = time.perf_counter()
+        if status and (now - last_status >= STATUS_EVERY or done == total):
+            last_status = now
+            write_json(
+                run_dir / STATUS,
+                {"step": done, "total": total, "loss": loss.item(), "time": time.time(),
+                 "sec_per_step": (now - t0) / (done - start)},
+            )  # fmt: skip
         if stop_after is not None and done >= stop_after:
             break
     bar.close()

@@ -78,7 +78,8 @@ def test_bad_input_exit_2_one_line(argv, needle, capsys):
 def test_bad_count_is_argparse_error():
     r = run_cli("tasks", "show", "copy", "--length", "3", "-n", "0")
     assert r.returncode == 2
-    assert "positive integer" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.startswith("interp: error: tasks show: argument -n: expected an integer in 1..")
+    assert len(r.stderr.splitlines()) == 1
 
 
 def test_subprocess_unknown_task_no_traceback():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import json
+import os
 import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from interp.errors import InterpError
@@ -38,29 +42,133 @@ def test_report_from_run_dir_and_bad_dirs(quick_demo, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# CI installs chromium (.ci/run); there a missing browser is a broken CI image, not a reason to
+# skip the only check that the report's JavaScript actually runs.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Injected at the top of a copy of the report: records uncaught errors, rejected promises and
+# console.error calls, then, once the page has loaded and plotly has drawn, appends a <pre> with
+# them and the page position and SVG count of every figure, which --dump-dom then prints.
+PROBE = """<script>
+window.__errors = [];
+addEventListener('error', e => __errors.push('error: ' + e.message));
+addEventListener('unhandledrejection', e => __errors.push('rejection: ' + e.reason));
+const __consoleError = console.error;
+console.error = (...a) => { __errors.push('console.error: ' + a.join(' ')); __consoleError(...a); };
+addEventListener('load', () => setTimeout(() => {
+  const figs = [...document.querySelectorAll('.plotly-graph-div')].map(d => {
+    const r = d.getBoundingClientRect();
+    const svgs = d.querySelectorAll('.main-svg').length;
+    return [r.left + scrollX, r.top + scrollY, r.width, r.height, svgs];
+  });
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({errors: __errors, figs: figs,
+                                    height: document.documentElement.scrollHeight});
+  document.body.appendChild(pre);
+}, 1000));
+</script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
-    """Plotly builds its SVGs only when the page's JavaScript runs: count them in the live DOM."""
-    _, report = quick_demo
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def read_png(path) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced RGB/RGBA PNG (what chromium writes) to ``(h, w, c)``."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    w, h, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, header
+    bpp = 3 if color == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    out = np.zeros((h, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.int64)
+    for y in range(h):
+        f = raw[y * (stride + 1)]
+        line = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int64)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) % 256
+        elif f == 1:  # Sub: a running sum per channel
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) % 256
+        else:  # Average / Paeth depend on the pixel just decoded: one pixel at a time
+            cur, vals, up = line.copy(), line.tolist(), prev.tolist()
+            for i in range(stride):
+                left = vals[i - bpp] if i >= bpp else 0
+                ul = up[i - bpp] if i >= bpp else 0
+                pred = (left + up[i]) // 2 if f == 3 else _paeth(left, up[i], ul)
+                vals[i] = (vals[i] + pred) % 256
+            cur = np.array(vals, dtype=np.int64)
+        out[y] = cur
+        prev = cur
+    return out.reshape(h, w, bpp)
+
+
+def _chromium(*args: str, profile) -> subprocess.CompletedProcess:
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
+        "--hide-scrollbars", "--force-device-scale-factor=1",
+        f"--user-data-dir={profile}", "--virtual-time-budget=20000",
     ]  # fmt: skip
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    n_figs = len(re.findall(r'class="plotly-graph-div"', report.read_text()))
-    assert dom.stdout.count('class="main-svg"') >= n_figs
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not IN_CI,
+    reason="needs Debian's chromium (apt-get install chromium); CI installs it and never skips",
+)
+def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
+    """The report's JavaScript runs without error and every plotly figure is drawn: counted in
+    the live DOM, and checked for ink in a screenshot of where each figure sits."""
+    assert CHROMIUM is not None, "CI=true but chromium is not installed (.ci/run installs it)"
+    _, report = quick_demo
+    text = report.read_text()
+    page = tmp_path / "report.html"
+    page.write_text(text.replace("<head>", "<head>" + PROBE, 1))
+    n_figs = len(re.findall(r'class="plotly-graph-div"', text))
+    assert n_figs >= 5
+
+    # Both runs use the same window width, so the figures sit where the probe measured them.
+    dom = _chromium("--window-size=1200,2000", "--dump-dom", page.as_uri(), profile=tmp_path / "p1")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, flags=re.S)
+    assert found, f"the page never finished loading:\n{dom.stderr[-2000:]}"
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["errors"] == []
+    assert len(probe["figs"]) == n_figs
+    assert all(svgs >= 1 for *_, svgs in probe["figs"]), probe["figs"]
+
     shot = tmp_path / "report.png"
-    subprocess.run(
-        [CHROMIUM, *flags, "--window-size=1200,2000", f"--screenshot={shot}", report.as_uri()],
-        capture_output=True, timeout=180,
-    )  # fmt: skip
-    assert shot.is_file() and shot.stat().st_size > 20_000
+    height = min(int(probe["height"]) + 10, 30000)
+    _chromium(f"--window-size=1200,{height}", f"--screenshot={shot}", page.as_uri(),
+              profile=tmp_path / "p2")  # fmt: skip
+    img = read_png(shot)[..., :3].astype(np.int64)
+    for x, y, w, h, _ in probe["figs"]:
+        assert w > 50 and h > 50, (x, y, w, h)
+        x0, y0 = int(x), int(y)
+        area = img[y0 : y0 + int(h), x0 : x0 + int(w)]
+        assert area.size, f"figure at {(x, y)} lies outside the {img.shape} screenshot"
+        # A drawn figure has axes, text and data: many pixels far from its background colour.
+        background = np.median(area.reshape(-1, 3), axis=0)
+        ink = (np.abs(area - background).sum(axis=-1) > 60).mean()
+        assert ink > 0.002, f"figure at {(x, y)} looks blank ({ink:.4%} ink)"
 
 
 def test_report_stage_only_reads_tables(tmp_path):

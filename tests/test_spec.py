@@ -205,7 +205,7 @@ def _task(**over: Any) -> list[dict[str, Any]]:
         (_base(model={"preset": "tiny", "n_heads": 3}), "not divisible"),
         (_base(train=[1, 2]), "\\[train\\] must be a table"),
         (_base(train={"steps": "100"}), "steps must be an integer"),
-        (_base(train={"steps": 0}), "must be positive"),
+        (_base(train={"steps": 0}), "steps must be in 1..1000000000"),
         (_base(optim={"lr": "fast"}), "lr must be a number"),
         (_base(optim={"betas": [0.9]}), "betas must be a list of 2 numbers"),
         (_base(train={"checkpoint_steps": [1.5]}), "list of integers"),
