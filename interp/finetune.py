@@ -7,7 +7,7 @@ lists local checkpoint directories and one fine-tuning recipe; :func:`run_experi
 every checkpoint with the same budget (:mod:`interp.pretrained`, :mod:`interp.train`), evaluates
 accuracy against length, and computes the gap per checkpoint.
 
-Experiment spec (``analyses/pretrained_smollm.toml`` is the paper's)::
+Experiment spec (``analyses/pretrained/smollm_reverse_add.toml`` is the paper's)::
 
     name = "smollm_reverse_add"
     main = "reverse_add"

@@ -179,13 +179,13 @@ def test_finetune_refuses_an_unusable_device(device, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["pretrained_smollm_reverse_add.toml", "pretrained_smollm_shortest_path.toml"]
+    "name", ["smollm_reverse_add.toml", "smollm_shortest_path.toml"]
 )
 def test_shipped_experiment_specs_resolve(name, tiny_llama):
     import tomllib
     from pathlib import Path
 
-    d = tomllib.loads((Path(__file__).parent.parent / "analyses" / name).read_text())
+    d = tomllib.loads((Path(__file__).parent.parent / "analyses" / "pretrained" / name).read_text())
     assert len(d["checkpoints"]) == 16 and d["pretraining_steps"][-1] == 2_560_000
     d["checkpoints"] = [str(tiny_llama[0])] * 16  # the real ones are downloaded by users
     cells = expand(d)
