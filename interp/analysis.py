@@ -6,7 +6,7 @@ with two optional extra tables::
     [analysis]
     figure = "fig3"                 # which paper figure it reproduces (a label for the report)
     methods = ["mean_ablation"]     # head-scoring methods (interp.heads.METHODS)
-    metrics = ["exact_match"]       # metrics (interp.heads.METRICS)
+    metrics = ["exact_match", "frac_lost"]  # metrics (interp.heads.METRICS; + "logprob")
     n_examples = 128                # examples per length for accuracy, scoring, attention
     k = 4                           # top-k for the Jaccard overlap
     checkpoints = "all"             # score every checkpoint ("all") or only the last ("last")
@@ -52,7 +52,7 @@ class AnalysisConfig:
 
     figure: str = ""
     methods: list[str] = field(default_factory=lambda: ["mean_ablation"])
-    metrics: list[str] = field(default_factory=lambda: ["exact_match"])
+    metrics: list[str] = field(default_factory=lambda: ["exact_match", "frac_lost"])
     n_examples: int = 128
     k: int = 4
     checkpoints: str = "all"

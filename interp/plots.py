@@ -143,6 +143,12 @@ def overlap_matrix(overlap: pd.DataFrame, statistic: str = "map_diff") -> go.Fig
             f"unknown statistic {statistic!r}; valid choices: {', '.join(available) or 'none'}"
         )
     sub = overlap[overlap["statistic"] == statistic]
+    for col in ("method", "metric"):
+        if col in sub.columns and sub[col].nunique() > 1:
+            raise InterpError(
+                f"overlap table mixes several {col}s {sorted(sub[col].unique())}: filter to one "
+                "(a matrix never mixes them)"
+            )
     tasks = list(dict.fromkeys([*sub["task_a"], *sub["task_b"]]))
     idx = {t: i for i, t in enumerate(tasks)}
     self_value = 1.0 if statistic.startswith("jaccard") else SELF_VALUE.get(statistic, np.nan)
@@ -219,21 +225,31 @@ def overlap_figures(
     """The heatmaps ``interp overlap`` writes for one checkpoint, by file stem.
 
     Args:
-        scores: the checkpoint's head scores (aggregate rows, ``length`` missing); the first
-            ``(method, metric)`` present is drawn.
+        scores: the checkpoint's head scores (aggregate rows, ``length`` missing).
         overlap: the checkpoint's overlap table.
         main: the main task.
         aux: its auxiliaries.
 
     Returns:
-        ``heads_<main>_vs_<aux>`` (:func:`compare_maps`) per auxiliary, and
-        ``overlap_matrix`` (:func:`overlap_matrix`).
+        One set of figures per ``(method, metric)`` in ``scores``, never mixed: for the
+        pre-declared primary pair (mean ablation, exact match) ``heads_<main>_vs_<aux>``
+        (:func:`compare_maps`) per auxiliary and ``overlap_matrix`` (:func:`overlap_matrix`);
+        for every other pair the same stems with ``__<method>__<metric>`` appended.
     """
-    sub = scores[scores["length"].isna()]
-    first = sub[["method", "metric"]].iloc[0]
-    sub = sub[(sub["method"] == first["method"]) & (sub["metric"] == first["metric"])]
-    figs = {f"heads_{main}_vs_{t}": compare_maps(sub, main, t) for t in aux}
-    figs["overlap_matrix"] = overlap_matrix(overlap)
+    sc = scores[scores["length"].isna()]
+    figs: dict[str, go.Figure] = {}
+    for (method, metric), sub in sc.groupby(["method", "metric"], sort=True):
+        tag = (
+            "" if (method, metric) == ("mean_ablation", "exact_match") else f"__{method}__{metric}"
+        )
+        for t in aux:
+            if t in set(sub["task"]) and main in set(sub["task"]):
+                figs[f"heads_{main}_vs_{t}{tag}"] = compare_maps(sub, main, t)
+        ov = overlap
+        if "method" in ov.columns:
+            ov = ov[(ov["method"] == method) & (ov["metric"] == metric)]
+        if len(ov):
+            figs[f"overlap_matrix{tag}"] = overlap_matrix(ov)
     return figs
 
 

@@ -206,8 +206,11 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         return
     doc.h("Head importance: main vs auxiliary")
     doc.p(
-        "Per-head importance (clean minus ablated metric) at the last checkpoint of the first "
-        "run of each configuration; the third panel is the difference."
+        "Per-head importance (clean minus ablated metric; frac_lost: the fraction of the "
+        "clean-correct examples the ablation breaks) at the last checkpoint of the first runs, "
+        "one figure per scoring method and metric; the third panel is the difference. Main and "
+        "auxiliary maps are scored on the same lengths (the main task's training range); "
+        "'<aux>@transfer' is the auxiliary scored on the transfer range, its own map."
     )
     sc = _last(scores[scores["length"].isna()])
     shown = 0
@@ -215,13 +218,13 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         if shown >= 4:
             break
         row = meta[meta["run"] == run].iloc[0]
-        method, metric = sub["method"].iloc[0], sub["metric"].iloc[0]
-        sub = sub[(sub["method"] == method) & (sub["metric"] == metric)]
-        for a in str(row["aux"]).split(","):
-            if a and a in set(sub["task"]) and row["main"] in set(sub["task"]):
-                fig = plots.compare_maps(sub, row["main"], a)
-                fig.update_layout(title=f"{run}: {fig.layout.title.text}")
-                doc.fig(fig)
+        # One figure per (method, metric): never mixed, none dropped.
+        for _, one in sub.groupby(["method", "metric"], sort=True):
+            for a in str(row["aux"]).split(","):
+                if a and a in set(one["task"]) and row["main"] in set(one["task"]):
+                    fig = plots.compare_maps(one, row["main"], a)
+                    fig.update_layout(title=f"{run}: {fig.layout.title.text}")
+                    doc.fig(fig)
         shown += 1
     ov = tables.get("overlap")
     if ov is not None and len(ov):
@@ -232,15 +235,15 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         idx = [c for c in ("method", "metric") if c in o.columns] + ["task_a", "task_b"]
         piv = o.pivot_table(index=idx, columns="statistic", values="value")
         doc.table(piv.reset_index())
-        o1 = o
-        for c in ("method", "metric"):
-            if c in o1.columns:
-                o1 = o1[o1[c] == o1[c].iloc[0]]
-        if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
-            label = " / ".join(str(o1[c].iloc[0]) for c in ("method", "metric") if c in o1)
-            fig = plots.overlap_matrix(o1, "map_diff")
-            fig.update_layout(title=f"map_diff between tasks ({label})")
-            doc.fig(fig)
+        keys = [c for c in ("method", "metric") if c in o.columns]
+        groups = o.groupby(keys, sort=True) if keys else [((), o)]
+        for key, o1 in groups:
+            if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
+                key = key if isinstance(key, tuple) else (key,)
+                label = " / ".join(map(str, key))
+                fig = plots.overlap_matrix(o1, "map_diff")
+                fig.update_layout(title=f"map_diff between tasks ({label})")
+                doc.fig(fig)
 
 
 def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -306,8 +309,15 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         )
         return
     prim = between[between["primary"]] if "primary" in between.columns else between
-    row = (prim if len(prim) else between).iloc[0]
-    doc.p(describe(row) + ".")
+    row = prim.iloc[0] if len(prim) == 1 else None
+    if row is not None:
+        doc.p(describe(row) + ".")
+    else:
+        # No row is promoted to "the" result when the pre-declared one is absent (or ambiguous).
+        doc.p(
+            f"The pre-declared primary combination was not computed ({len(prim)} rows marked "
+            "primary); every row below is exploratory."
+        )
     doc.p(
         "Unit: the run (final checkpoint). Model: logit(transfer-range accuracy) ~ overlap + "
         "in-distribution competence + auxiliary transfer-range accuracy + condition, by least "
@@ -320,7 +330,7 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
             "reason")  # fmt: skip
     doc.table(between[[c for c in want if c in between.columns]])
     runs = tables.get("runs")
-    if runs is not None and len(runs) and not row.get("reason"):
+    if row is not None and runs is not None and len(runs) and not row.get("reason"):
         sub = runs
         for k in ("method", "metric", "statistic"):
             if k in sub.columns and k in row:
