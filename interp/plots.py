@@ -468,3 +468,53 @@ def head_sets_figure(sets: pd.DataFrame, top_fraction: float = 0.1, title: str =
         yaxis_title="d_T (fraction of clean-correct lost, transfer range)",
     )
     return fig
+
+
+DOSE_COLORS = {"shared": "#d62728", "main_only": "#1f77b4", "aux_only": "#2ca02c"}
+
+
+def dose_figure(sets: pd.DataFrame, title: str = "") -> go.Figure:
+    """Dose-matched graded ablation (:func:`interp.dose.dose_matched`): each dot a head set at
+    its matched strength, x = delivered ``d_ID``, y = ``d_T``, coloured by set type; hollow
+    dots did not reach the target even at full strength."""
+    fig = go.Figure()
+    for t, color in DOSE_COLORS.items():
+        d = sets[sets["type"] == t]
+        for reached, symbol in ((True, "circle"), (False, "circle-open")):
+            e = d[d["reached"] == reached]
+            if not len(e):
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=e["d_id"], y=e["d_t"], mode="markers", text=e["heads"],
+                    name=t if reached else f"{t} (target not reached)",
+                    marker={"color": color, "size": 9, "symbol": symbol},
+                )
+            )  # fmt: skip
+    fig.update_layout(
+        title=title or "dose-matched graded ablation: d_T at matched d_ID, by set type",
+        xaxis_title="d_ID delivered (target 0.2)",
+        yaxis_title="d_T (fraction of clean-correct lost, transfer range)",
+    )
+    return fig
+
+
+def interchange_figure(df: pd.DataFrame, metric: str = "exact_match", title: str = "") -> go.Figure:
+    """Cross-task interchange patching (:func:`interp.interchange.interchange_scores`): one
+    layer x head heatmap of the effect on the main task per auxiliary, for one metric."""
+    d = df[df["metric"] == metric]
+    aux = list(dict.fromkeys(d["aux"]))
+    fig = make_subplots(rows=1, cols=max(1, len(aux)), subplot_titles=aux)
+    for i, a in enumerate(aux):
+        e = d[d["aux"] == a]
+        grid = np.full((int(e["layer"].max()) + 1, int(e["head"].max()) + 1), np.nan)
+        grid[e["layer"].to_numpy(), e["head"].to_numpy()] = e["effect"].to_numpy()
+        fig.add_trace(_heatmap(grid, None, coloraxis="coloraxis"), row=1, col=i + 1)
+    lim = float(np.nanmax(np.abs(d["effect"]))) if len(d) else 1.0
+    fig.update_layout(
+        title=title or f"interchange patching: effect on the main task ({metric})",
+        coloraxis={"colorscale": "RdBu", "cmid": 0, "cmin": -lim, "cmax": lim},
+    )
+    fig.update_xaxes(title_text="head")
+    fig.update_yaxes(title_text="layer", autorange="reversed")
+    return fig

@@ -381,6 +381,45 @@ def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     slopes = tables.get("causal_slopes")
     if slopes is not None and len(slopes):
         doc.table(slopes)
+    _dose_section(doc, tables)
+    _interchange_section(doc, tables)
+
+
+def _dose_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    sets, summary = tables.get("dose_sets"), tables.get("dose")
+    if sets is None or not len(sets) or summary is None:
+        return
+    doc.h("Dose-matched graded ablation: transfer lost at equal damage to competence", 3)
+    doc.p(
+        "Each head set is ablated gradually, z <- (1 - a) z + a mean, with a found by bisection "
+        "so that it breaks 20% of the main task's clean-correct training-range examples "
+        "(d_ID = 0.2). Set types by a rule fixed in advance: top-4 heads of the main map (M) and "
+        "of the auxiliary map (A), both mean ablation / frac_lost on the main training lengths; "
+        "shared = M & A, main-only = M - A, aux-only = A - M; every subset of 1-2 heads of a "
+        "type. If transfer runs through shared heads, shared sets should lose more transfer "
+        "(d_T) than main-only sets at the same d_ID. Sets of a run share heads: descriptive."
+    )
+    doc.table(summary)
+    for run, sub in list(sets.groupby("run", sort=False))[:4]:
+        doc.fig(plots.dose_figure(sub, title=f"{run}: d_T at matched d_ID, by set type"))
+
+
+def _interchange_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    df = tables.get("interchange")
+    if df is None or not len(df):
+        return
+    doc.h("Cross-task interchange patching at transfer lengths", 3)
+    doc.p(
+        "Each head's output is taken from the auxiliary prompt with the same operands (only the "
+        "task-identity token differs; the teacher-forced answer is the main task's) and patched "
+        "into the main task at the transfer lengths; effect = patched minus unpatched main-task "
+        "metric. A head whose output does not depend on the task asked scores 0."
+    )
+    cols = ["run", "aux", "metric", "main", "source", "n", "lengths"]
+    doc.table(df[cols].drop_duplicates())
+    for run, sub in list(df.groupby("run", sort=False))[:4]:
+        for metric in dict.fromkeys(sub["metric"]):
+            doc.fig(plots.interchange_figure(sub, metric, title=f"{run}: interchange ({metric})"))
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:

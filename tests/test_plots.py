@@ -167,3 +167,32 @@ def test_overlap_figures_one_set_per_method_and_metric_never_mixed():
     # The frac_lost figure draws the frac_lost maps (all non-negative here), not the others.
     z = np.asarray(figs["heads_reverse_add_vs_no_carry__mean_ablation__frac_lost"].data[0].z)
     assert (z >= 0).all()
+
+
+def test_dose_and_interchange_figures_draw_their_tables():
+    from interp.plots import dose_figure, interchange_figure
+
+    sets = pd.DataFrame(
+        {
+            "type": ["shared", "shared", "main_only", "aux_only"],
+            "heads": ["L0H0", "L0H1", "L1H0", "L1H1"],
+            "d_id": [0.2, 0.21, 0.19, 0.05],
+            "d_t": [0.5, 0.4, 0.1, 0.0],
+            "reached": [True, True, True, False],
+        }
+    )
+    fig = dose_figure(sets)
+    names = [t.name for t in fig.data]
+    assert names == ["shared", "main_only", "aux_only (target not reached)"]
+    assert list(fig.data[0].y) == [0.5, 0.4]
+    ic = pd.DataFrame(
+        {
+            "aux": ["no_carry"] * 4,
+            "metric": ["exact_match"] * 4,
+            "layer": [0, 0, 1, 1],
+            "head": [0, 1, 0, 1],
+            "effect": [0.0, -0.5, 0.25, 0.0],
+        }
+    )
+    z = np.asarray(interchange_figure(ic).data[0].z)
+    np.testing.assert_allclose(z, [[0.0, -0.5], [0.25, 0.0]])
