@@ -6,7 +6,7 @@ with two optional extra tables::
     [analysis]
     figure = "fig3"                 # which paper figure it reproduces (a label for the report)
     methods = ["mean_ablation"]     # head-scoring methods (interp.heads.METHODS)
-    metrics = ["exact_match"]       # metrics (interp.heads.METRICS)
+    metrics = ["exact_match", "frac_lost"]  # metrics (interp.heads.METRICS; + "logprob")
     n_examples = 128                # examples per length for accuracy, scoring, attention
     k = 4                           # top-k for the Jaccard overlap
     checkpoints = "all"             # score every checkpoint ("all") or only the last ("last")
@@ -23,8 +23,10 @@ with two optional extra tables::
 ``DIR/analysis/``: ``accuracy``, ``scores``, ``attention``, ``overlap`` (per run and checkpoint),
 ``transfer`` (overlap joined with the generalization gap and transfer strength per checkpoint),
 ``correlations`` (Pearson/Spearman with bootstrap CIs and permutation p-values over checkpoints,
-seeds and groups), ``causal`` and ``meta``, all Parquet; ``interp report DIR`` turns them into
-HTML.
+seeds and groups), ``causal``, ``causal_sets`` (every head set of size 1-3), ``dose_sets`` and
+``dose`` (dose-matched graded ablation, :mod:`interp.dose`), ``interchange`` (cross-task
+interchange patching, :mod:`interp.interchange`) and ``meta``, all Parquet; ``interp report DIR``
+turns them into HTML.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class AnalysisConfig:
 
     figure: str = ""
     methods: list[str] = field(default_factory=lambda: ["mean_ablation"])
-    metrics: list[str] = field(default_factory=lambda: ["exact_match"])
+    metrics: list[str] = field(default_factory=lambda: ["exact_match", "frac_lost"])
     n_examples: int = 128
     k: int = 4
     checkpoints: str = "all"
@@ -172,8 +174,12 @@ def analyze_sweep(
     sweep = SweepDir(sweep_dir)
     cells = sweep.cells()
     frames: dict[str, list[pd.DataFrame]] = {
-        k: [] for k in ("accuracy", "scores", "overlap", "attention", "causal", "causal_sets")
-    }
+        k: []
+        for k in (
+            "accuracy", "scores", "overlap", "attention", "causal", "causal_sets",
+            "dose_sets", "dose", "interchange",
+        )
+    }  # fmt: skip
     analyzed = []
     for row in tqdm(list(cells.itertuples(index=False)), desc="analyze runs", disable=not progress):
         rd = sweep.run(row.run)
@@ -215,6 +221,10 @@ def analyze_sweep(
                 causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
             )
             frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
+            d_sets, d_sum = dose_for_run(run_dir, cfg)
+            frames["dose_sets"].append(d_sets)
+            frames["dose"].append(d_sum)
+            frames["interchange"].append(interchange_for_run(run_dir, cfg))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -443,3 +453,60 @@ def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     ]  # fmt: skip
     per["statistic"] = "residual_slope"
     return combine(per, by=("kind",))
+
+
+def _ranges(run_dir: str | Path) -> tuple[Any, tuple[int, int], tuple[int, int]] | None:
+    """``(spec, main range, transfer range)``, or None for a run without a transfer range."""
+    spec = read_run_spec(run_dir)
+    lo, main_max = spec.train_range(spec.main)
+    aux_max = max((spec.train_range(a)[1] for a in spec.aux), default=main_max)
+    if aux_max <= main_max:
+        return None
+    return spec, (lo, main_max), (main_max + 1, aux_max)
+
+
+def dose_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dose-matched graded ablation at the run's last checkpoint (:func:`interp.dose.dose_matched`,
+    pre-declared: top-4 of each map, subsets of up to 2 heads, d_ID = 0.2): ``(sets, summary)``,
+    both with ``run, step``; empty without a transfer range or when the clean model solves
+    nothing in the training range."""
+    from interp.dose import dose_matched
+
+    r = _ranges(run_dir)
+    if r is None:
+        return pd.DataFrame(), pd.DataFrame()
+    spec, main_range, transfer = r
+    run = load_run(run_dir, spec=spec)
+    try:
+        sets, summary = dose_matched(
+            run.model, spec.main, spec.aux, main_range, transfer,
+            n_examples=cfg.n_examples, seed=spec.eval.seed,
+        )  # fmt: skip
+    except InterpError:
+        return pd.DataFrame(), pd.DataFrame()
+    tag = {"run": spec.name, "step": run.step}
+    return sets.assign(**tag), summary.assign(**tag)
+
+
+def interchange_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> pd.DataFrame:
+    """Cross-task interchange patching at the run's last checkpoint on the transfer range
+    (:func:`interp.interchange.interchange_scores`), for each auxiliary whose prompts share the
+    main task's operand layout (the others are skipped: there is no same-operand pair)."""
+    from interp.interchange import interchange_scores
+
+    r = _ranges(run_dir)
+    if r is None:
+        return pd.DataFrame()
+    spec, _, (lo, hi) = r
+    run = load_run(run_dir, spec=spec)
+    frames = []
+    for a in spec.aux:
+        try:
+            df = interchange_scores(
+                run.model, spec.main, a, list(range(lo, hi + 1)),
+                n_examples=cfg.n_examples, seed=spec.eval.seed,
+            )  # fmt: skip
+        except InterpError:
+            continue
+        frames.append(df.assign(run=spec.name, step=run.step))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -112,6 +112,12 @@ def shared_head_ranking(
     df = scores
     if "length" in df.columns:
         df = df[df["length"].isna()]
+    for col in ("method", "metric"):
+        if col in df.columns and df[col].nunique() > 1:
+            raise InterpError(
+                f"head scores mix several {col}s {sorted(df[col].unique())}: filter to one "
+                "(a ranking never averages across them)"
+            )
     maps = {}
     for t in [main, *aux]:
         sub = df[df["task"] == t]

@@ -71,10 +71,15 @@ def _masks(
 
 
 def _mask_hook(
-    mask: Bool[Tensor, "set head"], mean: Float[Tensor, "pos head d_head"], b: int
+    mask: Bool[Tensor, "set head"],
+    mean: Float[Tensor, "pos head d_head"],
+    b: int,
+    alpha: Float[Tensor, " set"] | None = None,
 ) -> Callable[[Float[Tensor, "rb pos head d_head"], object], Float[Tensor, "rb pos head d_head"]]:
     """Hook on one layer's ``hook_z`` for a batch of ``b`` rows stacked once per set: set ``i``'s
-    replica gets the heads in ``mask[i]`` replaced by their reference means."""
+    replica gets the heads in ``mask[i]`` replaced by their reference means, or with ``alpha``
+    moved the fraction ``alpha[i]`` of the way there: ``(1 - a) z + a mean`` (exactly ``z`` at
+    ``a = 0`` and exactly the mean at ``a = 1``)."""
 
     def hook(
         z: Float[Tensor, "rb pos head d_head"], hook: object
@@ -83,6 +88,9 @@ def _mask_hook(
         zz = z.view(S, b, *z.shape[1:])
         m = mask[:, None, None, :, None]
         rep = mean[None, None, : z.shape[1]].to(z.dtype)
+        if alpha is not None:
+            a = alpha.to(z.device, z.dtype)[:, None, None, None, None]
+            rep = (1 - a) * zz + a * rep
         return torch.where(m, rep, zz).view_as(z)
 
     return hook
@@ -94,6 +102,7 @@ def ablate_sets(
     batch: Batch,
     sets: Sequence[tuple[Head, ...]],
     batch_size: int = 4096,
+    alpha: Float[Tensor, " set"] | Sequence[float] | None = None,
 ) -> tuple[Bool[Tensor, "set batch"], Float[Tensor, "set batch"], Bool[Tensor, " batch"],
            Float[Tensor, " batch"]]:  # fmt: skip
     """Mean-ablate each head set (all its heads at once) and score every example.
@@ -106,6 +115,8 @@ def ablate_sets(
         batch: examples (any tasks and lengths).
         sets: head sets, each a sequence of ``(layer, head)``.
         batch_size: most rows (replicas x examples) in one forward pass.
+        alpha: graded ablation, one strength per set in ``[0, 1]``: the set's heads get
+            ``(1 - a) z + a mean`` (default: ``a = 1``, plain mean ablation).
 
     Returns:
         ``(exact_match, logprob, clean_exact_match, clean_logprob)``: per set and example, and
@@ -116,6 +127,10 @@ def ablate_sets(
         for layer, h in s:
             if not (0 <= layer < n_layers and 0 <= h < n_heads):
                 raise InterpError(f"head ({layer}, {h}) is outside the model")
+    if alpha is not None:
+        alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
+        if alpha.shape != (len(sets),) or not bool(((alpha >= 0) & (alpha <= 1)).all()):
+            raise InterpError(f"alpha needs one value in [0, 1] per set ({len(sets)} sets)")
     masks = _masks(sets, n_layers, n_heads)
     lowest = torch.tensor([min(layer for layer, _ in s) if s else n_layers for s in sets])
     em = torch.empty((len(sets), len(batch)), dtype=torch.bool)
@@ -143,7 +158,15 @@ def ablate_sets(
                 sel = idx[c]
                 S = len(sel)
                 hooks = [
-                    (get_act_name("z", layer), _mask_hook(masks[sel, layer], mean[layer], b))
+                    (
+                        get_act_name("z", layer),
+                        _mask_hook(
+                            masks[sel, layer],
+                            mean[layer],
+                            b,
+                            None if alpha is None else alpha[sel],
+                        ),
+                    )
                     for layer in range(low, n_layers)
                     if bool(masks[sel, layer].any())
                 ]

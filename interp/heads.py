@@ -25,10 +25,16 @@ ways, all by editing a head's ``hook_z`` (:mod:`interp.hooks`).
   answer log-probability** (the smooth surrogate), and its ``clean``/``corrupted`` columns are
   log-probabilities too.
 
-**Metrics** (``metric=``), both teacher-forced from one forward pass (see ``interp.evaluate``):
+**Metrics** (``metric=``), all teacher-forced from one forward pass (see ``interp.evaluate``):
 ``exact_match`` (the paper's: an example counts when every answer token is the argmax given the
-correct prefix, which equals greedy decoding) and ``logprob`` (mean log-probability of the answer
-tokens, a smooth version that also sees partial damage).
+correct prefix, which equals greedy decoding), ``logprob`` (mean log-probability of the answer
+tokens, a smooth version that also sees partial damage) and, for ablations only, ``frac_lost``:
+the fraction of the examples the clean model gets right that the ablation breaks,
+``#(clean correct and ablated wrong) / #(clean correct)``. Unlike the exact-match drop it is not
+capped by clean accuracy, so a task the model half-solves and one it fully solves give
+comparable maps (0 when the clean model solves none: nothing can be lost; ``clean`` then
+shows 0). It is computed from the same per-example verdicts as ``exact_match``; pass
+``metric=["exact_match", "frac_lost"]`` to get both from one set of forward passes.
 
 **Sign conventions.** Ablation: ``score = clean - ablated`` (positive: the head matters).
 Patching: ``score = patched - corrupted`` (positive: the head carries information that restores
@@ -109,9 +115,9 @@ from interp.model import check_context
 from interp.patching import CORRUPT_SEED_OFFSET, attribution_scores, corrupt_batch
 
 __all__ = [
-    "ABLATIONS", "COLUMNS", "CORRUPT_SEED_OFFSET", "METHODS", "METRICS", "ablate_heads",
-    "attribution_scores", "concat_batches", "corrupt_batch", "fast_path_supported", "mean_z",
-    "score_heads", "task_batch",
+    "ABLATIONS", "ABLATIONS_METHODS", "ABLATION_ONLY_METRICS", "COLUMNS", "CORRUPT_SEED_OFFSET",
+    "METHODS", "METRICS", "ablate_heads", "attribution_scores", "base_metric", "concat_batches",
+    "corrupt_batch", "fast_path_supported", "mean_z", "score_heads", "task_batch",
 ]  # fmt: skip
 
 METHODS: tuple[str, ...] = (
@@ -120,7 +126,17 @@ METHODS: tuple[str, ...] = (
     "activation_patching",
     "attribution_patching",
 )
-METRICS: tuple[str, ...] = ("exact_match", "logprob")
+METRICS: tuple[str, ...] = ("exact_match", "logprob", "frac_lost")
+ABLATION_ONLY_METRICS: tuple[str, ...] = ("frac_lost",)
+ABLATIONS_METHODS: tuple[str, ...] = ("mean_ablation", "zero_ablation")
+"""Metrics defined only for ablations (a patched run has no "clean-correct examples lost")."""
+
+
+def base_metric(metric: str) -> str:
+    """The per-example quantity a metric is computed from: ``frac_lost`` counts exact-match
+    verdicts, so it shares the forward passes of ``exact_match``."""
+    return "exact_match" if metric == "frac_lost" else metric
+
 
 COLUMNS = [
     "task",
@@ -345,7 +361,7 @@ def score_heads(
     model: HookedTransformer,
     task_or_batch: str | Batch,
     method: str = "mean_ablation",
-    metric: str = "exact_match",
+    metric: str | Sequence[str] = "exact_match",
     *,
     lengths: Sequence[int] | None = None,
     n_examples: int = 1024,
@@ -363,7 +379,9 @@ def score_heads(
             :class:`~interp.data.Batch` (any mix of tasks and lengths).
         method: ``mean_ablation``, ``zero_ablation``, ``activation_patching`` or
             ``attribution_patching``.
-        metric: ``exact_match`` or ``logprob``.
+        metric: ``exact_match``, ``logprob`` or (ablations only) ``frac_lost``; or a list of
+            them, scored from shared forward passes where they share a per-example quantity
+            (``exact_match`` and ``frac_lost``) and returned concatenated.
         lengths: lengths to score, required with a task name.
         n_examples: examples per length with a task name.
         seed: evaluation-set seed (task name) and seed of the prompt resampling (patching).
@@ -387,7 +405,28 @@ def score_heads(
             reference that does not match the batch's layouts.
     """
     _check_choice("method", method, METHODS)
-    _check_choice("metric", metric, METRICS)
+    wanted = [metric] if isinstance(metric, str) else list(dict.fromkeys(metric))
+    if not wanted:
+        raise InterpError("metric: give at least one metric")
+    for m in wanted:
+        _check_choice("metric", m, METRICS)
+        if m in ABLATION_ONLY_METRICS and method not in ABLATIONS_METHODS:
+            raise InterpError(
+                f"metric {m!r} is defined for ablations only ({', '.join(ABLATIONS_METHODS)}), "
+                f"not for {method!r}"
+            )
+    bases = list(dict.fromkeys(base_metric(m) for m in wanted))
+    if len(bases) > 1:
+        frames = [
+            score_heads(
+                model, task_or_batch, method, [m for m in wanted if base_metric(m) == b],
+                lengths=lengths, n_examples=n_examples, seed=seed, reference=reference,
+                per_length=per_length, batch_size=batch_size, progress=progress,
+            )
+            for b in bases
+        ]  # fmt: skip
+        return pd.concat(frames, ignore_index=True)
+    metric = bases[0]
     if batch_size is None:
         batch_size = default_batch_size(model_device(model))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -446,7 +485,10 @@ def score_heads(
             clean_v[rows], corr_v[rows] = clean.cpu(), corr_m.cpu()
             bar.update(len(rows))
     bar.close()
-    return _tidy(batch, per_ex, clean_v, corr_v, method, metric, per_length)
+    return pd.concat(
+        [_tidy(batch, per_ex, clean_v, corr_v, method, m, per_length) for m in wanted],
+        ignore_index=True,
+    )
 
 
 def _tidy(
@@ -466,6 +508,9 @@ def _tidy(
     head = np.tile(np.arange(n_heads), n_layers)
     flat = per_ex.reshape(n_layers * n_heads, -1).numpy()
     clean_np, corr_np = clean.numpy(), corrupted.numpy()
+    if metric == "frac_lost":
+        # per_ex = clean - ablated exact match: 1 exactly where a clean-correct example broke.
+        lost = (flat > 0.5).astype(np.float64)
 
     selections: list[tuple[str, int | None, np.ndarray]] = []
     for t in dict.fromkeys(batch.tasks):
@@ -483,7 +528,11 @@ def _tidy(
                     "length": pd.array([L] * len(layer), dtype="Int64"),
                     "layer": layer,
                     "head": head,
-                    "score": flat[:, mask].mean(1),
+                    "score": (
+                        lost[:, mask].sum(1) / max(1.0, float(clean_np[mask].sum()))
+                        if metric == "frac_lost"
+                        else flat[:, mask].mean(1)
+                    ),
                     "method": method,
                     "metric": metric,
                     "n": int(mask.sum()),

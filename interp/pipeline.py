@@ -10,10 +10,20 @@ under ``RUN_DIR/analysis/``:
   task_b, layer, head)``;
 * ``overlap.parquet``: overlap statistics per ``(run, step, task_a, task_b, statistic)``.
 
-**Which lengths a head is scored on.** Each task is scored inside its own training range
-(the main task on ``1..main_max``, auxiliaries on ``1..aux_max``), where the model actually
-solves it: an ablation can only show that a head matters where accuracy is above zero. The
-``lengths=`` argument overrides this.
+**Which lengths a head is scored on: like with like.** Comparing a main map scored on 1..3
+with an auxiliary map scored on 1..6 confounds task with length. So every task of a run is
+scored on the *common* lengths (those all its tasks were trained on: the main task's training
+range), and each task trained beyond them (the auxiliaries) gets a second map of its own on
+the transfer range ``main_max + 1 .. its max``, under the task label ``<task>@transfer`` (e.g.
+``no_carry@transfer``). The overlap table then compares main and auxiliary on equal lengths
+(the pair the run-level statistics use), and the ``@transfer`` maps appear as their own rows.
+The ``lengths=`` argument overrides this (every task on those lengths, no ``@transfer`` maps).
+:func:`score_plan` lists the maps.
+
+**Which metrics.** ``exact_match`` and ``frac_lost`` (the fraction of clean-correct examples
+an ablation breaks, :mod:`interp.heads`) come from the same forward passes; a method is scored
+once for all its metrics. Rows of different methods and metrics are never combined: overlap is
+computed per ``(method, metric)``.
 
 **Device and chunking.** Every entry point takes ``device`` (default: the run's ``[train]
 device``, usually ``auto``) and ``batch_size`` (rows per forward pass; default: the run's
@@ -50,6 +60,38 @@ def score_lengths(spec: TrainSpec, task: str, lengths: Sequence[int] | None = No
         return list(lengths)
     lo, hi = spec.train_range(task)
     return list(range(lo, hi + 1))
+
+
+TRANSFER_SUFFIX = "@transfer"
+"""Task-label suffix of an auxiliary's map scored on the transfer range (module docstring)."""
+
+
+def score_plan(
+    spec: TrainSpec, tasks: Sequence[str], lengths: Sequence[int] | None = None
+) -> list[tuple[str, str, list[int]]]:
+    """The maps scored for a run: ``(label, task, lengths)`` per map (module docstring).
+
+    Args:
+        spec: the run's spec.
+        tasks: tasks to score (tasks outside the run need ``lengths``).
+        lengths: score every task on these lengths instead (no ``@transfer`` maps).
+
+    Raises:
+        InterpError: a task outside the run without ``lengths``.
+    """
+    if lengths is not None:
+        return [(t, t, list(lengths)) for t in tasks]
+    outside = [t for t in tasks if t not in spec.task_names]
+    if outside:
+        raise InterpError(f"tasks {outside} are not trained in run {spec.name!r}: give lengths")
+    common = common_lengths(spec, spec.task_names)
+    hi = max(common)
+    plan = [(t, t, common) for t in tasks]
+    for t in tasks:
+        t_hi = spec.train_range(t)[1]
+        if t_hi > hi:
+            plan.append((f"{t}{TRANSFER_SUFFIX}", t, list(range(hi + 1, t_hi + 1))))
+    return plan
 
 
 def _steps(run_dir: str | Path, steps: Sequence[int] | None) -> list[int]:
@@ -101,28 +143,33 @@ def _scores_at(
     n_examples: int,
     batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """Head scores of one loaded checkpoint for every task x method x metric."""
-    from interp.heads import score_heads
+    """Head scores of one loaded checkpoint for every map of :func:`score_plan` x method x
+    metric (metrics defined for ablations only are skipped for patching methods)."""
+    from interp.heads import ABLATION_ONLY_METRICS, ABLATIONS_METHODS, score_heads
 
     spec = run.spec
     frames = []
-    for task in tasks:
-        task_lengths = score_lengths(spec, task, lengths) if task in spec.task_names else lengths
+    for label, task, task_lengths in score_plan(spec, tasks, lengths):
         for method in methods:
-            for metric in metrics:
-                df = score_heads(
-                    run.model,
-                    task,
-                    method,
-                    metric,
-                    lengths=task_lengths,
-                    n_examples=n_examples,
-                    seed=spec.eval.seed,
-                    batch_size=_batch_size(run, batch_size),
-                )
-                df.insert(0, "step", run.step)
-                df.insert(0, "run", spec.name)
-                frames.append(df)
+            ok = [
+                m for m in metrics if method in ABLATIONS_METHODS or m not in ABLATION_ONLY_METRICS
+            ]
+            if not ok:
+                continue
+            df = score_heads(
+                run.model,
+                task,
+                method,
+                ok,
+                lengths=task_lengths,
+                n_examples=n_examples,
+                seed=spec.eval.seed,
+                batch_size=_batch_size(run, batch_size),
+            )
+            df["task"] = label
+            df.insert(0, "step", run.step)
+            df.insert(0, "run", spec.name)
+            frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -378,7 +425,7 @@ def analyze_run(
     run_dir: str | Path,
     steps: Sequence[int] | None = None,
     methods: Sequence[str] = ("mean_ablation",),
-    metrics: Sequence[str] = ("exact_match",),
+    metrics: Sequence[str] = ("exact_match", "frac_lost"),
     n_examples: int = 128,
     k: int = 4,
     attention: bool = True,

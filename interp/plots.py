@@ -143,6 +143,12 @@ def overlap_matrix(overlap: pd.DataFrame, statistic: str = "map_diff") -> go.Fig
             f"unknown statistic {statistic!r}; valid choices: {', '.join(available) or 'none'}"
         )
     sub = overlap[overlap["statistic"] == statistic]
+    for col in ("method", "metric"):
+        if col in sub.columns and sub[col].nunique() > 1:
+            raise InterpError(
+                f"overlap table mixes several {col}s {sorted(sub[col].unique())}: filter to one "
+                "(a matrix never mixes them)"
+            )
     tasks = list(dict.fromkeys([*sub["task_a"], *sub["task_b"]]))
     idx = {t: i for i, t in enumerate(tasks)}
     self_value = 1.0 if statistic.startswith("jaccard") else SELF_VALUE.get(statistic, np.nan)
@@ -219,21 +225,31 @@ def overlap_figures(
     """The heatmaps ``interp overlap`` writes for one checkpoint, by file stem.
 
     Args:
-        scores: the checkpoint's head scores (aggregate rows, ``length`` missing); the first
-            ``(method, metric)`` present is drawn.
+        scores: the checkpoint's head scores (aggregate rows, ``length`` missing).
         overlap: the checkpoint's overlap table.
         main: the main task.
         aux: its auxiliaries.
 
     Returns:
-        ``heads_<main>_vs_<aux>`` (:func:`compare_maps`) per auxiliary, and
-        ``overlap_matrix`` (:func:`overlap_matrix`).
+        One set of figures per ``(method, metric)`` in ``scores``, never mixed: for the
+        pre-declared primary pair (mean ablation, exact match) ``heads_<main>_vs_<aux>``
+        (:func:`compare_maps`) per auxiliary and ``overlap_matrix`` (:func:`overlap_matrix`);
+        for every other pair the same stems with ``__<method>__<metric>`` appended.
     """
-    sub = scores[scores["length"].isna()]
-    first = sub[["method", "metric"]].iloc[0]
-    sub = sub[(sub["method"] == first["method"]) & (sub["metric"] == first["metric"])]
-    figs = {f"heads_{main}_vs_{t}": compare_maps(sub, main, t) for t in aux}
-    figs["overlap_matrix"] = overlap_matrix(overlap)
+    sc = scores[scores["length"].isna()]
+    figs: dict[str, go.Figure] = {}
+    for (method, metric), sub in sc.groupby(["method", "metric"], sort=True):
+        tag = (
+            "" if (method, metric) == ("mean_ablation", "exact_match") else f"__{method}__{metric}"
+        )
+        for t in aux:
+            if t in set(sub["task"]) and main in set(sub["task"]):
+                figs[f"heads_{main}_vs_{t}{tag}"] = compare_maps(sub, main, t)
+        ov = overlap
+        if "method" in ov.columns:
+            ov = ov[(ov["method"] == method) & (ov["metric"] == metric)]
+        if len(ov):
+            figs[f"overlap_matrix{tag}"] = overlap_matrix(ov)
     return figs
 
 
@@ -451,4 +467,54 @@ def head_sets_figure(sets: pd.DataFrame, top_fraction: float = 0.1, title: str =
         xaxis_title="d_ID (fraction of clean-correct lost, training range)",
         yaxis_title="d_T (fraction of clean-correct lost, transfer range)",
     )
+    return fig
+
+
+DOSE_COLORS = {"shared": "#d62728", "main_only": "#1f77b4", "aux_only": "#2ca02c"}
+
+
+def dose_figure(sets: pd.DataFrame, title: str = "") -> go.Figure:
+    """Dose-matched graded ablation (:func:`interp.dose.dose_matched`): each dot a head set at
+    its matched strength, x = delivered ``d_ID``, y = ``d_T``, coloured by set type; hollow
+    dots did not reach the target even at full strength."""
+    fig = go.Figure()
+    for t, color in DOSE_COLORS.items():
+        d = sets[sets["type"] == t]
+        for reached, symbol in ((True, "circle"), (False, "circle-open")):
+            e = d[d["reached"] == reached]
+            if not len(e):
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=e["d_id"], y=e["d_t"], mode="markers", text=e["heads"],
+                    name=t if reached else f"{t} (target not reached)",
+                    marker={"color": color, "size": 9, "symbol": symbol},
+                )
+            )  # fmt: skip
+    fig.update_layout(
+        title=title or "dose-matched graded ablation: d_T at matched d_ID, by set type",
+        xaxis_title="d_ID delivered (target 0.2)",
+        yaxis_title="d_T (fraction of clean-correct lost, transfer range)",
+    )
+    return fig
+
+
+def interchange_figure(df: pd.DataFrame, metric: str = "exact_match", title: str = "") -> go.Figure:
+    """Cross-task interchange patching (:func:`interp.interchange.interchange_scores`): one
+    layer x head heatmap of the effect on the main task per auxiliary, for one metric."""
+    d = df[df["metric"] == metric]
+    aux = list(dict.fromkeys(d["aux"]))
+    fig = make_subplots(rows=1, cols=max(1, len(aux)), subplot_titles=aux)
+    for i, a in enumerate(aux):
+        e = d[d["aux"] == a]
+        grid = np.full((int(e["layer"].max()) + 1, int(e["head"].max()) + 1), np.nan)
+        grid[e["layer"].to_numpy(), e["head"].to_numpy()] = e["effect"].to_numpy()
+        fig.add_trace(_heatmap(grid, None, coloraxis="coloraxis"), row=1, col=i + 1)
+    lim = float(np.nanmax(np.abs(d["effect"]))) if len(d) else 1.0
+    fig.update_layout(
+        title=title or f"interchange patching: effect on the main task ({metric})",
+        coloraxis={"colorscale": "RdBu", "cmid": 0, "cmin": -lim, "cmax": lim},
+    )
+    fig.update_xaxes(title_text="head")
+    fig.update_yaxes(title_text="layer", autorange="reversed")
     return fig

@@ -206,8 +206,11 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         return
     doc.h("Head importance: main vs auxiliary")
     doc.p(
-        "Per-head importance (clean minus ablated metric) at the last checkpoint of the first "
-        "run of each configuration; the third panel is the difference."
+        "Per-head importance (clean minus ablated metric; frac_lost: the fraction of the "
+        "clean-correct examples the ablation breaks) at the last checkpoint of the first runs, "
+        "one figure per scoring method and metric; the third panel is the difference. Main and "
+        "auxiliary maps are scored on the same lengths (the main task's training range); "
+        "'<aux>@transfer' is the auxiliary scored on the transfer range, its own map."
     )
     sc = _last(scores[scores["length"].isna()])
     shown = 0
@@ -215,13 +218,13 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         if shown >= 4:
             break
         row = meta[meta["run"] == run].iloc[0]
-        method, metric = sub["method"].iloc[0], sub["metric"].iloc[0]
-        sub = sub[(sub["method"] == method) & (sub["metric"] == metric)]
-        for a in str(row["aux"]).split(","):
-            if a and a in set(sub["task"]) and row["main"] in set(sub["task"]):
-                fig = plots.compare_maps(sub, row["main"], a)
-                fig.update_layout(title=f"{run}: {fig.layout.title.text}")
-                doc.fig(fig)
+        # One figure per (method, metric): never mixed, none dropped.
+        for _, one in sub.groupby(["method", "metric"], sort=True):
+            for a in str(row["aux"]).split(","):
+                if a and a in set(one["task"]) and row["main"] in set(one["task"]):
+                    fig = plots.compare_maps(one, row["main"], a)
+                    fig.update_layout(title=f"{run}: {fig.layout.title.text}")
+                    doc.fig(fig)
         shown += 1
     ov = tables.get("overlap")
     if ov is not None and len(ov):
@@ -232,15 +235,15 @@ def _heads_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         idx = [c for c in ("method", "metric") if c in o.columns] + ["task_a", "task_b"]
         piv = o.pivot_table(index=idx, columns="statistic", values="value")
         doc.table(piv.reset_index())
-        o1 = o
-        for c in ("method", "metric"):
-            if c in o1.columns:
-                o1 = o1[o1[c] == o1[c].iloc[0]]
-        if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
-            label = " / ".join(str(o1[c].iloc[0]) for c in ("method", "metric") if c in o1)
-            fig = plots.overlap_matrix(o1, "map_diff")
-            fig.update_layout(title=f"map_diff between tasks ({label})")
-            doc.fig(fig)
+        keys = [c for c in ("method", "metric") if c in o.columns]
+        groups = o.groupby(keys, sort=True) if keys else [((), o)]
+        for key, o1 in groups:
+            if o1[["task_a", "task_b"]].drop_duplicates().shape[0] > 1:
+                key = key if isinstance(key, tuple) else (key,)
+                label = " / ".join(map(str, key))
+                fig = plots.overlap_matrix(o1, "map_diff")
+                fig.update_layout(title=f"map_diff between tasks ({label})")
+                doc.fig(fig)
 
 
 def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -306,8 +309,15 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         )
         return
     prim = between[between["primary"]] if "primary" in between.columns else between
-    row = (prim if len(prim) else between).iloc[0]
-    doc.p(describe(row) + ".")
+    row = prim.iloc[0] if len(prim) == 1 else None
+    if row is not None:
+        doc.p(describe(row) + ".")
+    else:
+        # No row is promoted to "the" result when the pre-declared one is absent (or ambiguous).
+        doc.p(
+            f"The pre-declared primary combination was not computed ({len(prim)} rows marked "
+            "primary); every row below is exploratory."
+        )
     doc.p(
         "Unit: the run (final checkpoint). Model: logit(transfer-range accuracy) ~ overlap + "
         "in-distribution competence + auxiliary transfer-range accuracy + condition, by least "
@@ -320,7 +330,7 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
             "reason")  # fmt: skip
     doc.table(between[[c for c in want if c in between.columns]])
     runs = tables.get("runs")
-    if runs is not None and len(runs) and not row.get("reason"):
+    if row is not None and runs is not None and len(runs) and not row.get("reason"):
         sub = runs
         for k in ("method", "metric", "statistic"):
             if k in sub.columns and k in row:
@@ -371,6 +381,45 @@ def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     slopes = tables.get("causal_slopes")
     if slopes is not None and len(slopes):
         doc.table(slopes)
+    _dose_section(doc, tables)
+    _interchange_section(doc, tables)
+
+
+def _dose_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    sets, summary = tables.get("dose_sets"), tables.get("dose")
+    if sets is None or not len(sets) or summary is None:
+        return
+    doc.h("Dose-matched graded ablation: transfer lost at equal damage to competence", 3)
+    doc.p(
+        "Each head set is ablated gradually, z <- (1 - a) z + a mean, with a found by bisection "
+        "so that it breaks 20% of the main task's clean-correct training-range examples "
+        "(d_ID = 0.2). Set types by a rule fixed in advance: top-4 heads of the main map (M) and "
+        "of the auxiliary map (A), both mean ablation / frac_lost on the main training lengths; "
+        "shared = M & A, main-only = M - A, aux-only = A - M; every subset of 1-2 heads of a "
+        "type. If transfer runs through shared heads, shared sets should lose more transfer "
+        "(d_T) than main-only sets at the same d_ID. Sets of a run share heads: descriptive."
+    )
+    doc.table(summary)
+    for run, sub in list(sets.groupby("run", sort=False))[:4]:
+        doc.fig(plots.dose_figure(sub, title=f"{run}: d_T at matched d_ID, by set type"))
+
+
+def _interchange_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
+    df = tables.get("interchange")
+    if df is None or not len(df):
+        return
+    doc.h("Cross-task interchange patching at transfer lengths", 3)
+    doc.p(
+        "Each head's output is taken from the auxiliary prompt with the same operands (only the "
+        "task-identity token differs; the teacher-forced answer is the main task's) and patched "
+        "into the main task at the transfer lengths; effect = patched minus unpatched main-task "
+        "metric. A head whose output does not depend on the task asked scores 0."
+    )
+    cols = ["run", "aux", "metric", "main", "source", "n", "lengths"]
+    doc.table(df[cols].drop_duplicates())
+    for run, sub in list(df.groupby("run", sort=False))[:4]:
+        for metric in dict.fromkeys(sub["metric"]):
+            doc.fig(plots.interchange_figure(sub, metric, title=f"{run}: interchange ({metric})"))
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:

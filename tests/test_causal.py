@@ -121,6 +121,11 @@ def test_ranking_averages_several_auxiliaries_and_validates() -> None:
         shared_head_ranking(_scores({"m": main}), "m", "zz")
     with pytest.raises(InterpError, match="combine"):
         shared_head_ranking(_scores({"m": main, "a1": a1}), "m", "a1", combine="max")
+    # Two metrics in one frame: refused rather than averaged.
+    sc = _scores({"m": main, "a1": a1})
+    mixed = pd.concat([sc, sc.assign(metric="frac_lost")], ignore_index=True)
+    with pytest.raises(InterpError, match="mix several metrics"):
+        shared_head_ranking(mixed, "m", "a1")
 
 
 def test_matched_random_heads_keep_layer_counts_and_avoid_the_top_set() -> None:

@@ -334,3 +334,33 @@ def test_bad_inputs(model, add_batch):
         H.ablate_heads(model, add_batch, [(2, 0)])
     with pytest.raises(InterpError, match="valid choices: mean, zero"):
         H.ablate_heads(model, add_batch, [(0, 0)], method="resample")
+
+
+def test_frac_lost_is_the_hand_count_of_clean_correct_examples_broken(model, add_batch):
+    # Half the rows solved by construction, half mostly not: frac_lost divides by the solved
+    # ones only, where the exact-match drop divides by all rows.
+    raw = H.task_batch(model, "reverse_add", [3], 24, seed=5)
+    batch = H.concat_batches([add_batch, raw])
+    df = H.score_heads(model, batch, "mean_ablation", ["exact_match", "frac_lost"])
+    assert set(df["metric"]) == {"exact_match", "frac_lost"}
+    fl = df[df["metric"] == "frac_lost"].set_index(["layer", "head"])
+    em_rows = df[df["metric"] == "exact_match"].set_index(["layer", "head"])
+    clean, _ = H.ablate_heads(model, batch, [])
+    n_ok = int(clean.sum())
+    assert 24 <= n_ok < len(batch)
+    checked_nonzero = False
+    for lh in [(layer, h) for layer in range(2) for h in range(4)]:
+        em, _ = H.ablate_heads(model, batch, [lh])
+        lost = int((clean & ~em).sum())
+        assert fl.loc[lh, "score"] == pytest.approx(lost / n_ok, abs=1e-12)
+        # Same forward passes: the exact-match row is unchanged by asking for both.
+        assert em_rows.loc[lh, "score"] == pytest.approx(
+            (clean.float().mean() - em.float().mean()).item(), abs=TOL
+        )
+        checked_nonzero |= lost > 0
+    assert checked_nonzero
+
+
+def test_frac_lost_is_for_ablations_only(model, add_batch):
+    with pytest.raises(InterpError, match="ablations only"):
+        H.score_heads(model, add_batch, "activation_patching", "frac_lost")

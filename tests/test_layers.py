@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("training and measurements on one model", {
         "train", "evaluate", "hooks", "ablation", "patching", "heads", "attention", "causal",
         "head_sets", "overlap", "metrics", "transfer", "permutation", "run_table", "between",
-        "within",
+        "within", "dose", "interchange",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "zoo_card", "zoo",
                                      "family"}),

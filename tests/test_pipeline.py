@@ -14,6 +14,7 @@ from interp.pipeline import (
     overlap_run,
     run_meta,
     score_lengths,
+    score_plan,
     score_run,
 )
 from interp.spec import TrainSpec
@@ -57,11 +58,41 @@ def test_analyze_run_covers_every_checkpoint(run_dir: Path):
     assert sorted(out["accuracy"]["step"].unique()) == [3, 6]
     sc = out["scores"]
     assert sorted(sc["step"].unique()) == [3, 6]
-    # 2 tasks x 2 layers x 2 heads per checkpoint (aggregate rows).
-    assert sc[sc["length"].isna()].groupby("step").size().eq(8).all()
+    # 3 maps (reverse_add, no_carry on 1..2; no_carry@transfer on 3) x 2 metrics (exact_match,
+    # frac_lost) x 2 layers x 2 heads per checkpoint (aggregate rows).
+    agg = sc[sc["length"].isna()]
+    assert agg.groupby("step").size().eq(24).all()
+    assert set(agg["task"]) == {"reverse_add", "no_carry", "no_carry@transfer"}
+    assert set(agg["metric"]) == {"exact_match", "frac_lost"}
     ov = out["overlap"]
     assert {"map_diff", "cosine", "spearman", "jaccard@2", "attn_diff"} <= set(ov["statistic"])
     assert sorted(ov["step"].unique()) == [3, 6]
+
+
+def test_score_plan_compares_like_with_like(run_dir: Path):
+    from interp.runs import read_run_spec
+
+    spec = read_run_spec(run_dir)
+    plan = score_plan(spec, spec.task_names)
+    assert plan == [
+        ("reverse_add", "reverse_add", [1, 2]),
+        ("no_carry", "no_carry", [1, 2]),
+        ("no_carry@transfer", "no_carry", [3]),
+    ]
+    assert score_plan(spec, ["no_carry"], lengths=[2]) == [("no_carry", "no_carry", [2])]
+    with pytest.raises(InterpError, match="give lengths"):
+        score_plan(spec, ["copy"])
+
+
+def test_overlap_rows_never_mix_methods_or_metrics(run_dir: Path):
+    out = analyze_run(run_dir, steps=[6], n_examples=4, k=2, progress=False)
+    ov = out["overlap"]
+    keys = ["step", "method", "metric", "task_a", "task_b", "statistic"]
+    assert not ov.duplicated(keys).any()
+    assert set(ov["metric"]) == {"exact_match", "frac_lost"}
+    pairs = set(zip(ov["task_a"], ov["task_b"], strict=True))
+    assert ("reverse_add", "no_carry") in pairs
+    assert ("reverse_add", "no_carry@transfer") in pairs
 
 
 def test_single_checkpoint_commands_add_to_the_tables(run_dir: Path):

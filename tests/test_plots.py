@@ -140,3 +140,59 @@ def test_pattern_figure_draws_the_attention_table():
     )
     with pytest.raises(InterpError, match="lacks columns"):
         pattern_figure(table.drop(columns="key_token"))
+
+
+def test_overlap_figures_one_set_per_method_and_metric_never_mixed():
+    from interp.plots import overlap_figures
+
+    a = scores()
+    b = a.assign(metric="frac_lost", score=a["score"].abs())
+    both = pd.concat([a, b], ignore_index=True)
+    ov = pd.concat(
+        [
+            overlap_table(a, k=2).assign(method="mean_ablation", metric="exact_match"),
+            overlap_table(b, k=2).assign(method="mean_ablation", metric="frac_lost"),
+        ],
+        ignore_index=True,
+    )
+    with pytest.raises(InterpError, match="mixes several metrics"):
+        overlap_matrix(ov, "map_diff")
+    figs = overlap_figures(both, ov, "reverse_add", ["no_carry"])
+    assert set(figs) == {
+        "heads_reverse_add_vs_no_carry",
+        "overlap_matrix",
+        "heads_reverse_add_vs_no_carry__mean_ablation__frac_lost",
+        "overlap_matrix__mean_ablation__frac_lost",
+    }
+    # The frac_lost figure draws the frac_lost maps (all non-negative here), not the others.
+    z = np.asarray(figs["heads_reverse_add_vs_no_carry__mean_ablation__frac_lost"].data[0].z)
+    assert (z >= 0).all()
+
+
+def test_dose_and_interchange_figures_draw_their_tables():
+    from interp.plots import dose_figure, interchange_figure
+
+    sets = pd.DataFrame(
+        {
+            "type": ["shared", "shared", "main_only", "aux_only"],
+            "heads": ["L0H0", "L0H1", "L1H0", "L1H1"],
+            "d_id": [0.2, 0.21, 0.19, 0.05],
+            "d_t": [0.5, 0.4, 0.1, 0.0],
+            "reached": [True, True, True, False],
+        }
+    )
+    fig = dose_figure(sets)
+    names = [t.name for t in fig.data]
+    assert names == ["shared", "main_only", "aux_only (target not reached)"]
+    assert list(fig.data[0].y) == [0.5, 0.4]
+    ic = pd.DataFrame(
+        {
+            "aux": ["no_carry"] * 4,
+            "metric": ["exact_match"] * 4,
+            "layer": [0, 0, 1, 1],
+            "head": [0, 1, 0, 1],
+            "effect": [0.0, -0.5, 0.25, 0.0],
+        }
+    )
+    z = np.asarray(interchange_figure(ic).data[0].z)
+    np.testing.assert_allclose(z, [[0.0, -0.5], [0.25, 0.0]])
