@@ -47,6 +47,36 @@ OVERRIDES: dict[str, str | tuple[None, str]] = {
     "make jupyter": (None, "installs JupyterLab and starts a server that never exits"),
     # the full demo trains 2 x 2400 steps on the cpu preset; --quick runs every stage in seconds
     "interp demo --out demo-output": "interp demo --quick --out demo-output",
+    # GPU commands: the same pipeline on the CPU (CI has no GPU; the paper specs are shrunk)
+    "interp train analyses/paper/arith_a.toml --out runs/paper_arith_a --device cuda": (
+        "interp train analyses/paper/arith_a.toml --out runs/paper_arith_a --device cpu"
+    ),
+    "interp train analyses/paper/arith_a_baseline.toml --out runs/paper_arith_a_baseline "
+    "--device cuda": (
+        "interp train analyses/paper/arith_a_baseline.toml --out runs/paper_arith_a_baseline "
+        "--device cpu"
+    ),
+    "interp eval runs/paper_arith_a --device cuda": "interp eval runs/paper_arith_a --device cpu",
+    "interp score runs/paper_arith_a --device cuda --batch-size 8192": (
+        "interp score runs/paper_arith_a --device cpu --batch-size 8192"
+    ),
+    'pip install -e ".[pretrained]"': (
+        None,
+        "installs into the environment; transformers and tokenizers already come with "
+        "transformer-lens, and tests/test_finetune.py runs the pretrained path",
+    ),
+    "interp finetune analyses/pretrained/smollm_reverse_add.toml --out runs/smollm_reverse_add "
+    "--device cuda": (
+        None,
+        "needs the downloaded SmolLM2 checkpoints and a GPU; tests/test_finetune.py runs the "
+        "same experiment command on a tiny Llama checkpoint",
+    ),
+    "interp finetune analyses/pretrained/smollm_shortest_path.toml --out runs/smollm_shortest_path "
+    "--device cuda": (
+        None,
+        "needs the downloaded SmolLM2 checkpoints and a GPU; tests/test_finetune.py runs the "
+        "same experiment command on a tiny Llama checkpoint",
+    ),
 }
 
 
