@@ -10,6 +10,7 @@ lives, so no other module spells a file name::
       checkpoints/                 step_NNNNNN.safetensors + index.json (interp.checkpoint)
       metrics.parquet              training loss and periodic accuracy
       DONE                         written last, when the final checkpoint is safe
+      status.json                  step, loss, speed while training (sweep progress lines)
       eval/step_NNNNNN.parquet     `interp eval` tables (and accuracy_step_NNNNNN.html)
       analysis/<table>.parquet     accuracy, scores, attention, overlap (interp.pipeline)
       analysis/<figure>.html       heatmaps of `interp overlap`
@@ -53,6 +54,7 @@ from interp.tasks import GROUPS
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
 DONE = "DONE"
+STATUS = "status.json"
 EVAL = "eval"
 ANALYSIS = "analysis"
 REPORT = "report.html"
@@ -168,6 +170,10 @@ class RunDir(TableDir):
     @property
     def done_path(self) -> Path:
         return self.path / DONE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -16,18 +16,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "interp"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "io", "resources"}),
+    ("foundation", {"errors", "io", "resources", "config"}),
     ("vocabulary, tasks, devices, pure statistics", {"tokenizer", "tasks", "text", "device",
                                                      "stats"}),
     ("data and the model factory", {"data", "construct", "pretrained", "model"}),
-    ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs"}),
+    ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs", "sweep_spec"}),
     ("training and measurements on one model", {
         "train", "evaluate", "hooks", "ablation", "patching", "heads", "attention", "causal",
         "head_sets", "overlap", "metrics", "transfer", "permutation", "run_table", "between",
         "within",
     }),
-    ("stages over run directories", {"pipeline", "analysis", "sweep", "zoo_card", "zoo",
-                                     "family"}),
+    ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
+                                     "executors", "zoo_card", "zoo", "family"}),
     ("presentation", {"plots", "report"}),
     ("drivers", {"finetune", "demo"}),
     ("command line", {"cli"}),
