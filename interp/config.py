@@ -11,7 +11,7 @@ as one readable :class:`~interp.errors.InterpError` line instead of a traceback 
   :func:`check_type` compares a value with the type of the field's default.
 
 :func:`check_fields` does both for a dataclass whose fields all have defaults.
-:func:`read_config` reads a ``.toml`` or ``.json`` file (by suffix) into a dict.
+:func:`read_config_file` reads a ``.toml`` or ``.json`` file (by suffix) into a dict.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def read_config(
+def read_config_file(
     path: str | Path, missing: str = "spec file not found", malformed: str = "malformed spec"
 ) -> dict[str, Any]:
     """A ``.json`` (by suffix) or TOML (anything else) file as a dict.
@@ -60,17 +60,24 @@ def read_config(
     return d
 
 
-def check_keys(d: dict[str, Any], known: set[str], what: str, section: str | None = None) -> None:
+def check_keys(
+    d: dict[str, Any],
+    known: set[str],
+    what: str,
+    section: str | None = None,
+    noun: str = "keys",
+) -> None:
     """Refuse keys of ``d`` outside ``known``.
 
-    The message reads ``"{what}: unknown keys [...] in [{section}]; valid keys: ..."`` (without
-    the ``in [...]`` part when ``section`` is ``None``).
+    The message reads ``"{what}: unknown {noun} [...] in [{section}]; valid keys: ..."``
+    (without the ``in [...]`` part when ``section`` is ``None``), e.g. ``spec: unknown keys
+    ['stepz'] in [train]; valid keys: ...``.
     """
     unknown = sorted(set(d) - set(known))
     if unknown:
         where = f" in [{section}]" if section else ""
         raise InterpError(
-            f"{what}: unknown keys {unknown}{where}; valid keys: {', '.join(sorted(known))}"
+            f"{what}: unknown {noun} {unknown}{where}; valid keys: {', '.join(sorted(known))}"
         )
 
 

@@ -278,5 +278,3 @@ def get_executor(
     if name == "local":
         return LocalExecutor(workers)
     return RayExecutor(address, workers, device, gpus_per_cell)
-
-

@@ -48,13 +48,12 @@ directory keeps the resolved dict as ``config.json``, and a resume must match it
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from interp.config import check_fields, check_keys, is_int, is_number, read_config_file
 from interp.data import TaskSpec
 from interp.errors import InterpError
 from interp.model import ModelConfig, load_preset
@@ -234,15 +233,8 @@ def _section(cls: type, d: Any, name: str) -> Any:
         return cls()
     if not isinstance(d, dict):
         raise InterpError(f"spec: [{name}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise InterpError(
-            f"spec: unknown keys {unknown} in [{name}]; valid keys: {', '.join(sorted(known))}"
-        )
-    defaults = cls()
+    check_fields(cls, d, "spec", name)
     for key, value in d.items():
-        _check_type(name, key, value, getattr(defaults, key))
         bounds = _RANGES.get(name, {}).get(key)
         if bounds and not in_range(value, *bounds):
             raise InterpError(
@@ -259,40 +251,6 @@ def _section(cls: type, d: Any, name: str) -> Any:
         return cls(**d)
     except TypeError as e:
         raise InterpError(f"spec: [{name}]: {e}") from None
-
-
-def is_int(x: Any) -> bool:
-    """An ``int`` that is not a ``bool`` (TOML and JSON give both)."""
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _check_type(section: str, key: str, value: Any, default: Any) -> None:
-    """Reject a value whose type does not match the field's default, as a readable error.
-
-    Without this a quoted number (``steps = "100"``) would pass construction and fail much later
-    with a ``TypeError`` traceback instead of a one-line :class:`InterpError`.
-    """
-    if is_int(default):
-        ok, want = is_int(value), "an integer"
-    elif isinstance(default, float):
-        ok, want = _is_number(value), "a number"
-    elif isinstance(default, tuple):
-        ok = (
-            isinstance(value, list | tuple)
-            and len(value) == len(default)
-            and all(map(_is_number, value))
-        )
-        want = f"a list of {len(default)} numbers"
-    elif isinstance(default, list):
-        ok, want = isinstance(value, list) and all(map(is_int, value)), "a list of integers"
-    else:
-        return
-    if not ok:
-        raise InterpError(f"spec: [{section}] {key} must be {want}, got {value!r}")
 
 
 @dataclass
@@ -362,12 +320,7 @@ class TrainSpec:
         """Validate and resolve a spec dict (presets expanded, ``n_ctx`` sized)."""
         if not isinstance(d, dict):
             raise InterpError("spec must be a table/dict")
-        unknown = sorted(set(d) - _TOP_KEYS)
-        if unknown:
-            raise InterpError(
-                f"spec: unknown top-level keys {unknown}; "
-                f"valid keys: {', '.join(sorted(_TOP_KEYS))}"
-            )
+        check_keys(d, _TOP_KEYS, "spec", noun="top-level keys")
         for req in ("name", "main", "tasks"):
             if req not in d:
                 raise InterpError(f"spec: missing required key {req!r}")
@@ -383,11 +336,9 @@ class TrainSpec:
             lo_hi = t["lengths"]
             if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
-            extra = sorted(set(t) - {"name", "lengths", "weight"})
-            if extra:
-                raise InterpError(f"spec: task {t['name']!r}: unknown keys {extra}")
+            check_keys(t, {"name", "lengths", "weight"}, f"spec: task {t['name']!r}")
             weight = t.get("weight", 1.0)
-            if not _is_number(weight):
+            if not is_number(weight):
                 raise InterpError(f"spec: task {t['name']!r}: weight must be a number")
             if not in_range(weight, 0, 1e6, True):
                 raise InterpError(
@@ -518,14 +469,4 @@ def _pretrained_model(model_d: dict[str, Any]) -> dict[str, Any]:
 
 def load_spec(path: str | Path) -> TrainSpec:
     """Read a spec from a ``.toml`` or ``.json`` file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InterpError(f"spec file not found: {p}")
-    try:
-        if p.suffix == ".json":
-            d = json.loads(p.read_text())
-        else:
-            d = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InterpError(f"malformed spec {p}: {e}") from None
-    return TrainSpec.from_dict(d)
+    return TrainSpec.from_dict(read_config_file(path))

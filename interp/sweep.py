@@ -326,4 +326,3 @@ def _run_sweep_locked(
     results.attrs["failures"] = failures
     results.attrs["attempted"] = len(todo)
     return results
-

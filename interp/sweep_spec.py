@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from interp.config import check_keys, is_int, read_config
+from interp.config import check_keys, is_int, read_config_file
 from interp.errors import InterpError
 from interp.rundir import meta_row
 from interp.spec import TrainSpec
@@ -210,11 +210,7 @@ def parse_sweep_spec(d: dict[str, Any]) -> SweepSpec:
     base = d.get("base", {})
     if not isinstance(base, dict):
         raise InterpError("sweep spec: [base] must be a table")
-    bad = sorted(set(base) - _BASE_KEYS)
-    if bad:
-        raise InterpError(
-            f"sweep spec: unknown [base] sections {bad}; valid: {', '.join(sorted(_BASE_KEYS))}"
-        )
+    check_keys(base, _BASE_KEYS, "sweep spec", noun="[base] sections")
     for k, v in base.items():
         if not isinstance(v, dict):
             raise InterpError(f"sweep spec: [base.{k}] must be a table")
@@ -241,7 +237,7 @@ def load_sweep_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
         return spec
     if isinstance(spec, dict):
         return parse_sweep_spec(spec)
-    d = read_config(spec, missing="sweep spec not found", malformed="malformed sweep spec")
+    d = read_config_file(spec, missing="sweep spec not found", malformed="malformed sweep spec")
     return parse_sweep_spec(d)
 
 
@@ -357,5 +353,3 @@ def expand(spec: str | Path | dict[str, Any] | SweepSpec) -> list[Cell]:
 def sweep_metadata(cells: Sequence[Cell]) -> pd.DataFrame:
     """The run-metadata frame :mod:`interp.transfer` consumes: one row per cell."""
     return pd.DataFrame([c.meta() for c in cells], columns=META_COLUMNS)
-
-
