@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from interp.config import check_fields, check_keys, is_int, is_number, read_config_file
 from interp.data import TaskSpec
@@ -60,8 +60,23 @@ from interp.model import ModelConfig, load_preset
 from interp.tasks import get_task
 
 
+class _Section:
+    """``to_dict``/``from_dict`` of a spec section (``[optim]``, ``[train]``, ``[eval]``); the
+    validation is the one :meth:`TrainSpec.from_dict` applies to the section."""
+
+    SECTION: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Any:
+        """Validate a section table (unknown keys, types, ranges); ``None`` gives the defaults."""
+        return _section(cls, d, cls.SECTION)
+
+
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     """AdamW with linear warm-up, a constant phase, then cosine decay.
 
     Attributes:
@@ -73,6 +88,8 @@ class OptimConfig:
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: max gradient norm (0 disables).
     """
+
+    SECTION: ClassVar[str] = "optim"
 
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -98,7 +115,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """Loop settings.
 
     Attributes:
@@ -115,6 +132,8 @@ class TrainConfig:
         autocast: ``off`` or ``bf16`` (bfloat16 autocast of the training forward pass on CUDA;
             always off on the CPU).
     """
+
+    SECTION: ClassVar[str] = "train"
 
     steps: int = 1000
     batch_size: int = 128
@@ -134,7 +153,7 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     """Evaluation settings used during training and as defaults for ``interp eval``.
 
     Attributes:
@@ -147,6 +166,8 @@ class EvalConfig:
         batch_size: rows per forward pass in evaluation and head scoring (0: the device's
             default, :func:`interp.device.default_batch_size`).
     """
+
+    SECTION: ClassVar[str] = "eval"
 
     max_length: int = 0
     every: int = 0
