@@ -20,6 +20,7 @@ lives, so no other module spells a file name::
       sweep.json, cells.parquet    the spec and one metadata row per cell
       runs/<run>/                  one RUN_DIR per cell
       results.parquet, failures.json
+      summary.txt                  the text summary `interp demo` prints
       analysis/<table>.parquet     the sweep-level tables (interp.analysis)
       report.html
 
@@ -58,6 +59,7 @@ STATUS = "status.json"
 EVAL = "eval"
 ANALYSIS = "analysis"
 REPORT = "report.html"
+SUMMARY = "summary.txt"
 RUNS = "runs"
 CELLS = "cells.parquet"
 RESULTS = "results.parquet"
@@ -307,6 +309,11 @@ class SweepDir(TableDir):
     def analysis_config_path(self) -> Path:
         """``analysis.json``: the analysis config ``interp sweep`` keeps for ``interp analyze``."""
         return self.path / ANALYSIS_JSON
+
+    @property
+    def summary_path(self) -> Path:
+        """``summary.txt``: the text summary ``interp demo`` prints and keeps."""
+        return self.path / SUMMARY
 
     def is_sweep(self) -> bool:
         """Whether the directory holds a sweep (its ``cells.parquet`` exists)."""
