@@ -427,7 +427,7 @@ def write_report(
 
         ensure_analyzed(path, progress=progress)
     path = Path(path)
-    tables = load_tables(path, progress=progress)
+    tables = load_tables(path)
     doc = _Doc(title or f"interp report: {path.name}")
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")
