@@ -32,7 +32,6 @@ turns them into HTML.
 from __future__ import annotations
 
 import copy
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from interp.config import check_fields, check_keys, read_config_file
 from interp.errors import InterpError, unknown_choice
 from interp.io import read_json, write_json
 from interp.pipeline import accuracy_over_checkpoints, analyze_run
@@ -78,15 +78,10 @@ class AnalysisConfig:
             return cls()
         if not isinstance(d, dict):
             raise InterpError("analysis spec: [analysis] must be a table")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InterpError(
-                f"analysis spec: unknown keys {unknown} in [analysis]; valid keys: "
-                f"{', '.join(sorted(known))}"
-            )
+        check_keys(d, {f.name for f in fields(cls)}, "analysis spec", "analysis")
         for key, value in d.items():
-            _check_analysis_value(key, value)
+            _check_analysis_value(key, value)  # ranges and names, with the specific messages
+        check_fields(cls, d, "analysis spec", "analysis")  # and the types, as every config
         return cls(**{k: list(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,13 +131,7 @@ def load_analysis_spec(
     if isinstance(spec, dict):
         d = copy.deepcopy(spec)
     else:
-        p = Path(spec)
-        if not p.is_file():
-            raise InterpError(f"spec file not found: {p}")
-        try:
-            d = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InterpError(f"malformed spec {p}: {e}") from None
+        d = read_config_file(spec)
     cfg = AnalysisConfig.from_dict(d.pop("analysis", None))
     paper = d.pop("paper", None)
     if scale == "paper":

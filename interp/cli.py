@@ -28,8 +28,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from interp.cli_parser import MAX_LENGTH, build_parser
 from interp.errors import InterpError
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {}
@@ -41,12 +41,6 @@ def command(name: str) -> Callable:
         return fn
 
     return deco
-
-
-# Bounds that catch typos before they exhaust memory or never finish; far above any use here.
-MAX_LENGTH = 10_000
-MAX_COUNT = 100_000
-SEED_MAX = 2**32 - 1
 
 
 def parse_lengths(text: str | None) -> list[int] | None:
@@ -69,49 +63,6 @@ def parse_lengths(text: str | None) -> list[int] | None:
     if not all(1 <= v <= MAX_LENGTH for v in values):
         raise InterpError(f"--lengths must lie in 1..{MAX_LENGTH}, got {text!r}")
     return list(range(values[0], values[1] + 1)) if ":" in text else values
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse type: an integer in ``lo..hi`` (the message names the valid range)."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = None
-        if v is None or not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text!r}")
-        return v
-
-    return parse
-
-
-_positive = _int_in(1, MAX_COUNT)
-_seed = _int_in(0, SEED_MAX)
-
-
-def _out_dir(text: str) -> str:
-    """An argparse type for ``--out``: not empty, and not an existing file."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
-    if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
-    return text
-
-
-def _device_args(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
-    """``--device`` (and ``--batch-size``): where models run, and rows per forward pass."""
-    p.add_argument(
-        "--device",
-        help="auto (default: CUDA if available, else CPU), cpu, cuda, cuda:N or mps; "
-        "default: the run's [train] device",
-    )
-    if batch_size:
-        p.add_argument(
-            "--batch-size",
-            type=_positive,
-            help="rows per forward pass (default: 512 on CPU, 4096 on GPU)",
-        )
 
 
 @command("tasks")
@@ -167,13 +118,14 @@ def _eval(args: argparse.Namespace) -> None:
     pivot = acc.pivot_table(index="length", columns="task", values="accuracy")
     print(pivot.round(3).to_string())
     from interp import plots
-    from interp.runs import read_run_spec
+    from interp.rundir import RunDir
 
-    spec = read_run_spec(args.run_dir)
+    rd = RunDir(args.run_dir)
+    spec = rd.spec()
     step = int(acc["step"].iloc[0])
     ranges = {t: spec.train_range(t) for t in spec.task_names}
     fig = plots.accuracy_figure(acc, ranges, title=f"{spec.name} at step {step}")
-    path = plots.write_html(fig, Path(args.run_dir) / "eval" / f"accuracy_step_{step:06d}.html")
+    path = plots.write_html(fig, rd.eval_figure_path(step))
     print(f"table and figure: {path.parent}")
 
 
@@ -199,6 +151,7 @@ def _score(args: argparse.Namespace) -> None:
 @command("overlap")
 def _overlap(args: argparse.Namespace) -> None:
     from interp.pipeline import overlap_run
+    from interp.plots import write_overlap_figures
 
     df = overlap_run(
         args.run_dir,
@@ -208,12 +161,16 @@ def _overlap(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
     )
     print(df.to_string(index=False))
+    # The stage wrote the tables; the heatmaps are drawn from them (presentation).
+    if len(df):
+        write_overlap_figures(args.run_dir, int(df["step"].iloc[0]))
 
 
 @command("sweep")
 def _sweep(args: argparse.Namespace) -> int:
     from interp.analysis import analyze_sweep, load_analysis_spec, save_config
     from interp.report import write_report
+    from interp.rundir import SweepDir
     from interp.sweep import run_sweep
 
     # One format: a sweep spec, optionally with [analysis] (what --analyze measures) and
@@ -239,7 +196,7 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.quiet:  # otherwise run_sweep has said so already
             print(
                 f"interp: sweep: {len(failures)} of {attempted} cells failed; see "
-                f"{Path(args.out) / 'failures.json'}",
+                f"{SweepDir(args.out).failures_path}",
                 file=sys.stderr,
             )
         return 1
@@ -352,143 +309,6 @@ def _finetune(args: argparse.Namespace) -> None:
         print(line)
 
 
-def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
-    ft = sub.add_parser(
-        "finetune",
-        help="fine-tune local pretrained checkpoints (an experiment spec, or a run spec with "
-        "[model] pretrained)",
-    )
-    ft.add_argument("spec")
-    ft.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    ft.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ft.add_argument("--quiet", action="store_true")
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="interp", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("tasks", help="list tasks or show examples")
-    tsub = t.add_subparsers(dest="tasks_cmd", required=True)
-    tsub.add_parser("list", help="list every task")
-    show = tsub.add_parser("show", help="print examples of a task")
-    show.add_argument("task")
-    show.add_argument("--length", type=_int_in(0, MAX_LENGTH), required=True)
-    show.add_argument("-n", type=_positive, default=3, help="number of examples")
-    show.add_argument("--seed", type=_seed, default=0)
-
-    sub.add_parser("groups", help="list task groups").add_argument(
-        "groups_cmd", nargs="?", choices=["list"], default="list"
-    )
-
-    tr = sub.add_parser("train", help="train a run from a spec file")
-    tr.add_argument("spec")
-    tr.add_argument(
-        "--out", required=True, type=_out_dir, help="run directory (resumed if it exists)"
-    )
-    tr.add_argument("--quiet", action="store_true")
-    _device_args(tr, batch_size=False)
-
-    ev = sub.add_parser("eval", help="accuracy per task and length")
-    ev.add_argument("run_dir")
-    ev.add_argument("--checkpoint", type=_int_in(0, 10**9))
-    ev.add_argument("--lengths", help="A:B or A,B,C")
-    ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
-    ev.add_argument("--quiet", action="store_true")
-    _device_args(ev)
-
-    sc = sub.add_parser("score", help="score every head per task")
-    sc.add_argument("run_dir")
-    sc.add_argument("--tasks", help="comma-separated (default: the run's tasks)")
-    sc.add_argument("--method", default="mean_ablation", help="comma-separated methods")
-    sc.add_argument("--metric", default="exact_match", help="comma-separated metrics")
-    sc.add_argument("--checkpoint", type=_int_in(0, 10**9))
-    sc.add_argument("--lengths", help="A:B or A,B,C")
-    sc.add_argument("--examples", type=_positive, default=256)
-    _device_args(sc)
-    sc.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
-    ov.add_argument("run_dir")
-    ov.add_argument("--checkpoint", type=_int_in(0, 10**9))
-    ov.add_argument("--k", type=_positive, default=4)
-    _device_args(ov)
-
-    sw = sub.add_parser("sweep", help="run a grid of training runs")
-    sw.add_argument("spec")
-    sw.add_argument("--out", required=True, type=_out_dir)
-    sw.add_argument("--executor", default="local")
-    sw.add_argument("--workers", type=_positive)
-    sw.add_argument("--address", help="Ray cluster address (ray executor)")
-    sw.add_argument(
-        "--scale", default="cpu", choices=["cpu", "paper"], help="paper: apply the [paper] table"
-    )
-    sw.add_argument("--analyze", action="store_true", help="then analyse and write the report")
-    sw.add_argument("--quiet", action="store_true", help="no progress bars")
-    _device_args(sw)
-    sw.add_argument(
-        "--gpus-per-cell",
-        type=float,
-        default=1.0,
-        help="ray executor on CUDA: GPUs per cell, a fraction packs cells onto a GPU (default 1)",
-    )
-
-    an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")
-    an.add_argument("path", help="a run or sweep directory")
-    an.add_argument("--examples", type=_positive, help="examples per length (default 128)")
-    an.add_argument("--k", type=_positive, help="top-k for the Jaccard overlap (default 4)")
-    an.add_argument("--no-causal", action="store_true", help="skip the causal shared-head test")
-    an.add_argument("--quiet", action="store_true", help="no progress bars")
-    _device_args(an)
-
-    rp = sub.add_parser("report", help="write a self-contained HTML report")
-    rp.add_argument("path", help="a run or sweep directory")
-    rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
-    rp.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    zo = sub.add_parser("zoo", help="list the model zoo, retrain an entry, or export a run")
-    zo.set_defaults(zoo_cmd="list")
-    zsub = zo.add_subparsers(dest="zoo_cmd")
-    zsub.add_parser("list", help="one line per entry: condition, seed, transfer accuracy")
-    zt = zsub.add_parser("train", help="retrain an entry from models/zoo/specs/NAME.toml")
-    zt.add_argument("name")
-    zt.add_argument("--out", help="run directory (default runs/zoo/NAME; resumed if it exists)")
-    zt.add_argument("--export", action="store_true", help="then replace the zoo entry")
-    zt.add_argument("--quiet", action="store_true")
-    zr = zsub.add_parser("results", help="per-condition transfer table of a zoo family")
-    zr.add_argument("--prefix", default="a4_", help="entries whose name starts with this")
-    zr.add_argument("--examples", type=_positive, default=1024, help="examples per length")
-    zr.add_argument("--out", default="analyses/zoo", help="folder for results.parquet/.md")
-    zr.add_argument("--quiet", action="store_true")
-    zx = zsub.add_parser("export", help="turn a finished run into a zoo entry")
-    zx.add_argument("run_dir", nargs="?", help="the finished run directory")
-    zx.add_argument("name", nargs="?", help="the zoo entry name")
-    zx.add_argument("--steps", help="checkpoint steps, A,B,C (default: all)")
-    zx.add_argument("--examples", type=_positive, default=256, help="examples per length")
-    zx.add_argument("--description", help="one line for `interp zoo list`")
-    zx.add_argument("--notes", help="caveats for the model card's Notes section")
-
-    de = sub.add_parser("demo", help="the main job end to end on the CPU preset")
-    de.add_argument("--out", default="demo-output", type=_out_dir)
-    de.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
-    _device_args(de, batch_size=False)
-    _add_finetune_parser(sub)
-    de.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the package's error format: one line ``interp: error: ...``, exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        where = self.prog.removeprefix("interp").strip()
-        hint = f" (see: interp {where} --help)" if where else " (see: interp --help)"
-        self.exit(2, f"interp: error: {where + ': ' if where else ''}{message}{hint}\n")
-
-
 def _close_bars() -> None:
     # A bar interrupted by an exception is still open; without this the error message would be
     # printed on the bar's line instead of its own.
@@ -500,7 +320,7 @@ def _close_bars() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``interp`` console script."""
-    parser = build_parser()
+    parser = build_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     try:
         rc = _COMMANDS[args.command](args)

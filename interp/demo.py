@@ -24,9 +24,12 @@ from interp.analysis import analyze_sweep, load_analysis_spec
 from interp.errors import InterpError
 from interp.io import write_text
 from interp.report import write_report
+from interp.resources import analyses_dir
+from interp.rundir import SweepDir
 from interp.sweep import run_sweep
 
-ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
+# Found through interp.resources: the checkout's analyses/, else the installed package's copy.
+ANALYSES = analyses_dir()
 
 
 def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> str:
@@ -122,22 +125,23 @@ def run_demo(
     """
     spec = ANALYSES / ("demo_quick.toml" if quick else "demo.toml")
     if not spec.is_file():
-        raise InterpError(f"demo spec not found: {spec} (run from a source checkout)")
+        raise InterpError(f"demo spec not found: {spec}")
+    sweep = SweepDir(out)
     t0 = time.perf_counter()
     sweep_spec, cfg = load_analysis_spec(spec)
     print(f"[1/3] training {spec.name} into {out} ...", flush=True)
     run_sweep(
         sweep_spec, out, executor="local", workers=workers, device=device, progress=progress
     )
-    failures = out / "failures.json"
+    failures = sweep.failures_path
     if failures.is_file() and failures.read_text().strip() not in ("", "[]", "{}"):
         raise InterpError(f"some demo runs failed; see {failures}")
     print("[2/3] evaluating, scoring heads, overlap, transfer statistics, causal test ...",
           flush=True)  # fmt: skip
     tables = analyze_sweep(out, cfg, device=device, progress=progress)
     print("[3/3] writing the report ...", flush=True)
-    report = write_report(out, out / "report.html", title="interp demo: arithmetic group A")
+    report = write_report(out, sweep.report_path, title="interp demo: arithmetic group A")
     text = _summary(tables, time.perf_counter() - t0, report)
-    write_text(out / "summary.txt", text + "\n")
+    write_text(sweep.summary_path, text + "\n")
     print(text)
     return report

@@ -53,8 +53,6 @@ everywhere beyond them.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +64,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 from transformer_lens import HookedTransformer
 
+from interp.config import read_config_file
 from interp.errors import InterpError
 from interp.evaluate import AUX_SOLVED, accuracy_table, generalization_gap
 from interp.io import write_json, write_parquet
@@ -94,14 +93,7 @@ class Cell:
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     """A spec file (``.toml`` or ``.json``) as a dict."""
-    p = Path(path)
-    if not p.is_file():
-        raise InterpError(f"spec file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-        return json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InterpError(f"malformed spec {p}: {e}") from None
+    return read_config_file(path)
 
 
 def is_experiment(d: dict[str, Any]) -> bool:

@@ -19,12 +19,13 @@ positional schemes:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.config import check_fields
 from interp.construct import construct, global_rng_preserved
 from interp.errors import InterpError
 from interp.resources import presets_dir
@@ -136,15 +137,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a dict, rejecting unknown keys with a readable error."""
+        """Build from a dict, rejecting unknown keys and wrongly typed values with a readable
+        error (:func:`interp.config.check_fields`)."""
         if not isinstance(d, dict):
             raise InterpError(f"model config must be a table/dict, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InterpError(
-                f"model config: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}"
-            )
+        check_fields(cls, d, "model config")
         try:
             return cls(**d)
         except TypeError as e:

@@ -360,21 +360,19 @@ def overlap_run(
     checkpoint: int | None = None,
     k: int = 4,
     n_examples: int = 128,
-    write_figures: bool = True,
     device: str | None = None,
     batch_size: int | None = None,
 ) -> pd.DataFrame:
     """``interp overlap``: head scores (reused from the ``scores`` table when it covers the
-    checkpoint) and overlap at one checkpoint, written to ``RUN_DIR/analysis/``.
+    checkpoint) and overlap at one checkpoint, written to ``RUN_DIR/analysis/``. The heatmaps
+    are the presentation stage's: :func:`interp.plots.write_overlap_figures` draws them from
+    these tables.
 
     Args:
         run_dir: the run.
         checkpoint: the step (default: the latest).
         k: top-k for the Jaccard statistic.
         n_examples: examples per length for scoring (at most 64 for attention).
-        write_figures: then write the heatmaps (:func:`interp.plots.write_overlap_figures`).
-            Kept on only for ``interp overlap``'s current caller: figures belong to the
-            presentation stage, which the caller should invoke itself with this off.
         device: where to score.
         batch_size: rows per forward pass.
 
@@ -412,12 +410,6 @@ def overlap_run(
         progress=False,
         device=device,
     )
-    if write_figures:
-        # TODO(issue 12, pass 2): the CLI calls write_overlap_figures itself, and this flag
-        # and the one upward import it needs (allow-listed in tests/test_layers.py) go away.
-        from interp.plots import write_overlap_figures
-
-        write_overlap_figures(run_dir, step)
     return overlap
 
 

@@ -10,6 +10,7 @@ lives, so no other module spells a file name::
       checkpoints/                 step_NNNNNN.safetensors + index.json (interp.checkpoint)
       metrics.parquet              training loss and periodic accuracy
       DONE                         written last, when the final checkpoint is safe
+      status.json                  step, loss, speed while training (sweep progress lines)
       eval/step_NNNNNN.parquet     `interp eval` tables (and accuracy_step_NNNNNN.html)
       analysis/<table>.parquet     accuracy, scores, attention, overlap (interp.pipeline)
       analysis/<figure>.html       heatmaps of `interp overlap`
@@ -19,6 +20,7 @@ lives, so no other module spells a file name::
       sweep.json, cells.parquet    the spec and one metadata row per cell
       runs/<run>/                  one RUN_DIR per cell
       results.parquet, failures.json
+      summary.txt                  the text summary `interp demo` prints
       analysis/<table>.parquet     the sweep-level tables (interp.analysis)
       report.html
 
@@ -53,9 +55,11 @@ from interp.tasks import GROUPS
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
 DONE = "DONE"
+STATUS = "status.json"
 EVAL = "eval"
 ANALYSIS = "analysis"
 REPORT = "report.html"
+SUMMARY = "summary.txt"
 RUNS = "runs"
 CELLS = "cells.parquet"
 RESULTS = "results.parquet"
@@ -168,6 +172,10 @@ class RunDir(TableDir):
     @property
     def done_path(self) -> Path:
         return self.path / DONE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -301,6 +309,11 @@ class SweepDir(TableDir):
     def analysis_config_path(self) -> Path:
         """``analysis.json``: the analysis config ``interp sweep`` keeps for ``interp analyze``."""
         return self.path / ANALYSIS_JSON
+
+    @property
+    def summary_path(self) -> Path:
+        """``summary.txt``: the text summary ``interp demo`` prints and keeps."""
+        return self.path / SUMMARY
 
     def is_sweep(self) -> bool:
         """Whether the directory holds a sweep (its ``cells.parquet`` exists)."""

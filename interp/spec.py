@@ -48,21 +48,35 @@ directory keeps the resolved dict as ``config.json``, and a resume must match it
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from interp.config import check_fields, check_keys, is_int, is_number, read_config_file
 from interp.data import TaskSpec
 from interp.errors import InterpError
 from interp.model import ModelConfig, load_preset
 from interp.tasks import get_task
 
 
+class _Section:
+    """``to_dict``/``from_dict`` of a spec section (``[optim]``, ``[train]``, ``[eval]``); the
+    validation is the one :meth:`TrainSpec.from_dict` applies to the section."""
+
+    SECTION: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Any:
+        """Validate a section table (unknown keys, types, ranges); ``None`` gives the defaults."""
+        return _section(cls, d, cls.SECTION)
+
+
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     """AdamW with linear warm-up, a constant phase, then cosine decay.
 
     Attributes:
@@ -74,6 +88,8 @@ class OptimConfig:
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: max gradient norm (0 disables).
     """
+
+    SECTION: ClassVar[str] = "optim"
 
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -99,7 +115,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """Loop settings.
 
     Attributes:
@@ -116,6 +132,8 @@ class TrainConfig:
         autocast: ``off`` or ``bf16`` (bfloat16 autocast of the training forward pass on CUDA;
             always off on the CPU).
     """
+
+    SECTION: ClassVar[str] = "train"
 
     steps: int = 1000
     batch_size: int = 128
@@ -135,7 +153,7 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     """Evaluation settings used during training and as defaults for ``interp eval``.
 
     Attributes:
@@ -148,6 +166,8 @@ class EvalConfig:
         batch_size: rows per forward pass in evaluation and head scoring (0: the device's
             default, :func:`interp.device.default_batch_size`).
     """
+
+    SECTION: ClassVar[str] = "eval"
 
     max_length: int = 0
     every: int = 0
@@ -234,15 +254,8 @@ def _section(cls: type, d: Any, name: str) -> Any:
         return cls()
     if not isinstance(d, dict):
         raise InterpError(f"spec: [{name}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise InterpError(
-            f"spec: unknown keys {unknown} in [{name}]; valid keys: {', '.join(sorted(known))}"
-        )
-    defaults = cls()
+    check_fields(cls, d, "spec", name)
     for key, value in d.items():
-        _check_type(name, key, value, getattr(defaults, key))
         bounds = _RANGES.get(name, {}).get(key)
         if bounds and not in_range(value, *bounds):
             raise InterpError(
@@ -259,40 +272,6 @@ def _section(cls: type, d: Any, name: str) -> Any:
         return cls(**d)
     except TypeError as e:
         raise InterpError(f"spec: [{name}]: {e}") from None
-
-
-def is_int(x: Any) -> bool:
-    """An ``int`` that is not a ``bool`` (TOML and JSON give both)."""
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _check_type(section: str, key: str, value: Any, default: Any) -> None:
-    """Reject a value whose type does not match the field's default, as a readable error.
-
-    Without this a quoted number (``steps = "100"``) would pass construction and fail much later
-    with a ``TypeError`` traceback instead of a one-line :class:`InterpError`.
-    """
-    if is_int(default):
-        ok, want = is_int(value), "an integer"
-    elif isinstance(default, float):
-        ok, want = _is_number(value), "a number"
-    elif isinstance(default, tuple):
-        ok = (
-            isinstance(value, list | tuple)
-            and len(value) == len(default)
-            and all(map(_is_number, value))
-        )
-        want = f"a list of {len(default)} numbers"
-    elif isinstance(default, list):
-        ok, want = isinstance(value, list) and all(map(is_int, value)), "a list of integers"
-    else:
-        return
-    if not ok:
-        raise InterpError(f"spec: [{section}] {key} must be {want}, got {value!r}")
 
 
 @dataclass
@@ -362,12 +341,7 @@ class TrainSpec:
         """Validate and resolve a spec dict (presets expanded, ``n_ctx`` sized)."""
         if not isinstance(d, dict):
             raise InterpError("spec must be a table/dict")
-        unknown = sorted(set(d) - _TOP_KEYS)
-        if unknown:
-            raise InterpError(
-                f"spec: unknown top-level keys {unknown}; "
-                f"valid keys: {', '.join(sorted(_TOP_KEYS))}"
-            )
+        check_keys(d, _TOP_KEYS, "spec", noun="top-level keys")
         for req in ("name", "main", "tasks"):
             if req not in d:
                 raise InterpError(f"spec: missing required key {req!r}")
@@ -383,11 +357,9 @@ class TrainSpec:
             lo_hi = t["lengths"]
             if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
-            extra = sorted(set(t) - {"name", "lengths", "weight"})
-            if extra:
-                raise InterpError(f"spec: task {t['name']!r}: unknown keys {extra}")
+            check_keys(t, {"name", "lengths", "weight"}, f"spec: task {t['name']!r}")
             weight = t.get("weight", 1.0)
-            if not _is_number(weight):
+            if not is_number(weight):
                 raise InterpError(f"spec: task {t['name']!r}: weight must be a number")
             if not in_range(weight, 0, 1e6, True):
                 raise InterpError(
@@ -518,14 +490,4 @@ def _pretrained_model(model_d: dict[str, Any]) -> dict[str, Any]:
 
 def load_spec(path: str | Path) -> TrainSpec:
     """Read a spec from a ``.toml`` or ``.json`` file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InterpError(f"spec file not found: {p}")
-    try:
-        if p.suffix == ".json":
-            d = json.loads(p.read_text())
-        else:
-            d = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InterpError(f"malformed spec {p}: {e}") from None
-    return TrainSpec.from_dict(d)
+    return TrainSpec.from_dict(read_config_file(path))

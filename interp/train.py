@@ -58,13 +58,10 @@ from interp.io import (
     write_text,
 )
 from interp.model import build_model, check_context
+from interp.rundir import CONFIG, DONE, METRICS, STATUS
 from interp.spec import TrainSpec, run_identity
 from interp.text import vocab_for
 
-CONFIG = "config.json"
-METRICS = "metrics.parquet"
-DONE = "DONE"
-STATUS = "status.json"
 STATUS_EVERY = 2.0  # seconds between status.json updates
 
 

@@ -40,7 +40,6 @@ import re
 import shutil
 import tempfile
 import time
-import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,7 @@ import pandas as pd
 from transformer_lens import HookedTransformer
 
 from interp.checkpoint import resolve_step, save_checkpoint
+from interp.config import read_config_file
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import read_json, write_json, write_parquet, write_text
@@ -298,12 +298,7 @@ def evaluate(
 
 
 def _load_spec_dict(path: Path) -> dict[str, Any]:
-    try:
-        if path.suffix == ".json":
-            return read_json(path)
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise InterpError(f"malformed spec {path}: {e}") from None
+    return read_config_file(path)
 
 
 def _display_path(path: Path) -> str:

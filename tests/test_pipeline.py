@@ -17,6 +17,7 @@ from interp.pipeline import (
     score_plan,
     score_run,
 )
+from interp.plots import write_overlap_figures
 from interp.spec import TrainSpec
 from interp.train import train
 
@@ -108,6 +109,9 @@ def test_single_checkpoint_commands_add_to_the_tables(run_dir: Path):
     overlap_run(run_dir, checkpoint=6, k=2, n_examples=4)
     ov = pd.read_parquet(run_dir / "analysis" / "overlap.parquet")
     assert sorted(ov["step"].unique()) == [3, 6]
+    # Figures are the presentation stage's (interp.plots), drawn from these tables by the CLI.
+    assert not (run_dir / "analysis" / "overlap_matrix.html").exists()
+    assert (run_dir / "analysis" / "overlap_matrix.html") in write_overlap_figures(run_dir, 6)
     assert (run_dir / "analysis" / "overlap_matrix.html").is_file()
 
 

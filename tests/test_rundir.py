@@ -14,8 +14,7 @@ from interp.spec import TrainSpec
 
 
 def test_writers_use_the_layout_the_readers_ask_for():
-    # train.py and sweep.py still spell their own names (they move to rundir in a later pass);
-    # until then they must agree with the owner.
+    # train.py and sweep.py take their file names from rundir (and re-export them).
     assert (train.CONFIG, train.METRICS, train.DONE) == (rundir.CONFIG, rundir.METRICS, rundir.DONE)
     assert (sweep.RUNS, sweep.CELLS, sweep.RESULTS, sweep.FAILURES, sweep.SWEEP_JSON) == (
         rundir.RUNS,
