@@ -21,12 +21,10 @@ with two optional extra tables::
 
 ``interp sweep SPEC --out DIR --analyze`` trains the grid, then :func:`analyze_sweep` writes
 ``DIR/analysis/``: ``accuracy``, ``scores``, ``attention``, ``overlap`` (per run and checkpoint),
-``transfer`` (overlap joined with the generalization gap and transfer strength per checkpoint),
-``correlations`` (Pearson/Spearman with bootstrap CIs and permutation p-values over checkpoints,
-seeds and groups), ``causal``, ``causal_sets`` (every head set of size 1-3), ``dose_sets`` and
-``dose`` (dose-matched graded ablation, :mod:`interp.dose`), ``interchange`` (cross-task
-interchange patching, :mod:`interp.interchange`) and ``meta``, all Parquet; ``interp report DIR``
-turns them into HTML.
+``transfer`` (overlap joined with the gap per checkpoint), ``correlations`` (descriptive only
+within a run), ``runs``/``between``/``within`` (the tests, whose unit is the run), ``causal``,
+``causal_sets``, ``dose_sets``/``dose`` and ``interchange`` (:mod:`interp.dose`,
+:mod:`interp.interchange`) and ``meta``, all Parquet; ``interp report DIR`` turns them into HTML.
 """
 
 from __future__ import annotations

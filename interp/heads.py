@@ -79,7 +79,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
@@ -110,6 +109,8 @@ from interp.data import (
 )
 from interp.device import default_batch_size, model_device
 from interp.errors import InterpError, unknown_choice
+from interp.head_table import COLUMNS
+from interp.head_table import tidy as _tidy
 from interp.hooks import cached_run, layer_sweep, metric_values, resid_names, z_names
 from interp.model import check_context
 from interp.patching import CORRUPT_SEED_OFFSET, attribution_scores, corrupt_batch
@@ -136,20 +137,6 @@ def base_metric(metric: str) -> str:
     """The per-example quantity a metric is computed from: ``frac_lost`` counts exact-match
     verdicts, so it shares the forward passes of ``exact_match``."""
     return "exact_match" if metric == "frac_lost" else metric
-
-
-COLUMNS = [
-    "task",
-    "length",
-    "layer",
-    "head",
-    "score",
-    "method",
-    "metric",
-    "n",
-    "clean",
-    "corrupted",
-]
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,56 +476,3 @@ def score_heads(
         [_tidy(batch, per_ex, clean_v, corr_v, method, m, per_length) for m in wanted],
         ignore_index=True,
     )
-
-
-def _tidy(
-    batch: Batch,
-    per_ex: Float[Tensor, "layer head batch"],
-    clean: Float[Tensor, " batch"],
-    corrupted: Float[Tensor, " batch"],
-    method: str,
-    metric: str,
-    per_length: bool,
-) -> pd.DataFrame:
-    """Average per-example values per task (and per (task, length)) into the tidy frame."""
-    n_layers, n_heads, _ = per_ex.shape
-    tasks = np.asarray(batch.tasks)
-    lengths = batch.lengths.numpy()
-    layer = np.repeat(np.arange(n_layers), n_heads)
-    head = np.tile(np.arange(n_heads), n_layers)
-    flat = per_ex.reshape(n_layers * n_heads, -1).numpy()
-    clean_np, corr_np = clean.numpy(), corrupted.numpy()
-    if metric == "frac_lost":
-        # per_ex = clean - ablated exact match: 1 exactly where a clean-correct example broke.
-        lost = (flat > 0.5).astype(np.float64)
-
-    selections: list[tuple[str, int | None, np.ndarray]] = []
-    for t in dict.fromkeys(batch.tasks):
-        mask_t = tasks == t
-        selections.append((t, None, mask_t))
-        if per_length:
-            for L in sorted(set(lengths[mask_t].tolist())):
-                selections.append((t, int(L), mask_t & (lengths == L)))
-    frames = []
-    for t, L, mask in selections:
-        frames.append(
-            pd.DataFrame(
-                {
-                    "task": t,
-                    "length": pd.array([L] * len(layer), dtype="Int64"),
-                    "layer": layer,
-                    "head": head,
-                    "score": (
-                        lost[:, mask].sum(1) / max(1.0, float(clean_np[mask].sum()))
-                        if metric == "frac_lost"
-                        else flat[:, mask].mean(1)
-                    ),
-                    "method": method,
-                    "metric": metric,
-                    "n": int(mask.sum()),
-                    "clean": float(clean_np[mask].mean()),
-                    "corrupted": float(corr_np[mask].mean()),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)[COLUMNS]

@@ -24,11 +24,11 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("training and measurements on one model", {
         "train", "evaluate", "hooks", "ablation", "patching", "heads", "attention", "causal",
         "head_sets", "overlap", "metrics", "transfer", "permutation", "run_table", "between",
-        "within", "dose", "interchange",
+        "within", "dose", "interchange", "head_table",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
                                      "executors", "zoo_card", "zoo", "family"}),
-    ("presentation", {"plots", "report"}),
+    ("presentation", {"stat_plots", "plots", "report"}),
     ("drivers", {"finetune", "demo"}),
     ("command line", {"cli", "cli_parser"}),
 ]  # fmt: skip
