@@ -33,11 +33,14 @@ def test_demo_tables_are_consistent(quick_demo):
     assert set(acc["run"]) == set(meta["run"])
     assert sorted(acc["step"].unique()) == [10, 20, 30, 40]
     assert acc["accuracy"].between(0, 1).all()
-    # Heads are scored for all three tasks of the transfer run at every checkpoint, 2x2 heads.
+    # Heads are scored for all three tasks of the transfer run at every checkpoint, 2x2 heads,
+    # on the main range, plus each auxiliary's own map on the transfer range (issue 10).
     transfer_run = meta.loc[meta["kind"] != "baseline", "run"].item()
     s = scores[(scores["run"] == transfer_run) & scores["length"].isna()]
-    assert set(s["task"]) == {"reverse_add", "no_carry", "carry_only"}
-    assert s.groupby(["step", "task"]).size().eq(4).all()
+    assert set(s["task"]) == {
+        "reverse_add", "no_carry", "carry_only", "no_carry@transfer", "carry_only@transfer"
+    }  # fmt: skip
+    assert s.groupby(["step", "task", "method", "metric"]).size().eq(4).all()
     causal = pd.read_parquet(adir / "causal.parquet")
     assert set(causal["range"]) == {"train", "transfer"}
     assert set(causal["effect"]) == {"topk", "random", "diff"}
