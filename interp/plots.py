@@ -270,6 +270,15 @@ def write_overlap_figures(run_dir: str | Path, step: int | None = None) -> list[
     scores, overlap = scores[scores["step"] == step], overlap[overlap["step"] == step]
     if not len(scores) or not len(overlap):
         raise InterpError(f"no head scores and overlap at step {step} in {rd.analysis_dir}")
+    if {"method", "metric"} <= set(scores.columns) & set(overlap.columns):
+        # Draw the head maps of a (method, metric) the overlap was computed from that scored
+        # every task: the table may hold other pairs for fewer tasks (`interp score --tasks`).
+        tasks = {spec.main, *spec.aux}
+        for (method, metric), _ in overlap.groupby(["method", "metric"], sort=False):
+            sub = scores[(scores["method"] == method) & (scores["metric"] == metric)]
+            if tasks <= set(sub["task"]):
+                scores = sub
+                break
     figs = overlap_figures(scores, overlap, spec.main, spec.aux)
     return [write_html(fig, rd.figure_path(name)) for name, fig in figs.items()]
 
