@@ -229,10 +229,8 @@ def analyze_sweep(
         tables["transfer"] = table
         tables["correlations"] = transfer_correlations(table, n_boot=1000, n_perm=1000)
         id_lengths = {}
-        for row in meta.itertuples(index=False):
-            rd = sweep.run(row.run)
-            if rd.is_run():
-                id_lengths[row.run] = unseen_lengths(rd.spec())
+        for row in meta[meta["analyzed"]].itertuples(index=False):  # failed cells: no spec
+            id_lengths[row.run] = unseen_lengths(sweep.run(row.run).spec())
         tables.update(run_level_tables(ov, tables["accuracy"], meta, id_lengths))
     if "causal_sets" in tables and "slope" in tables["causal_sets"].columns:
         tables["causal_slopes"] = causal_slopes(tables["causal_sets"], meta)
