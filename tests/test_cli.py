@@ -161,7 +161,8 @@ def test_score_overlap_report_and_bad_choices(tmp_path: Path, capsys):
 
     scores = pd.read_parquet(run / "analysis" / "scores.parquet")
     assert set(scores["method"]) == {"mean_ablation", "zero_ablation"}
-    assert set(scores["task"]) == {"reverse_add", "no_carry"}
+    # the main range for both tasks, plus the auxiliary's own map on the transfer range
+    assert set(scores["task"]) == {"reverse_add", "no_carry", "no_carry@transfer"}
     assert main(["overlap", str(run), "--k", "2"]) == 0
     assert (run / "analysis" / "overlap.parquet").is_file()
     assert (run / "analysis" / "overlap_matrix.html").is_file()
