@@ -22,36 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
 from interp import zoo
 from interp.evaluate import accuracy_table
+from interp.stats import clopper_pearson  # noqa: F401  (re-exported: family.clopper_pearson)
 
 TRANSFER_THRESHOLD = 0.1
 """A seed "transfers" when the main task's accuracy at the first transfer length exceeds this."""
-
-
-def clopper_pearson(
-    k: np.ndarray | int, n: np.ndarray | int, alpha: float = 0.05
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact two-sided ``1 - alpha`` binomial interval for ``k`` successes in ``n`` trials.
-
-    Args:
-        k: successes (array or scalar).
-        n: trials, same shape as ``k``.
-        alpha: 1 - coverage.
-
-    Returns:
-        ``(lo, hi)`` arrays; ``lo = 0`` when ``k = 0`` and ``hi = 1`` when ``k = n``.
-    """
-    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore"):
-        lo = np.where(k > 0, stats.beta.ppf(alpha / 2, k, n - k + 1), 0.0)
-        hi = np.where(k < n, stats.beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
-    return lo, hi
 
 
 def family_accuracy(
