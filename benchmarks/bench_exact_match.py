@@ -4,7 +4,8 @@
 :func:`interp.evaluate.greedy_decode` generates the answer token by token. The two must give the
 same verdict on every example (asserted here, per example); the table shows the speed-up.
 
-The model is the ``cpu`` preset (``models/presets/cpu.json``; the output names its size). By
+The model is the ``mini`` preset (``models/presets/mini.json``, formerly ``cpu``; the output
+names its size). By
 default it is trained briefly here on ``reverse_add`` lengths 1..6 (``--train-steps``, a few
 minutes on 2 cores), so it is right on some short examples and wrong on long ones: a random model
 is wrong everywhere, and agreement on all-wrong verdicts would prove little. ``--run DIR``
@@ -32,13 +33,13 @@ from interp.train import train
 
 
 def briefly_trained(steps: int, max_length: int, threads: int) -> tuple[HookedTransformer, str]:
-    """The ``cpu`` preset trained ``steps`` steps on reverse_add 1..6 (n_ctx fits max_length)."""
+    """The ``mini`` preset trained ``steps`` steps on reverse_add 1..6 (n_ctx fits max_length)."""
     spec = TrainSpec.from_dict(
         {
             "name": "bench_exact_match",
             "main": "reverse_add",
             "tasks": [{"name": "reverse_add", "lengths": [1, 6]}],
-            "model": {"preset": "cpu"},
+            "model": {"preset": "mini"},
             "optim": {"lr": 3e-3, "warmup_steps": max(1, steps // 10)},
             "train": {
                 "steps": steps,
@@ -53,7 +54,7 @@ def briefly_trained(steps: int, max_length: int, threads: int) -> tuple[HookedTr
     with tempfile.TemporaryDirectory() as d:
         model = train(spec, d, progress=False)
     what = (
-        f"cpu preset trained {steps} steps (batch 64, lr 3e-3) on reverse_add 1..6 "
+        f"mini preset trained {steps} steps (batch 64, lr 3e-3) on reverse_add 1..6 "
         f"in {time.perf_counter() - t0:.0f} s"
     )
     return model.eval(), what

@@ -13,8 +13,10 @@ not depend on training) are scored two ways, side by side in one process:
 The scores must agree (max abs difference printed). A second table times attribution patching
 against activation patching (both from ``score_heads``, logprob metric).
 
-Models: the 4-layer, 4-head, d_model-128 configuration, the current ``models/presets/cpu.json``
-(both with 1024 examples), and the paper-size model (6 layers, 6 heads, d_model 384) with 128
+Models: the 4-layer, 4-head, d_model-128 configuration (now the ``cpu`` preset), the ``mini``
+preset (``models/presets/mini.json``, 2 layers; it was the ``cpu`` preset when BENCHMARKS.md
+was written) (both with 1024 examples), and the paper-size model (6 layers, 6 heads,
+d_model 384) with 128
 examples by default, so that the script finishes in minutes on 2 CPU cores (its TransformerLens
 loop alone is 38 full forward passes). Torch runs one thread by default and speed-ups are
 ratios of process CPU time, which on a shared machine measures the work rather than the
@@ -39,8 +41,8 @@ from interp.model import ModelConfig, build_model, load_preset
 
 
 def _preset_row() -> tuple[str, ModelConfig]:
-    cfg = ModelConfig.from_dict(load_preset("cpu"))
-    return f"presets/cpu.json ({cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model})", cfg
+    cfg = ModelConfig.from_dict(load_preset("mini"))
+    return f"presets/mini.json ({cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model})", cfg
 
 
 MODELS = dict(

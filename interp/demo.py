@@ -1,16 +1,19 @@
-"""``make demo``: the main job end to end on a CPU-sized preset.
+"""``make demo``: the main job end to end, live training plus the zoo's trained family.
 
-1. train arithmetic group A (reverse add <- no carry + carry only) and the main task alone,
-   side by side (a two-cell sweep, ``analyses/demo.toml``);
-2. evaluate length generalization at every checkpoint;
-3. score every head per task (mean ablation, exact match) at every checkpoint;
-4. compute head overlap between main and auxiliary tasks;
-5. relate overlap to the generalization gap over checkpoints (correlations with CIs);
-6. run the causal shared-head test at the last checkpoint;
-7. write ``report.html`` and print a short summary.
+1. **train live**: arithmetic group A (reverse add <- no carry + carry only) and the main task
+   alone on the ``mini`` preset, side by side (a two-cell sweep, ``analyses/demo.toml``), so a
+   newcomer sees training work: step, loss and ETA while it runs;
+2. analyse the live runs: accuracy by length at every checkpoint, head scores, overlap, and the
+   causal stages at the last checkpoint (a few minutes of training is far too short to transfer);
+3. **the zoo family** (``models/zoo/a4_*``: the 4-layer recipe, conditions x seeds): copy each
+   entry's final checkpoint, evaluate it, score every head per task and run the between-run test
+   (:mod:`interp.family_sweep`), all computed from the weights here, not read from shipped tables;
+4. write ``report.html`` and ``summary.txt``; both lead with the zoo's per-condition transfer
+   table and the primary (between-run) test, then the live runs.
 
-``--quick`` runs the same pipeline on a seconds-scale toy (``analyses/demo_quick.toml``), which
-shows that every stage works but is far too small to show transfer.
+``--quick`` runs the same pipeline at seconds scale (``analyses/demo_quick.toml`` on the
+``tiny`` preset; one zoo entry per condition, 8 examples per length): every stage works, and
+nothing in it is a result.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from interp.analysis import analyze_sweep, load_analysis_spec
+from interp.analysis import AnalysisConfig, analyze_sweep, load_analysis_spec
 from interp.errors import InterpError
 from interp.io import write_text
 from interp.report import write_report
@@ -32,20 +35,56 @@ from interp.sweep import run_sweep
 ANALYSES = analyses_dir()
 
 
-def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> str:
+def _primary_line(tables: dict[str, pd.DataFrame]) -> str:
+    """The primary (between-run) test in words, or why it is not testable."""
     from interp.between import describe
 
-    lines = ["", "=== interp demo summary ==="]
     meta = tables["meta"]
     between = tables.get("between")
     if between is not None and len(between):
         prim = between[between["primary"]] if "primary" in between.columns else between
-        lines.append(describe((prim if len(prim) else between).iloc[0]))
-    else:
-        n = int((meta["kind"] != "baseline").sum()) if "kind" in meta.columns else 0
-        lines.append(f"primary test (between runs): not testable (n={n} runs with an auxiliary)")
+        return describe((prim if len(prim) else between).iloc[0])
+    n = int((meta["kind"] != "baseline").sum()) if "kind" in meta.columns else 0
+    return f"primary test (between runs): not testable (n={n} runs with an auxiliary)"
+
+
+def _zoo_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The zoo family: the per-condition transfer table (every seed), then the primary test."""
+    from interp.family import TRANSFER_THRESHOLD
+
+    fam = tables.get("family")
+    if fam is None or not len(fam):
+        return ["zoo family: no entries analysed"]
+    lo = int(fam["transfer_lo"].min())
+    n = int(fam["n"].max())
+    lines = [
+        f"zoo family (final checkpoints, {n} examples per length): main-task accuracy by length;"
+        f" 'transfers' = accuracy at {lo} > {TRANSFER_THRESHOLD}"
+    ]
+    for cond, g in fam.groupby("condition", sort=False):
+        yes = 0
+        for (_run, seed), r in g.groupby(["run", "seed"], sort=False):
+            r = r.set_index("length")
+            ok = bool(r.loc[lo, "accuracy"] > TRANSFER_THRESHOLD) if lo in r.index else False
+            yes += ok
+            curve = " ".join(f"{int(L)}:{a:.2f}" for L, a in r["accuracy"].items())
+            lines.append(f"  {cond:9s} s{seed}: {curve}  {'transfers' if ok else '-'}")
+        lines.append(f"  {cond:9s} {yes}/{g['run'].nunique()} seeds transfer")
+    lines.append("zoo " + _primary_line(tables))
+    return lines
+
+
+def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The live runs: accuracy by length, transfer, within-run view and the causal test."""
+    lines = ["live training (this machine, just now):"]
+    meta = tables["meta"]
     within = tables.get("within")
     if within is not None and len(within):
+        from interp.between import PRIMARY
+
+        for k, v in PRIMARY.items():  # the pre-declared combination; the rest is in the report
+            if k in within.columns:
+                within = within[within[k] == v]
         for r in within.itertuples(index=False):
             lines.append(
                 f"within runs ({r.kind}, sign-flip across runs): "
@@ -106,8 +145,57 @@ def _summary(tables: dict[str, pd.DataFrame], elapsed: float, report: Path) -> s
                     else ""
                 )
             )
+    return lines
+
+
+def _summary(
+    live: dict[str, pd.DataFrame],
+    family: dict[str, pd.DataFrame] | None,
+    elapsed: float,
+    report: Path,
+) -> str:
+    lines = ["", "=== interp demo summary ==="]
+    if family is not None:
+        lines += _zoo_lines(family)
+    lines += _live_lines(live)
     lines.append(f"wall time {elapsed / 60:.1f} min; report: {report}")
     return "\n".join(lines)
+
+
+ZOO_PREFIX = "a4_"
+"""The zoo family the demo analyses: the 4-layer recipe's conditions x seeds (issue 9)."""
+
+
+def zoo_config(quick: bool) -> AnalysisConfig:
+    """What the demo measures on the zoo family: the final checkpoint only, mean ablation scored
+    by exact match and by the fraction of clean-correct examples lost; no attention or causal
+    stages (those run on the live model), so the family fits in minutes on a CPU."""
+    return AnalysisConfig(
+        figure="zoo",
+        description="the zoo family of the 4-layer recipe, at the final checkpoints",
+        n_examples=8 if quick else 128,
+        k=4,
+        checkpoints="last",
+        attention=False,
+        causal=False,
+    )
+
+
+def zoo_names(quick: bool) -> list[str]:
+    """Every ``a4_*`` entry (``quick``: the first seed of each condition), or none when the zoo
+    is not available (an installed package without its data)."""
+    from interp.family_sweep import family_names
+
+    try:
+        names = family_names(ZOO_PREFIX)
+    except InterpError:
+        return []
+    if quick:
+        seen: dict[str, str] = {}
+        for n in names:
+            seen.setdefault(n[len(ZOO_PREFIX) :].rsplit("_s", 1)[0], n)
+        names = list(seen.values())
+    return names
 
 
 def run_demo(
@@ -119,29 +207,44 @@ def run_demo(
 ) -> Path:
     """Run the demo into ``out``; returns the report path.
 
-    ``device`` (default ``auto``) is where both runs train and the analysis runs. With
-    ``progress`` each training cell shows its step, loss and ETA while it runs, and the
-    analysis shows its bars; the stage lines and the summary are printed either way.
+    ``out`` is the live sweep's directory; the zoo family is analysed in ``out/zoo``. ``device``
+    (default ``auto``) is where the live runs train and everything is measured. With
+    ``progress`` each training cell shows its step, loss and ETA while it runs, and the analysis
+    shows its bars; the stage lines and the summary are printed either way.
     """
+    from interp.family_sweep import analyze_family
+
     spec = ANALYSES / ("demo_quick.toml" if quick else "demo.toml")
     if not spec.is_file():
         raise InterpError(f"demo spec not found: {spec}")
     sweep = SweepDir(out)
     t0 = time.perf_counter()
     sweep_spec, cfg = load_analysis_spec(spec)
-    print(f"[1/3] training {spec.name} into {out} ...", flush=True)
-    run_sweep(
-        sweep_spec, out, executor="local", workers=workers, device=device, progress=progress
-    )
+    print(f"[1/4] training {spec.name} live into {out} ...", flush=True)
+    run_sweep(sweep_spec, out, executor="local", workers=workers, device=device, progress=progress)
     failures = sweep.failures_path
     if failures.is_file() and failures.read_text().strip() not in ("", "[]", "{}"):
         raise InterpError(f"some demo runs failed; see {failures}")
-    print("[2/3] evaluating, scoring heads, overlap, transfer statistics, causal test ...",
-          flush=True)  # fmt: skip
-    tables = analyze_sweep(out, cfg, device=device, progress=progress)
-    print("[3/3] writing the report ...", flush=True)
-    report = write_report(out, sweep.report_path, title="interp demo: arithmetic group A")
-    text = _summary(tables, time.perf_counter() - t0, report)
+    print("[2/4] the live runs: accuracy, head scores, overlap, causal tests ...", flush=True)
+    live = analyze_sweep(out, cfg, device=device, progress=progress)
+    names = zoo_names(quick)
+    family = None
+    if names:
+        print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_PREFIX}*): "
+              "accuracy, head scores, overlap, between-run test ...", flush=True)  # fmt: skip
+        family = analyze_family(
+            names, sweep.path / "zoo", zoo_config(quick), progress=progress, device=device
+        )
+    else:
+        print("[3/4] no zoo family found; skipped", flush=True)
+    print("[4/4] writing the report ...", flush=True)
+    report = write_report(
+        out,
+        sweep.report_path,
+        title="interp demo: arithmetic group A",
+        family=sweep.path / "zoo" if family is not None else None,
+    )
+    text = _summary(live, family, time.perf_counter() - t0, report)
     write_text(sweep.summary_path, text + "\n")
     print(text)
     return report

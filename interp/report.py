@@ -14,7 +14,6 @@ matrix; overlap and gap over checkpoints; their correlations; the causal shared-
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 
@@ -26,10 +25,12 @@ from plotly.subplots import make_subplots
 from interp import plots
 from interp.errors import InterpError
 from interp.io import write_text
+from interp.report_doc import Doc as _Doc
 from interp.rundir import RunDir, open_dir
 
 TABLES = (
     "meta",
+    "family",
     "accuracy",
     "scores",
     "overlap",
@@ -67,44 +68,6 @@ def load_tables(path: str | Path) -> dict[str, pd.DataFrame]:
 
 def _last(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == df.groupby("run")["step"].transform("max")]
-
-
-def _fmt(df: pd.DataFrame, digits: int = 3) -> str:
-    return df.to_html(index=False, float_format=lambda x: f"{x:.{digits}f}", border=0, classes="t")
-
-
-class _Doc:
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self.parts: list[str] = []
-        self.n_figs = 0
-
-    def h(self, text: str, level: int = 2) -> None:
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
-
-    def p(self, text: str) -> None:
-        self.parts.append(f"<p>{html.escape(text)}</p>")
-
-    def table(self, df: pd.DataFrame) -> None:
-        self.parts.append(_fmt(df))
-
-    def fig(self, fig: go.Figure) -> None:
-        fig.update_layout(template="plotly_white")
-        body = fig.to_html(full_html=False, include_plotlyjs=self.n_figs == 0)
-        self.parts.append(f'<div class="fig">{body}</div>')
-        self.n_figs += 1
-
-    def render(self) -> str:
-        style = (
-            "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-            "table.t{border-collapse:collapse;font-size:13px;margin:8px 0}"
-            "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-            ".fig{margin:12px 0}"
-        )
-        return (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
-            f"</title><style>{style}</style></head><body>{''.join(self.parts)}</body></html>\n"
-        )
 
 
 def _runs_section(doc: _Doc, meta: pd.DataFrame) -> None:
@@ -458,6 +421,7 @@ def write_report(
     title: str | None = None,
     analyze: bool = True,
     progress: bool = True,
+    family: str | Path | None = None,
 ) -> Path:
     """Write ``report.html`` for a run or sweep directory; returns its path.
 
@@ -470,6 +434,9 @@ def write_report(
             ``False`` a directory without tables is an error. This is the only place the
             report stage starts a computation; the report itself only reads tables.
         progress: show that analysis's progress bars.
+        family: an analysed zoo-family directory (:mod:`interp.family_sweep`); its
+            per-condition transfer table and primary test lead the report, before ``path``'s
+            sections.
     """
     if analyze:
         from interp.analysis import ensure_analyzed
@@ -481,6 +448,13 @@ def write_report(
     doc.h(doc.title, 1)
     doc.p(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {path}.")
     meta = tables["meta"]
+    if family is not None:
+        from interp.report_family import family_section
+
+        fam = load_tables(family)
+        family_section(doc, fam)
+        _primary_section(doc, fam)
+        doc.h(f"Live runs ({path.name}): trained just now", 1)
     _primary_section(doc, tables)
     _runs_section(doc, meta)
     if "accuracy" in tables:

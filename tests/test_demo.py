@@ -23,6 +23,31 @@ def test_demo_writes_every_stage(quick_demo):
     assert "interp demo summary" in summary and "causal" in summary
 
 
+def test_demo_leads_with_the_zoo_family(quick_demo):
+    """The zoo part is computed from the copied weights: one entry per condition (quick), the
+    final checkpoint only, and the summary and report open with the per-condition table."""
+    from interp.demo import zoo_names
+
+    out, report = quick_demo
+    names = zoo_names(quick=True)
+    assert names and len({n.rsplit("_s", 1)[0] for n in names}) == len(names)
+    zdir = out / "zoo"
+    for n in names:
+        idx = (zdir / "runs" / n / "checkpoints" / "index.json").read_text()
+        assert idx.count("safetensors") == 1  # the final checkpoint only
+    fam = pd.read_parquet(zdir / "analysis" / "family.parquet")
+    assert set(fam["run"]) == set(names)
+    assert ((fam["ci_lo"] <= fam["accuracy"]) & (fam["accuracy"] <= fam["ci_hi"])).all()
+    assert set(fam["n"]) == {8}
+    scores = pd.read_parquet(zdir / "analysis" / "scores.parquet")
+    assert set(scores["run"]) == set(names) - {n for n in names if "_main_" in n}
+    summary = (out / "summary.txt").read_text()
+    lines = summary.splitlines()
+    assert lines[2].startswith("zoo family") and "zoo primary test" in summary
+    html = report.read_text()
+    assert html.index("Transfer across the zoo family") < html.index("Live runs")
+
+
 def test_demo_tables_are_consistent(quick_demo):
     out, _ = quick_demo
     adir = out / "analysis"

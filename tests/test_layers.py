@@ -27,8 +27,8 @@ LAYERS: list[tuple[str, set[str]]] = [
         "within", "dose", "interchange", "head_table",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
-                                     "executors", "zoo_card", "zoo", "family"}),
-    ("presentation", {"stat_plots", "plots", "report"}),
+                                     "executors", "zoo_card", "zoo", "family", "family_sweep"}),
+    ("presentation", {"report_doc", "stat_plots", "plots", "report_family", "report"}),
     ("drivers", {"finetune", "demo"}),
     ("command line", {"cli", "cli_parser"}),
 ]  # fmt: skip

@@ -136,7 +136,28 @@ def test_bad_config_type_errors() -> None:
         ModelConfig.from_dict(["n_layers", 2])  # type: ignore[arg-type]
     with pytest.raises(InterpError, match="unknown model preset 'huge'.*tiny"):
         load_preset("huge")
-    assert {"tiny", "cpu", "paper"} <= set(list_presets())
+    assert {"tiny", "mini", "cpu", "paper"} <= set(list_presets())
+
+
+def test_cpu_preset_is_the_zoo_recipe_model() -> None:
+    """The `cpu` preset is the model the zoo's a4_* family was trained with (issue 9); the
+    2-layer model that used to be `cpu` lives on as `mini`."""
+    from interp.spec import load_spec
+
+    zoo_spec = load_spec(Path(__file__).parents[1] / "models/zoo/specs/a4_both_s0.toml")
+    preset = TrainSpec.from_dict(
+        {
+            "name": "p",
+            "main": "reverse_add",
+            "tasks": [{"name": "reverse_add", "lengths": [1, 6]}],
+            "model": {"preset": "cpu"},
+            "eval": {"max_length": 12},
+        }  # fmt: skip
+    ).model
+    keys = ("n_layers", "n_heads", "d_model", "d_mlp", "positional", "norm", "mlp")
+    assert {k: getattr(preset, k) for k in keys} == {k: getattr(zoo_spec.model, k) for k in keys}
+    mini = ModelConfig.from_dict(load_preset("mini"))
+    assert (mini.n_layers, mini.n_heads, mini.d_model) == (2, 4, 64)
 
 
 def test_check_context() -> None:

@@ -35,7 +35,7 @@ name = "carry_only"
 lengths = [1, 12]
 
 [model]
-preset = "cpu"
+preset = "mini"
 positional = "nope"
 
 [optim]
@@ -96,8 +96,8 @@ def test_load_json_equals_toml(tmp_path: Path) -> None:
 
 
 def test_preset_expansion_and_overrides() -> None:
-    spec = TrainSpec.from_dict(_base(model={"preset": "cpu", "positional": "learned"}))
-    cpu = load_preset("cpu")
+    spec = TrainSpec.from_dict(_base(model={"preset": "mini", "positional": "learned"}))
+    cpu = load_preset("mini")
     m = spec.model
     assert (m.n_layers, m.n_heads, m.d_model) == (cpu["n_layers"], cpu["n_heads"], cpu["d_model"])
     assert m.positional == "learned" and m.norm == cpu["norm"] and m.mlp == cpu["mlp"]

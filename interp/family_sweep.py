@@ -1,0 +1,169 @@
+"""A zoo family analysed as a sweep: the run-level statistics, computed from the shipped weights.
+
+The between-run test (:mod:`interp.between`) needs one row per run: its head overlap and its
+transfer, both *measured*, never read from a table someone shipped. The zoo's family of
+conditions x seeds (:mod:`interp.family`) is exactly such a set of runs, but its entries live
+in ``models/zoo/`` and carry up to ten checkpoints each. This module lays a family out as an
+ordinary sweep directory, so that the one sweep analysis (:func:`interp.analysis.analyze_sweep`)
+runs on it unchanged:
+
+* ``OUT/runs/NAME/`` holds a copy of the entry's spec, config, training metrics and **final**
+  checkpoint only (the zoo stays read-only: nothing is written under ``models/zoo``);
+* ``OUT/cells.parquet`` has one metadata row per entry, with the pre-declared ``condition``
+  (``both``, ``nocarry``, ``carry``, ``control1``, ``main``: the entry name's middle part), the
+  ``kind`` the statistics use (``baseline`` for the main task alone, ``control`` for an
+  unrelated auxiliary, else ``transfer``), and the main-only entry of the same seed as each
+  run's ``baseline`` (else the first main-only entry);
+* after the analysis, :func:`family_table` reduces the accuracy table to one row per (entry,
+  length) for the main task, with Clopper-Pearson intervals, written as ``analysis/family``,
+  the table the demo's summary and report lead with.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from interp import zoo
+from interp.analysis import AnalysisConfig, analyze_sweep
+from interp.checkpoint import CKPT_DIR, INDEX, read_index
+from interp.errors import InterpError
+from interp.io import write_json, write_parquet
+from interp.rundir import SweepDir, ZooEntryDir
+from interp.stats import clopper_pearson
+from interp.tasks import GROUPS
+
+_NAME = re.compile(r"^(?P<prefix>.+?)_(?P<condition>[a-z0-9]+)_s(?P<seed>\d+)$")
+
+
+def family_names(prefix: str, root: str | Path | None = None) -> list[str]:
+    """Zoo entries named ``PREFIX<condition>_s<seed>`` (e.g. ``a4_both_s0``), sorted.
+
+    Raises:
+        InterpError: if none exist.
+    """
+    names = [n for n in zoo.names(root) if n.startswith(prefix) and _NAME.match(n)]
+    if not names:
+        raise InterpError(f"no zoo entries named {prefix}<condition>_s<seed>")
+    return sorted(names, key=lambda n: (_condition(n), int(_NAME.match(n)["seed"])))
+
+
+def _condition(name: str) -> str:
+    m = _NAME.match(name)
+    return m["condition"] if m else name
+
+
+def _kind(spec) -> str:  # noqa: ANN001  (a TrainSpec)
+    if not spec.aux:
+        return "baseline"
+    for g in GROUPS.values():
+        if g.main == spec.main and set(g.aux) == set(spec.aux):
+            return g.kind
+    return "transfer"
+
+
+def _copy_entry(name: str, dest: Path, root: str | Path | None) -> None:
+    """Copy entry ``name`` to run directory ``dest`` with its final checkpoint only."""
+    src = ZooEntryDir(zoo.entry_dir(name, root))
+    index = read_index(src.path)
+    if not index:
+        raise InterpError(f"zoo entry {name} has no checkpoints")
+    last = max(index, key=int)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / CKPT_DIR).mkdir(parents=True)
+    for f in (src.config_path, src.metrics_path, src.spec_file()):
+        if f is not None and f.is_file():
+            shutil.copy2(f, tmp / f.name)
+    shutil.copy2(src.path / CKPT_DIR / index[last]["file"], tmp / CKPT_DIR / index[last]["file"])
+    write_json(tmp / CKPT_DIR / INDEX, {last: index[last]})
+    (tmp / "DONE").write_text("copied from the zoo\n")
+    tmp.rename(dest)
+
+
+def materialize(names: Sequence[str], out: str | Path, root: str | Path | None = None) -> SweepDir:
+    """Lay zoo entries out as a sweep directory ``out`` (module docstring).
+
+    Entries already copied (an earlier call) are kept as they are.
+
+    Returns:
+        The sweep directory.
+    """
+    sweep = SweepDir(Path(out))
+    sweep.runs_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        dest = sweep.run(name).path
+        if not dest.is_dir():
+            _copy_entry(name, dest, root)
+        spec = sweep.run(name).spec()
+        row = sweep.run(name).meta(kind=_kind(spec), spec=spec)
+        row.update(run=name, condition=_condition(name), preset="")
+        rows.append(row)
+    cells = pd.DataFrame(rows)
+    mains = cells[cells["kind"] == "baseline"].sort_values("seed")
+    by_seed = dict(zip(mains["seed"], mains["run"], strict=True))
+    first = mains["run"].iloc[0] if len(mains) else ""
+    cells["baseline"] = [
+        "" if k == "baseline" else by_seed.get(s, first)
+        for k, s in zip(cells["kind"], cells["seed"], strict=True)
+    ]
+    write_parquet(sweep.cells_path, cells)
+    return sweep
+
+
+def family_table(acc: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """The main task's accuracy per entry and length at the last checkpoint, with intervals.
+
+    Args:
+        acc: the sweep's accuracy table (``run, step, task, length, accuracy, n``).
+        meta: its cells (``run, condition, kind, seed, main, main_max, aux_max``).
+
+    Returns:
+        Rows ``run, condition, kind, seed, length, correct, n, accuracy, ci_lo, ci_hi,
+        transfer_lo, transfer_hi`` (the 95% Clopper-Pearson interval from the test-set count).
+    """
+    rows = []
+    aux_max = int(meta["aux_max"].max())
+    for m in meta.itertuples(index=False):
+        a = acc[(acc["run"] == m.run) & (acc["task"] == m.main)]
+        if not len(a):
+            continue
+        a = a[a["step"] == a["step"].max()]
+        lo = int(m.main_max) + 1
+        hi = int(m.aux_max) if m.kind != "baseline" else aux_max
+        for r in a.sort_values("length").itertuples(index=False):
+            rows.append({"run": m.run, "condition": m.condition, "kind": m.kind,
+                         "seed": int(m.seed), "length": int(r.length), "n": int(r.n),
+                         "accuracy": float(r.accuracy), "transfer_lo": lo,
+                         "transfer_hi": hi})  # fmt: skip
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return df
+    df["correct"] = (df["accuracy"] * df["n"]).round().astype("int64")
+    df["ci_lo"], df["ci_hi"] = clopper_pearson(df["correct"].to_numpy(), df["n"].to_numpy())
+    cols = ["run", "condition", "kind", "seed", "length", "correct", "n", "accuracy"]
+    return df[cols + ["ci_lo", "ci_hi", "transfer_lo", "transfer_hi"]]
+
+
+def analyze_family(
+    names: Sequence[str],
+    out: str | Path,
+    cfg: AnalysisConfig,
+    root: str | Path | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Copy the entries (:func:`materialize`), analyse them as a sweep at their final
+    checkpoints, and add the ``family`` table; returns every table (also written to
+    ``OUT/analysis/``)."""
+    sweep = materialize(names, out, root)
+    tables = analyze_sweep(sweep.path, cfg, progress=progress, device=device)
+    if "accuracy" in tables:
+        tables["family"] = family_table(tables["accuracy"], tables["meta"])
+        sweep.write_table("family", tables["family"])
+    return tables
