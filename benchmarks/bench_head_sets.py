@@ -3,9 +3,12 @@
 The zoo model ``a4_both_s0`` (4 layers x 4 heads, d_model 128) on reverse add at two lengths
 (one in the training range, one in the transfer range) x ``--n`` examples each. Two ways:
 
-* ``interp.head_sets.set_effects``: one cached clean pass per layout group, then each chunk of
-  sets runs from its lowest ablated layer only, all sets of a chunk in one batched forward with a
-  per-replica head mask;
+* ``interp.head_sets.set_effects``: one cached clean pass per layout group, then a depth-first
+  walk of the trie of set prefixes over the layers: each distinct set of heads in layers ``<= l``
+  (shared by every set that agrees there) is one pass of layer ``l`` alone on its parent's
+  output, all children of one node batched in one pass with a per-replica head mask, and only
+  the last layer runs to logits, once per set (1100 single-layer passes per example for the 696
+  sets, against 2380 for the earlier rerun-from-the-lowest-layer batching and 2784 for the loop);
 * a plain loop: per set, per length, one full ``model.run_with_hooks`` forward with ``hook_z``
   hooks that put the per-position mean into the set's heads. It is timed on a random sample of
   ``--sample`` sets and **extrapolated** to all 696 (time per set x 696), stated as such.

@@ -23,12 +23,19 @@ p-value is computed from them. The slope is one number per run; runs are combine
 sign-flip test of :mod:`interp.within` (related runs should show a positive slope, control runs
 none).
 
-**Speed.** All sets share one clean pass per layout group, which caches every layer's residual
-stream input. A set whose lowest layer is ``l`` only changes layers ``l..``, so the sets are
-grouped by lowest layer, the cached ``resid_pre`` of that layer is replicated once per set in a
-chunk, and one forward pass from layer ``l`` evaluates the whole chunk with a per-replica head
-mask on ``hook_z`` (replica ``s`` has the heads of set ``s`` replaced by their mean). Only the
-answer positions are unembedded.
+**Speed.** The residual stream entering layer ``l`` depends only on the set's heads in layers
+below ``l``, so sets that agree there share it. The sets therefore form a trie over the layers:
+a node at layer ``l`` is a distinct non-empty set of heads in layers ``<= l`` (a prefix of at
+least one set), and its output (the stream entering ``l + 1``) is one pass of layer ``l`` alone
+on its parent's output, or on the clean stream cached by the group's one clean pass if the
+parent prefix is empty. Only the last layer is run to logits, once per set. For 16 heads in 4
+layers at size <= 3 that is 14 + 92 + 298 + 696 = 1100 single-layer passes per example, against
+2380 when each set reruns every layer from its lowest one, or 2784 for a plain per-set forward:
+the early layers, where most sets agree, are computed once for many sets. The trie is walked
+depth-first so only one path's outputs are held at once (memory stays at a few passes), and the
+children of one node are evaluated together in one pass (the parent's output stacked once per
+child, each replica with its own head mask on ``hook_z``), which keeps passes large. With
+``alpha`` a node also carries its set's strength: sets of different strength share no prefix.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
@@ -60,14 +67,54 @@ def all_head_sets(n_layers: int, n_heads: int, max_size: int = 3) -> list[tuple[
     return [s for k in range(1, max_size + 1) for s in combinations(heads, k)]
 
 
-def _masks(
-    sets: Sequence[tuple[Head, ...]], n_layers: int, n_heads: int
-) -> Bool[Tensor, "set layer head"]:
-    m = torch.zeros((len(sets), n_layers, n_heads), dtype=torch.bool)
+Node = tuple[float | None, tuple[Head, ...]]
+"""A trie node: ``(alpha, heads)``, the heads of a set in the layers so far and its strength."""
+_CLEAN: Node = (None, ())
+"""The parent of every node whose heads all lie in its own layer: the clean model."""
+
+
+def plan_trie(
+    sets: Sequence[tuple[Head, ...]],
+    n_layers: int,
+    alpha: Sequence[float] | None = None,
+) -> tuple[list[dict[Node, list[Node]]], dict[Node, list[int]]]:
+    """The trie of :func:`ablate_sets` (module docstring, "Speed").
+
+    Args:
+        sets: head sets (any order, duplicates allowed; empty sets are the clean model and get
+            no node).
+        n_layers: layers of the model.
+        alpha: one strength per set, or None (plain mean ablation).
+
+    Returns:
+        ``(children, leaves)``: ``children[l][parent]`` lists the layer-``l`` nodes under
+        ``parent`` (a layer ``l - 1`` node, or ``_CLEAN``) in order of first appearance, and
+        ``leaves`` maps each last-layer node to the indices of the sets it scores.
+    """
+    children: list[dict[Node, dict[Node, None]]] = [{} for _ in range(n_layers)]
+    leaves: dict[Node, list[int]] = {}
     for i, s in enumerate(sets):
-        for layer, h in s:
-            m[i, layer, h] = True
-    return m
+        heads = tuple(sorted(set(s)))
+        if not heads:
+            continue
+        a = None if alpha is None else float(alpha[i])
+        parent = _CLEAN
+        for layer in range(heads[0][0], n_layers):
+            node = (a, tuple(h for h in heads if h[0] <= layer))
+            children[layer].setdefault(parent, {})[node] = None
+            parent = node
+        leaves.setdefault(parent, []).append(i)
+    return [{k: list(v) for k, v in c.items()} for c in children], leaves
+
+
+def trie_sizes(
+    sets: Sequence[tuple[Head, ...]], n_layers: int, alpha: Sequence[float] | None = None
+) -> list[int]:
+    """Nodes per layer of :func:`plan_trie`: the single-layer passes per example that
+    :func:`ablate_sets` runs in each layer (``[14, 92, 298, 696]`` for every set of 1-3 of 16
+    heads in 4 layers)."""
+    children, _ = plan_trie(sets, n_layers, alpha)
+    return [sum(len(v) for v in c.values()) for c in children]
 
 
 def _mask_hook(
@@ -101,7 +148,7 @@ def ablate_sets(
     model: HookedTransformer,
     batch: Batch,
     sets: Sequence[tuple[Head, ...]],
-    batch_size: int = 4096,
+    batch_size: int = 2048,
     alpha: Float[Tensor, " set"] | Sequence[float] | None = None,
 ) -> tuple[Bool[Tensor, "set batch"], Float[Tensor, "set batch"], Bool[Tensor, " batch"],
            Float[Tensor, " batch"]]:  # fmt: skip
@@ -131,8 +178,8 @@ def ablate_sets(
         alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
         if alpha.shape != (len(sets),) or not bool(((alpha >= 0) & (alpha <= 1)).all()):
             raise InterpError(f"alpha needs one value in [0, 1] per set ({len(sets)} sets)")
-    masks = _masks(sets, n_layers, n_heads)
-    lowest = torch.tensor([min(layer for layer, _ in s) if s else n_layers for s in sets])
+    children, leaves = plan_trie(sets, n_layers, None if alpha is None else alpha.tolist())
+    empty = torch.tensor([i for i, s in enumerate(sets) if not s], dtype=torch.long)
     em = torch.empty((len(sets), len(batch)), dtype=torch.bool)
     lp = torch.empty((len(sets), len(batch)))
     clean_em = torch.empty(len(batch), dtype=torch.bool)
@@ -145,39 +192,70 @@ def ablate_sets(
         logits, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
         clean_em[rows] = exact_match_from_logits(logits, sub)
         clean_lp[rows] = answer_logprob_from_logits(logits, sub).float()
-        b = len(sub)
-        per_pass = max(1, batch_size // b)
-        for low in sorted(set(lowest.tolist())):
-            idx = torch.nonzero(lowest == low).flatten()
-            if low >= n_layers:  # the empty set: the clean model
-                em[idx[:, None], rows[None]] = clean_em[rows]
-                lp[idx[:, None], rows[None]] = clean_lp[rows]
-                continue
-            x0 = cache[get_act_name("resid_pre", low)]
-            for c in row_chunks(len(idx), per_pass):
-                sel = idx[c]
-                S = len(sel)
-                hooks = [
-                    (
-                        get_act_name("z", layer),
-                        _mask_hook(
-                            masks[sel, layer],
-                            mean[layer],
-                            b,
-                            None if alpha is None else alpha[sel],
-                        ),
-                    )
-                    for layer in range(low, n_layers)
-                    if bool(masks[sel, layer].any())
-                ]
-                x = x0.repeat(S, 1, 1)
-                out = model.run_with_hooks(x, start_at_layer=low, fwd_hooks=hooks)
-                rep = repeat_batch(sub, S)
-                em[sel[:, None], rows[None]] = exact_match_from_logits(out, rep).view(S, b)
-                lp[sel[:, None], rows[None]] = (
-                    answer_logprob_from_logits(out, rep).float().view(S, b)
-                )
+        em[empty[:, None], rows[None]] = clean_em[rows]
+        lp[empty[:, None], rows[None]] = clean_lp[rows]
+        walk = _TrieWalk(model, sub, rows, mean, children, leaves, batch_size, em, lp)
+        for layer in range(n_layers):
+            walk.expand(layer, _CLEAN, cache[get_act_name("resid_pre", layer)])
     return em, lp, clean_em, clean_lp
+
+
+class _TrieWalk:
+    """Depth-first evaluation of one layout group's trie (module docstring, "Speed"); writes
+    each set's scores into ``em`` and ``lp`` at the group's ``rows``."""
+
+    def __init__(
+        self,
+        model: HookedTransformer,
+        sub: Batch,
+        rows: Int[Tensor, " b"],
+        mean: Float[Tensor, "layer pos head d_head"],
+        children: list[dict[Node, list[Node]]],
+        leaves: dict[Node, list[int]],
+        batch_size: int,
+        em: Bool[Tensor, "set batch"],
+        lp: Float[Tensor, "set batch"],
+    ) -> None:
+        self.model, self.sub, self.rows, self.mean = model, sub, rows, mean
+        self.children, self.leaves, self.em, self.lp = children, leaves, em, lp
+        self.b = len(sub)
+        self.per_pass = max(1, batch_size // self.b)
+        self.last = model.cfg.n_layers - 1
+        self.reps: dict[int, Batch] = {}
+
+    def expand(self, layer: int, parent: Node, x: Float[Tensor, "b pos d_model"]) -> None:
+        """Evaluate the layer-``layer`` children of ``parent`` (whose output, the stream
+        entering ``layer``, is ``x``), then their subtrees; at the last layer, score them."""
+        kids = self.children[layer].get(parent, [])
+        for c in row_chunks(len(kids), self.per_pass):
+            chunk = [kids[i] for i in c.tolist()]
+            S, b = len(chunk), self.b
+            mask = torch.tensor(
+                [[(layer, h) in heads for h in range(self.model.cfg.n_heads)] for _, heads in chunk]
+            )  # [S, head]
+            alpha = None if chunk[0][0] is None else torch.tensor([a for a, _ in chunk])
+            hooks = []
+            if bool(mask.any()):
+                hook = _mask_hook(mask, self.mean[layer], b, alpha)
+                hooks.append((get_act_name("z", layer), hook))
+            xs: Float[Tensor, "sb pos d_model"] = x.repeat(S, 1, 1)
+            if layer < self.last:
+                out = self.model.run_with_hooks(
+                    xs, start_at_layer=layer, stop_at_layer=layer + 1, fwd_hooks=hooks
+                )
+                for j, node in enumerate(chunk):
+                    self.expand(layer + 1, node, out[j * b : (j + 1) * b])
+                continue
+            logits: Float[Tensor, "sb pos d_vocab"] = self.model.run_with_hooks(
+                xs, start_at_layer=layer, fwd_hooks=hooks
+            )
+            rep = self.reps.setdefault(S, repeat_batch(self.sub, S))
+            e = exact_match_from_logits(logits, rep).view(S, b)
+            p = answer_logprob_from_logits(logits, rep).float().view(S, b)
+            for j, node in enumerate(chunk):
+                idx = torch.tensor(self.leaves[node], dtype=torch.long)
+                self.em[idx[:, None], self.rows[None]] = e[j]
+                self.lp[idx[:, None], self.rows[None]] = p[j]
 
 
 def set_effects(

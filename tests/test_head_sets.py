@@ -12,10 +12,12 @@ from interp.head_sets import (
     ablate_sets,
     all_head_sets,
     causal_sets,
+    plan_trie,
     residual_slope,
     set_effects,
     sharedness,
     transfer_specific,
+    trie_sizes,
 )
 from interp.heads import ablate_heads, task_batch
 
@@ -44,6 +46,30 @@ def test_batched_set_ablation_matches_ablate_heads_set_by_set(model) -> None:
         e, lpr = ablate_heads(model, batch, list(s), method="mean")
         assert torch.equal(em[i], e), s
         assert torch.allclose(lp[i], lpr, atol=1e-4), s
+
+
+def test_every_set_of_a_2x4_model_matches_ablate_heads(model) -> None:
+    batch = task_batch(model, "reverse_add", [3, 4], 8, seed=3)
+    sets = [*all_head_sets(2, 4, 3), (), ((1, 2), (0, 1))]  # + the clean model, an unsorted set
+    em, lp, cem, clp = ablate_sets(model, batch, sets, batch_size=24)  # 3 siblings per pass
+    assert torch.equal(em[92], cem) and torch.equal(lp[92], clp)
+    for i, s in enumerate(sets):
+        e, lpr = ablate_heads(model, batch, list(s), method="mean")
+        assert torch.equal(em[i], e), s
+        assert torch.allclose(lp[i], lpr, atol=1e-4), s
+
+
+def test_trie_counts_single_layer_passes() -> None:
+    sets = all_head_sets(4, 4, 3)
+    assert trie_sizes(sets, 4) == [14, 92, 298, 696]  # 1100 passes, not 2380 (lowest layer on)
+    assert trie_sizes(sets, 4, [0.5] * len(sets)) == [14, 92, 298, 696]
+    # distinct strengths share nothing: one chain per set from its lowest layer
+    assert trie_sizes(sets, 4, np.linspace(0, 1, len(sets))) == [398, 604, 682, 696]
+    children, leaves = plan_trie([((1, 0),), ((1, 0),), (), ((0, 2), (0, 1))], 2)
+    assert children[0] == {(None, ()): [(None, ((0, 1), (0, 2)))]}
+    assert children[1] == {(None, ()): [(None, ((1, 0),))],
+                           (None, ((0, 1), (0, 2))): [(None, ((0, 1), (0, 2)))]}  # fmt: skip
+    assert leaves == {(None, ((1, 0),)): [0, 1], (None, ((0, 1), (0, 2))): [3]}
 
 
 def test_set_effects_are_fractions_of_clean_correct(model) -> None:
