@@ -18,7 +18,9 @@ nothing in it is a result.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -166,6 +168,10 @@ ZOO_PREFIX = "a4_"
 """The zoo family the demo analyses: the 4-layer recipe's conditions x seeds (issue 9)."""
 
 
+ZOO_ACCURACY_EXAMPLES = 512
+"""Test items per length behind the demo's per-condition transfer table."""
+
+
 def zoo_config(quick: bool) -> AnalysisConfig:
     """What the demo measures on the zoo family: the final checkpoint only, mean ablation scored
     by exact match and by the fraction of clean-correct examples lost; no attention or causal
@@ -173,7 +179,7 @@ def zoo_config(quick: bool) -> AnalysisConfig:
     return AnalysisConfig(
         figure="zoo",
         description="the zoo family of the 4-layer recipe, at the final checkpoints",
-        n_examples=8 if quick else 128,
+        n_examples=8 if quick else 64,
         k=4,
         checkpoints="last",
         attention=False,
@@ -198,6 +204,19 @@ def zoo_names(quick: bool) -> list[str]:
     return names
 
 
+def _zoo_job(
+    names: list[str], out: str, quick: bool, device: str | None
+) -> dict[str, pd.DataFrame]:
+    """The zoo part in a worker process: one torch thread, no progress bars."""
+    import torch
+
+    from interp.family_sweep import analyze_family
+
+    torch.set_num_threads(1)
+    n_acc = 8 if quick else ZOO_ACCURACY_EXAMPLES
+    return analyze_family(names, out, zoo_config(quick), n_acc, progress=False, device=device)
+
+
 def run_demo(
     out: Path,
     quick: bool = False,
@@ -212,37 +231,47 @@ def run_demo(
     ``progress`` each training cell shows its step, loss and ETA while it runs, and the analysis
     shows its bars; the stage lines and the summary are printed either way.
     """
-    from interp.family_sweep import analyze_family
-
     spec = ANALYSES / ("demo_quick.toml" if quick else "demo.toml")
     if not spec.is_file():
         raise InterpError(f"demo spec not found: {spec}")
     sweep = SweepDir(out)
     t0 = time.perf_counter()
     sweep_spec, cfg = load_analysis_spec(spec)
-    print(f"[1/4] training {spec.name} live into {out} ...", flush=True)
-    run_sweep(sweep_spec, out, executor="local", workers=workers, device=device, progress=progress)
-    failures = sweep.failures_path
-    if failures.is_file() and failures.read_text().strip() not in ("", "[]", "{}"):
-        raise InterpError(f"some demo runs failed; see {failures}")
-    print("[2/4] the live runs: accuracy, head scores, overlap, causal tests ...", flush=True)
-    live = analyze_sweep(out, cfg, device=device, progress=progress)
     names = zoo_names(quick)
-    family = None
-    if names:
-        print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_PREFIX}*): "
-              "accuracy, head scores, overlap, between-run test ...", flush=True)  # fmt: skip
-        family = analyze_family(
-            names, sweep.path / "zoo", zoo_config(quick), progress=progress, device=device
+    zoo_dir = sweep.path / "zoo"
+    # The zoo analysis is one single-threaded process's work and needs nothing from the live
+    # runs, so it runs beside them (in a fresh interpreter) instead of after them.
+    pool = (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if names else None
+    )
+    try:
+        future = pool.submit(_zoo_job, names, str(zoo_dir), quick, device) if pool else None
+        side = f"; the zoo family ({len(names)} entries) is analysed beside it" if names else ""
+        print(f"[1/4] training {spec.name} live into {out}{side} ...", flush=True)
+        run_sweep(
+            sweep_spec, out, executor="local", workers=workers, device=device, progress=progress
         )
-    else:
-        print("[3/4] no zoo family found; skipped", flush=True)
+        failures = sweep.failures_path
+        if failures.is_file() and failures.read_text().strip() not in ("", "[]", "{}"):
+            raise InterpError(f"some demo runs failed; see {failures}")
+        print("[2/4] the live runs: accuracy, head scores, overlap, causal tests ...", flush=True)
+        live = analyze_sweep(out, cfg, device=device, progress=progress)
+        if future is not None:
+            print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_PREFIX}*): "
+                  "accuracy, head scores, overlap, between-run test ...", flush=True)  # fmt: skip
+            family = future.result()
+        else:
+            family = None
+            print("[3/4] no zoo family found; skipped", flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     print("[4/4] writing the report ...", flush=True)
     report = write_report(
         out,
         sweep.report_path,
         title="interp demo: arithmetic group A",
-        family=sweep.path / "zoo" if family is not None else None,
+        family=zoo_dir if family is not None else None,
     )
     text = _summary(live, family, time.perf_counter() - t0, report)
     write_text(sweep.summary_path, text + "\n")

@@ -14,9 +14,9 @@ runs on it unchanged:
   ``kind`` the statistics use (``baseline`` for the main task alone, ``control`` for an
   unrelated auxiliary, else ``transfer``), and the main-only entry of the same seed as each
   run's ``baseline`` (else the first main-only entry);
-* after the analysis, :func:`family_table` reduces the accuracy table to one row per (entry,
-  length) for the main task, with Clopper-Pearson intervals, written as ``analysis/family``,
-  the table the demo's summary and report lead with.
+* after the analysis, :func:`analyze_family` evaluates the main task again on more items
+  (:func:`interp.family.family_accuracy`) for ``analysis/family``: one row per (entry, length)
+  with Clopper-Pearson intervals, the table the demo's summary and report lead with.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from interp import zoo
 from interp.analysis import AnalysisConfig, analyze_sweep
 from interp.checkpoint import CKPT_DIR, INDEX, read_index
 from interp.errors import InterpError
+from interp.family import family_accuracy
 from interp.io import write_json, write_parquet
 from interp.rundir import SweepDir, ZooEntryDir
-from interp.stats import clopper_pearson
 from interp.tasks import GROUPS
 
 _NAME = re.compile(r"^(?P<prefix>.+?)_(?P<condition>[a-z0-9]+)_s(?P<seed>\d+)$")
@@ -117,53 +117,46 @@ def materialize(names: Sequence[str], out: str | Path, root: str | Path | None =
 
 
 def family_table(acc: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
-    """The main task's accuracy per entry and length at the last checkpoint, with intervals.
+    """Label :func:`interp.family.family_accuracy` rows with the cells' condition and kind.
 
     Args:
-        acc: the sweep's accuracy table (``run, step, task, length, accuracy, n``).
-        meta: its cells (``run, condition, kind, seed, main, main_max, aux_max``).
+        acc: ``family_accuracy`` rows (``name, seed, length, correct, n, accuracy, ci_lo,
+            ci_hi, transfer_lo, transfer_hi``, ...) of the main task.
+        meta: the family's cells (``run, condition, kind``).
 
     Returns:
         Rows ``run, condition, kind, seed, length, correct, n, accuracy, ci_lo, ci_hi,
-        transfer_lo, transfer_hi`` (the 95% Clopper-Pearson interval from the test-set count).
+        transfer_lo, transfer_hi``: the main task at the final checkpoint, with the 95%
+        Clopper-Pearson interval from the test-set count.
     """
-    rows = []
-    aux_max = int(meta["aux_max"].max())
-    for m in meta.itertuples(index=False):
-        a = acc[(acc["run"] == m.run) & (acc["task"] == m.main)]
-        if not len(a):
-            continue
-        a = a[a["step"] == a["step"].max()]
-        lo = int(m.main_max) + 1
-        hi = int(m.aux_max) if m.kind != "baseline" else aux_max
-        for r in a.sort_values("length").itertuples(index=False):
-            rows.append({"run": m.run, "condition": m.condition, "kind": m.kind,
-                         "seed": int(m.seed), "length": int(r.length), "n": int(r.n),
-                         "accuracy": float(r.accuracy), "transfer_lo": lo,
-                         "transfer_hi": hi})  # fmt: skip
-    df = pd.DataFrame(rows)
-    if not len(df):
-        return df
-    df["correct"] = (df["accuracy"] * df["n"]).round().astype("int64")
-    df["ci_lo"], df["ci_hi"] = clopper_pearson(df["correct"].to_numpy(), df["n"].to_numpy())
+    m = meta.set_index("run")
+    df = acc.rename(columns={"name": "run"}).drop(columns=["condition"], errors="ignore")
+    df.insert(1, "condition", [m.loc[r, "condition"] for r in df["run"]])
+    df.insert(2, "kind", [m.loc[r, "kind"] for r in df["run"]])
     cols = ["run", "condition", "kind", "seed", "length", "correct", "n", "accuracy"]
-    return df[cols + ["ci_lo", "ci_hi", "transfer_lo", "transfer_hi"]]
+    return df[cols + ["ci_lo", "ci_hi", "transfer_lo", "transfer_hi"]].reset_index(drop=True)
 
 
 def analyze_family(
     names: Sequence[str],
     out: str | Path,
     cfg: AnalysisConfig,
+    n_accuracy: int = 512,
     root: str | Path | None = None,
     progress: bool = True,
     device: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Copy the entries (:func:`materialize`), analyse them as a sweep at their final
-    checkpoints, and add the ``family`` table; returns every table (also written to
-    ``OUT/analysis/``)."""
+    checkpoints (``cfg``), and add the ``family`` table, the main task's accuracy on
+    ``n_accuracy`` items per length (evaluation is cheap next to head scoring, so the table
+    the reader sees first gets tighter intervals than ``cfg.n_examples`` would give).
+
+    Returns:
+        Every table (also written to ``OUT/analysis/``).
+    """
     sweep = materialize(names, out, root)
     tables = analyze_sweep(sweep.path, cfg, progress=progress, device=device)
-    if "accuracy" in tables:
-        tables["family"] = family_table(tables["accuracy"], tables["meta"])
-        sweep.write_table("family", tables["family"])
+    acc = family_accuracy(names, n_examples=n_accuracy, root=sweep.runs_dir, progress=False)
+    tables["family"] = family_table(acc, tables["meta"])
+    sweep.write_table("family", tables["family"])
     return tables
