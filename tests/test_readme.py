@@ -45,7 +45,8 @@ OVERRIDES: dict[str, str | tuple[None, str]] = {
     "make demo": "interp demo --quick --out demo-output",
     "make test": (None, "runs this very test suite"),
     "make jupyter": (None, "installs JupyterLab and starts a server that never exits"),
-    # the full demo trains 2 x 2400 steps on the cpu preset; --quick runs every stage in seconds
+    # the full demo trains 2 x 1200 steps on the mini preset and analyses the whole zoo family;
+    # --quick runs every stage in seconds
     "interp demo --out demo-output": "interp demo --quick --out demo-output",
     # GPU commands: the same pipeline on the CPU (CI has no GPU; the paper specs are shrunk)
     "interp train analyses/paper/arith_a.toml --out runs/paper_arith_a --device cuda": (
