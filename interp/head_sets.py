@@ -34,29 +34,37 @@ layers at size <= 3 that is 14 + 92 + 298 + 696 = 1100 single-layer passes per e
 the early layers, where most sets agree, are computed once for many sets. The trie is walked
 depth-first so only one path's outputs are held at once (memory stays at a few passes), and the
 children of one node are evaluated together in one pass (the parent's output stacked once per
-child, each replica with its own head mask on ``hook_z``), which keeps passes large. With
+child, each replica with its own heads ablated), which keeps passes large. With
 ``alpha`` a node also carries its set's strength: sets of different strength share no prefix.
+
+Most of a child's layer pass repeats its parent's work anyway: ablating a head replaces only its
+``z``, and the attention pattern and every head's ``z`` depend only on the layer's input, which
+the children of a node share. So for the plain pre-norm block (:mod:`interp.set_trie`, which
+falls back to the full layer pass for any other wiring) the attention is run once per parent
+and each child redoes only what reads its ``z``: the output projection and the MLP. At the
+last layer, which holds most nodes (696 of 1100), every position acts alone after the
+attention, so the MLP and the unembedding run only at the positions whose logits are scored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
 from interp.ablation import reference_mean
-from interp.data import Batch, layout_groups, repeat_batch, row_chunks, task_batch
+from interp.data import Batch, layout_groups, task_batch
 from interp.errors import InterpError
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
-
-Head = tuple[int, int]
+from interp.set_trie import CLEAN, Head, TrieWalk, plan_trie
+from interp.set_trie import trie_sizes as trie_sizes
 
 
 def all_head_sets(n_layers: int, n_heads: int, max_size: int = 3) -> list[tuple[Head, ...]]:
@@ -65,82 +73,6 @@ def all_head_sets(n_layers: int, n_heads: int, max_size: int = 3) -> list[tuple[
     if not 1 <= max_size <= len(heads):
         raise InterpError(f"max_size must be in 1..{len(heads)}, got {max_size!r}")
     return [s for k in range(1, max_size + 1) for s in combinations(heads, k)]
-
-
-Node = tuple[float | None, tuple[Head, ...]]
-"""A trie node: ``(alpha, heads)``, the heads of a set in the layers so far and its strength."""
-_CLEAN: Node = (None, ())
-"""The parent of every node whose heads all lie in its own layer: the clean model."""
-
-
-def plan_trie(
-    sets: Sequence[tuple[Head, ...]],
-    n_layers: int,
-    alpha: Sequence[float] | None = None,
-) -> tuple[list[dict[Node, list[Node]]], dict[Node, list[int]]]:
-    """The trie of :func:`ablate_sets` (module docstring, "Speed").
-
-    Args:
-        sets: head sets (any order, duplicates allowed; empty sets are the clean model and get
-            no node).
-        n_layers: layers of the model.
-        alpha: one strength per set, or None (plain mean ablation).
-
-    Returns:
-        ``(children, leaves)``: ``children[l][parent]`` lists the layer-``l`` nodes under
-        ``parent`` (a layer ``l - 1`` node, or ``_CLEAN``) in order of first appearance, and
-        ``leaves`` maps each last-layer node to the indices of the sets it scores.
-    """
-    children: list[dict[Node, dict[Node, None]]] = [{} for _ in range(n_layers)]
-    leaves: dict[Node, list[int]] = {}
-    for i, s in enumerate(sets):
-        heads = tuple(sorted(set(s)))
-        if not heads:
-            continue
-        a = None if alpha is None else float(alpha[i])
-        parent = _CLEAN
-        for layer in range(heads[0][0], n_layers):
-            node = (a, tuple(h for h in heads if h[0] <= layer))
-            children[layer].setdefault(parent, {})[node] = None
-            parent = node
-        leaves.setdefault(parent, []).append(i)
-    return [{k: list(v) for k, v in c.items()} for c in children], leaves
-
-
-def trie_sizes(
-    sets: Sequence[tuple[Head, ...]], n_layers: int, alpha: Sequence[float] | None = None
-) -> list[int]:
-    """Nodes per layer of :func:`plan_trie`: the single-layer passes per example that
-    :func:`ablate_sets` runs in each layer (``[14, 92, 298, 696]`` for every set of 1-3 of 16
-    heads in 4 layers)."""
-    children, _ = plan_trie(sets, n_layers, alpha)
-    return [sum(len(v) for v in c.values()) for c in children]
-
-
-def _mask_hook(
-    mask: Bool[Tensor, "set head"],
-    mean: Float[Tensor, "pos head d_head"],
-    b: int,
-    alpha: Float[Tensor, " set"] | None = None,
-) -> Callable[[Float[Tensor, "rb pos head d_head"], object], Float[Tensor, "rb pos head d_head"]]:
-    """Hook on one layer's ``hook_z`` for a batch of ``b`` rows stacked once per set: set ``i``'s
-    replica gets the heads in ``mask[i]`` replaced by their reference means, or with ``alpha``
-    moved the fraction ``alpha[i]`` of the way there: ``(1 - a) z + a mean`` (exactly ``z`` at
-    ``a = 0`` and exactly the mean at ``a = 1``)."""
-
-    def hook(
-        z: Float[Tensor, "rb pos head d_head"], hook: object
-    ) -> Float[Tensor, "rb pos head d_head"]:
-        S = mask.shape[0]
-        zz = z.view(S, b, *z.shape[1:])
-        m = mask[:, None, None, :, None]
-        rep = mean[None, None, : z.shape[1]].to(z.dtype)
-        if alpha is not None:
-            a = alpha.to(z.device, z.dtype)[:, None, None, None, None]
-            rep = (1 - a) * zz + a * rep
-        return torch.where(m, rep, zz).view_as(z)
-
-    return hook
 
 
 @torch.no_grad()
@@ -194,68 +126,10 @@ def ablate_sets(
         clean_lp[rows] = answer_logprob_from_logits(logits, sub).float()
         em[empty[:, None], rows[None]] = clean_em[rows]
         lp[empty[:, None], rows[None]] = clean_lp[rows]
-        walk = _TrieWalk(model, sub, rows, mean, children, leaves, batch_size, em, lp)
+        walk = TrieWalk(model, sub, rows, mean, children, leaves, batch_size, em, lp)
         for layer in range(n_layers):
-            walk.expand(layer, _CLEAN, cache[get_act_name("resid_pre", layer)])
+            walk.expand(layer, CLEAN, cache[get_act_name("resid_pre", layer)])
     return em, lp, clean_em, clean_lp
-
-
-class _TrieWalk:
-    """Depth-first evaluation of one layout group's trie (module docstring, "Speed"); writes
-    each set's scores into ``em`` and ``lp`` at the group's ``rows``."""
-
-    def __init__(
-        self,
-        model: HookedTransformer,
-        sub: Batch,
-        rows: Int[Tensor, " b"],
-        mean: Float[Tensor, "layer pos head d_head"],
-        children: list[dict[Node, list[Node]]],
-        leaves: dict[Node, list[int]],
-        batch_size: int,
-        em: Bool[Tensor, "set batch"],
-        lp: Float[Tensor, "set batch"],
-    ) -> None:
-        self.model, self.sub, self.rows, self.mean = model, sub, rows, mean
-        self.children, self.leaves, self.em, self.lp = children, leaves, em, lp
-        self.b = len(sub)
-        self.per_pass = max(1, batch_size // self.b)
-        self.last = model.cfg.n_layers - 1
-        self.reps: dict[int, Batch] = {}
-
-    def expand(self, layer: int, parent: Node, x: Float[Tensor, "b pos d_model"]) -> None:
-        """Evaluate the layer-``layer`` children of ``parent`` (whose output, the stream
-        entering ``layer``, is ``x``), then their subtrees; at the last layer, score them."""
-        kids = self.children[layer].get(parent, [])
-        for c in row_chunks(len(kids), self.per_pass):
-            chunk = [kids[i] for i in c.tolist()]
-            S, b = len(chunk), self.b
-            mask = torch.tensor(
-                [[(layer, h) in heads for h in range(self.model.cfg.n_heads)] for _, heads in chunk]
-            )  # [S, head]
-            alpha = None if chunk[0][0] is None else torch.tensor([a for a, _ in chunk])
-            hooks = []
-            if bool(mask.any()):
-                hook = _mask_hook(mask, self.mean[layer], b, alpha)
-                hooks.append((get_act_name("z", layer), hook))
-            xs: Float[Tensor, "sb pos d_model"] = x.repeat(S, 1, 1)
-            if layer < self.last:
-                out = self.model.run_with_hooks(
-                    xs, start_at_layer=layer, stop_at_layer=layer + 1, fwd_hooks=hooks
-                )
-                for j, node in enumerate(chunk):
-                    self.expand(layer + 1, node, out[j * b : (j + 1) * b])
-                continue
-            logits: Float[Tensor, "sb pos d_vocab"] = self.model.run_with_hooks(
-                xs, start_at_layer=layer, fwd_hooks=hooks
-            )
-            rep = self.reps.setdefault(S, repeat_batch(self.sub, S))
-            e = exact_match_from_logits(logits, rep).view(S, b)
-            p = answer_logprob_from_logits(logits, rep).float().view(S, b)
-            for j, node in enumerate(chunk):
-                idx = torch.tensor(self.leaves[node], dtype=torch.long)
-                self.em[idx[:, None], self.rows[None]] = e[j]
-                self.lp[idx[:, None], self.rows[None]] = p[j]
 
 
 def set_effects(

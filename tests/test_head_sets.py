@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp import zoo
+from interp import set_trie, zoo
+from interp.construct import construct
 from interp.errors import InterpError
 from interp.head_sets import (
     ablate_sets,
@@ -20,6 +21,7 @@ from interp.head_sets import (
     trie_sizes,
 )
 from interp.heads import ablate_heads, task_batch
+from interp.model import ModelConfig, build_model, hooked_config
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,75 @@ def test_every_set_of_a_2x4_model_matches_ablate_heads(model) -> None:
         e, lpr = ablate_heads(model, batch, list(s), method="mean")
         assert torch.equal(em[i], e), s
         assert torch.allclose(lp[i], lpr, atol=1e-4), s
+
+
+def _both_paths(model, batch, sets, monkeypatch, **kw):
+    """``ablate_sets`` on the fast path, then forced onto the full layer pass (checking that
+    each run took the path it should)."""
+    calls = {"fast": 0, "layer": 0}
+    for name, kind in [("_fast_logits", "fast"), ("_layer_pass", "layer")]:
+        real = getattr(set_trie.TrieWalk, name)
+
+        def counted(self, *a, _real=real, _kind=kind):
+            calls[_kind] += 1
+            return _real(self, *a)
+
+        monkeypatch.setattr(set_trie.TrieWalk, name, counted)
+    fast = ablate_sets(model, batch, sets, **kw)
+    n_fast = calls["fast"]
+    assert n_fast > 0 and calls["layer"] == 0
+    monkeypatch.setattr(set_trie, "_FORCE_LAYER_PASS", True)
+    slow = ablate_sets(model, batch, sets, **kw)
+    assert calls["fast"] == n_fast and calls["layer"] > 0
+    monkeypatch.setattr(set_trie, "_FORCE_LAYER_PASS", False)
+    return fast, slow
+
+
+def _assert_same(fast, slow) -> None:
+    (em, lp, cem, clp), (em0, lp0, cem0, clp0) = fast, slow
+    assert torch.equal(cem, cem0) and torch.equal(clp, clp0)
+    assert torch.equal(em, em0)
+    assert torch.allclose(lp, lp0, atol=1e-4)
+
+
+def test_fast_path_matches_the_layer_pass_on_a_4_layer_model(monkeypatch) -> None:
+    model, _ = zoo.load("a4_both_s0")
+    assert set_trie.fast_path_ok(model)
+    rng = np.random.default_rng(0)
+    every = all_head_sets(4, 4, 3)
+    sets = [every[i] for i in rng.choice(len(every), 60, replace=False)]
+    batch = task_batch(model, "reverse_add", [6, 7], 8, seed=2)
+    fast, slow = _both_paths(model, batch, sets, monkeypatch, batch_size=40)  # chunked siblings
+    _assert_same(fast, slow)
+    assert 0 < int(fast[0].sum()) < fast[0].numel()  # some sets break examples, some do not
+    alpha = rng.uniform(0, 1, len(sets))
+    alpha[:5] = 0.5  # a few sets share a strength, so prefixes are shared
+    _assert_same(*_both_paths(model, batch, sets, monkeypatch, batch_size=40, alpha=alpha))
+
+
+def test_fast_path_on_rms_norm_and_gated_silu(monkeypatch) -> None:
+    model = build_model(ModelConfig(n_layers=3, n_heads=2, d_model=32, n_ctx=32))
+    assert model.cfg.normalization_type == "RMS" and model.cfg.gated_mlp
+    assert set_trie.fast_path_ok(model)
+    batch = task_batch(model, "reverse_add", [2, 3], 6, seed=1)
+    _assert_same(*_both_paths(model, batch, all_head_sets(3, 2, 2), monkeypatch))
+
+
+def test_other_block_wirings_take_the_layer_pass() -> None:
+    hcfg = hooked_config(ModelConfig(n_layers=2, n_heads=2, d_model=32, n_ctx=32, norm="ln"))
+    hcfg.parallel_attn_mlp = True
+    model = construct(hcfg)
+    assert not set_trie.fast_path_ok(model)
+    batch = task_batch(model, "reverse_add", [2, 3], 6, seed=1)
+    sets = [((0, 1),), ((0, 0), (1, 1)), ((1, 0),)]
+    em, lp, _, _ = ablate_sets(model, batch, sets)
+    for i, s in enumerate(sets):
+        e, lpr = ablate_heads(model, batch, list(s), method="mean")
+        assert torch.equal(em[i], e) and torch.allclose(lp[i], lpr, atol=1e-4), s
+    plain = build_model(ModelConfig(n_layers=2, n_heads=2, d_model=32, n_ctx=32))
+    assert set_trie.fast_path_ok(plain)
+    with plain.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook: x)]):
+        assert not set_trie.fast_path_ok(plain)  # attached hooks would be skipped
 
 
 def test_trie_counts_single_layer_passes() -> None:
