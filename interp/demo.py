@@ -52,7 +52,7 @@ def _primary_line(tables: dict[str, pd.DataFrame]) -> str:
 
 def _zoo_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     """The zoo family: the per-condition transfer table (every seed), then the primary test."""
-    from interp.family import TRANSFER_THRESHOLD
+    from interp.family import TRANSFER_THRESHOLD, transfers
 
     fam = tables.get("family")
     if fam is None or not len(fam):
@@ -63,11 +63,12 @@ def _zoo_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
         f"zoo family (final checkpoints, {n} examples per length): main-task accuracy by length;"
         f" 'transfers' = accuracy at {lo} > {TRANSFER_THRESHOLD}"
     ]
+    verdict = transfers(fam, key="run")
     for cond, g in fam.groupby("condition", sort=False):
         yes = 0
-        for (_run, seed), r in g.groupby(["run", "seed"], sort=False):
+        for (run, seed), r in g.groupby(["run", "seed"], sort=False):
             r = r.set_index("length")
-            ok = bool(r.loc[lo, "accuracy"] > TRANSFER_THRESHOLD) if lo in r.index else False
+            ok = bool(verdict.get(run, False))
             yes += ok
             curve = " ".join(f"{int(L)}:{a:.2f}" for L, a in r["accuracy"].items())
             lines.append(f"  {cond:9s} s{seed}: {curve}  {'transfers' if ok else '-'}")
@@ -190,7 +191,7 @@ def zoo_config(quick: bool) -> AnalysisConfig:
 def zoo_names(quick: bool) -> list[str]:
     """Every ``a4_*`` entry (``quick``: the first seed of each condition), or none when the zoo
     is not available (an installed package without its data)."""
-    from interp.family_sweep import family_names
+    from interp.family_sweep import condition_of, family_names
 
     try:
         names = family_names(ZOO_PREFIX)
@@ -199,7 +200,7 @@ def zoo_names(quick: bool) -> list[str]:
     if quick:
         seen: dict[str, str] = {}
         for n in names:
-            seen.setdefault(n[len(ZOO_PREFIX) :].rsplit("_s", 1)[0], n)
+            seen.setdefault(condition_of(n), n)
         names = list(seen.values())
     return names
 

@@ -124,11 +124,15 @@ def aux_gate(
     )
 
 
-def transfers(df: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD) -> pd.Series:
-    """Per entry: does the main task beat ``threshold`` at the first transfer length?"""
+def transfers(
+    df: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD, key: str = "name"
+) -> pd.Series:
+    """Per entry (``key`` column): does the main task beat ``threshold`` at the first transfer
+    length? Rows of several tasks are cut to each entry's first (its main task)."""
     main = df[df["length"] == df["transfer_lo"]]
-    main = main[main["task"] == main.groupby("name")["task"].transform("first")]
-    return main.set_index("name")["accuracy"] > threshold
+    if "task" in main.columns:
+        main = main[main["task"] == main.groupby(key)["task"].transform("first")]
+    return main.set_index(key)["accuracy"] > threshold
 
 
 def condition_table(

@@ -49,10 +49,11 @@ def family_names(prefix: str, root: str | Path | None = None) -> list[str]:
     names = [n for n in zoo.names(root) if n.startswith(prefix) and _NAME.match(n)]
     if not names:
         raise InterpError(f"no zoo entries named {prefix}<condition>_s<seed>")
-    return sorted(names, key=lambda n: (_condition(n), int(_NAME.match(n)["seed"])))
+    return sorted(names, key=lambda n: (condition_of(n), int(_NAME.match(n)["seed"])))
 
 
-def _condition(name: str) -> str:
+def condition_of(name: str) -> str:
+    """The pre-declared condition in an entry name: ``a4_both_s0`` -> ``both``."""
     m = _NAME.match(name)
     return m["condition"] if m else name
 
@@ -102,7 +103,7 @@ def materialize(names: Sequence[str], out: str | Path, root: str | Path | None =
             _copy_entry(name, dest, root)
         spec = sweep.run(name).spec()
         row = sweep.run(name).meta(kind=_kind(spec), spec=spec)
-        row.update(run=name, condition=_condition(name), preset="")
+        row.update(run=name, condition=condition_of(name), preset="")
         rows.append(row)
     cells = pd.DataFrame(rows)
     mains = cells[cells["kind"] == "baseline"].sort_values("seed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from interp.family import TRANSFER_THRESHOLD
+from interp.family import TRANSFER_THRESHOLD, transfers
 from interp.report_doc import Doc
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f")
@@ -24,6 +24,7 @@ def family_pivot(fam: pd.DataFrame) -> pd.DataFrame:
     mean and whether the seed transfers (accuracy at the first transfer length above
     :data:`interp.family.TRANSFER_THRESHOLD`)."""
     rows = []
+    verdict = transfers(fam, key="run")
     for (cond, run, seed), g in fam.groupby(["condition", "run", "seed"], sort=False):
         g = g.set_index("length")
         lo, hi = int(g["transfer_lo"].iloc[0]), int(g["transfer_hi"].iloc[0])
@@ -31,8 +32,7 @@ def family_pivot(fam: pd.DataFrame) -> pd.DataFrame:
         for L, r in g.iterrows():
             row[str(L)] = f"{r['accuracy']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}]"
         row[f"mean {lo}-{hi}"] = round(float(g.loc[lo:hi, "accuracy"].mean()), 3)
-        first = g["accuracy"].get(lo, float("nan"))
-        row["transfers"] = "yes" if first > TRANSFER_THRESHOLD else "no"
+        row["transfers"] = "yes" if verdict.get(run, False) else "no"
         rows.append(row)
     return pd.DataFrame(rows)
 

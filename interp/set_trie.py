@@ -189,7 +189,7 @@ class TrieWalk:
             alpha = None if chunk[0][0] is None else torch.tensor([a for a, _ in chunk])
             if layer < self.last:
                 out = (
-                    self._fast_layer(layer, x, z, mask, alpha)
+                    self._fast_layer(layer, x, z, mask, alpha, self.mean[layer])
                     if z is not None
                     else self._layer_pass(layer, x, mask, alpha)
                 )
@@ -270,10 +270,11 @@ class TrieWalk:
         z: Float[Tensor, "b pos head d_head"],
         mask: Bool[Tensor, "set head"],
         alpha: Float[Tensor, " set"] | None,
+        mean: Float[Tensor, "pos head d_head"],
     ) -> Float[Tensor, "sb pos d_model"]:
         """The fast path's stream leaving ``layer`` for each set (stacked set-major)."""
         block = self.model.blocks[layer]
-        mid = self._resid_mid(layer, x, z, mask, alpha, self.mean[layer])
+        mid = self._resid_mid(layer, x, z, mask, alpha, mean)
         return mid + block.mlp(block.ln2(mid))
 
     def _fast_logits(
@@ -286,9 +287,8 @@ class TrieWalk:
     ) -> Float[Tensor, "sb pos d_vocab"]:
         """The fast path through the last layer to the logits, computed only at the positions the
         scorers read (every position acts alone after the attention) and zero elsewhere."""
-        model, block, cols = self.model, self.model.blocks[layer], self.cols
-        mid = self._resid_mid(layer, x[:, cols], z[:, cols], mask, alpha, self.mean[layer][cols])
-        resid = mid + block.mlp(block.ln2(mid))  # [sb, k, d_model]
+        model, cols = self.model, self.cols
+        resid = self._fast_layer(layer, x[:, cols], z[:, cols], mask, alpha, self.mean[layer][cols])
         if model.cfg.normalization_type is not None:
             resid = model.ln_final(resid)
         part = apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
