@@ -30,6 +30,15 @@ def _seed_everything() -> None:
 
 
 @pytest.fixture(scope="session")
+def arith_a_model():
+    """The zoo's ``arith_a`` model (2 layers x 4 heads), loaded once for every test module."""
+    from interp import zoo
+
+    m, _ = zoo.load("arith_a")
+    return m
+
+
+@pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory):
     """The seconds-scale demo (``interp demo --quick``), run once per session: a sweep directory
     with a transfer run, its baseline, analysis tables and ``report.html``."""

@@ -8,7 +8,6 @@ import pytest
 import torch
 from transformer_lens.utilities import get_act_name
 
-from interp import zoo
 from interp.ablation import reference_mean
 from interp.data import layout_groups
 from interp.dose import SET_TYPES, dose_matched, fraction_lost, match_dose, typed_sets
@@ -21,10 +20,8 @@ SETS = [((0, 1),), ((1, 0), (1, 2)), ((0, 3), (1, 1))]
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    m, _ = zoo.load("arith_a")
-    return m
+def model(arith_a_model):
+    return arith_a_model
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,8 @@ from interp.model import ModelConfig, build_model, hooked_config
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    m, _ = zoo.load("arith_a")
-    return m
+def model(arith_a_model):
+    return arith_a_model
 
 
 def test_all_head_sets_counts() -> None:

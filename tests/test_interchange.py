@@ -6,7 +6,6 @@ import pytest
 import torch
 from transformer_lens.utilities import get_act_name
 
-from interp import zoo
 from interp.errors import InterpError
 from interp.evaluate import answer_logprob_from_logits
 from interp.heads import task_batch
@@ -15,10 +14,8 @@ from interp.tokenizer import VOCAB
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    m, _ = zoo.load("arith_a")
-    return m
+def model(arith_a_model):
+    return arith_a_model
 
 
 @pytest.fixture(scope="module")
