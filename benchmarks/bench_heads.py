@@ -13,7 +13,9 @@ not depend on training) are scored two ways, side by side in one process:
 The scores must agree (max abs difference printed). A second table times attribution patching
 against activation patching (both from ``score_heads``, logprob metric).
 
-Models: the 4-layer, 4-head, d_model-128 configuration (now the ``cpu`` preset), the ``mini``
+Models: the ``cpu`` preset (4 layers, 4 heads, d_model 128, LayerNorm + GELU), the same shape
+with RMSNorm + gated SiLU (the row this benchmark reported as "4L 4H d128" before the ``cpu``
+preset existed), the ``mini``
 preset (``models/presets/mini.json``, 2 layers; it was the ``cpu`` preset when BENCHMARKS.md
 was written) (both with 1024 examples), and the paper-size model (6 layers, 6 heads,
 d_model 384) with 128
@@ -40,15 +42,17 @@ from interp.heads import mean_z, score_heads, task_batch
 from interp.model import ModelConfig, build_model, load_preset
 
 
-def _preset_row() -> tuple[str, ModelConfig]:
-    cfg = ModelConfig.from_dict(load_preset("mini"))
-    return f"presets/mini.json ({cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model})", cfg
+def _preset_row(name: str) -> tuple[str, ModelConfig]:
+    cfg = ModelConfig.from_dict(load_preset(name))
+    shape = f"{cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model} {cfg.norm}+{cfg.mlp}"
+    return f"presets/{name}.json ({shape})", cfg
 
 
 MODELS = dict(
     [
-        ("4L 4H d128", ModelConfig(n_layers=4, n_heads=4, d_model=128, n_ctx=128)),
-        _preset_row(),
+        _preset_row("cpu"),
+        ("4L 4H d128 rms+gated_silu", ModelConfig(n_layers=4, n_heads=4, d_model=128, n_ctx=128)),
+        _preset_row("mini"),
         ("paper size (6L 6H d384)", ModelConfig(n_layers=6, n_heads=6, d_model=384, n_ctx=128)),
     ]
 )

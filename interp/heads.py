@@ -59,7 +59,9 @@ heads of a layer share one forward pass that recomputes only what the replacemen
 * layers ``l+1 ..`` run through ``model(x, start_at_layer=l + 1, stop_at_layer=...)``;
 * the last layer's MLP, ``ln_final`` and the unembedding (all position-wise) run only at the
   positions whose logits predict answer tokens, and the final token, which predicts nothing, is
-  never fed in (attention is causal).
+  never fed in (attention is causal);
+* those reruns go through :class:`interp.lean.LeanStack`, the same blocks with fused kernels
+  and no hooks (TransformerLens's forward where :func:`interp.lean.lean_ok` says no).
 
 Models whose blocks are not plain pre-norm ``attn -> resid_mid -> mlp`` blocks (parallel
 attention/MLP, post-norm, ...; none built by :func:`interp.model.build_model`) fall back to
@@ -112,6 +114,7 @@ from interp.errors import InterpError, unknown_choice
 from interp.head_table import COLUMNS
 from interp.head_table import tidy as _tidy
 from interp.hooks import cached_run, layer_sweep, metric_values, resid_names, z_names
+from interp.lean import LeanStack, lean_ok
 from interp.model import check_context
 from interp.patching import CORRUPT_SEED_OFFSET, attribution_scores, corrupt_batch
 
@@ -190,6 +193,7 @@ def _fast_sweep(
         sub.tasks,
     )
     rep = repeat_batch(tail, n_heads)
+    lean = LeanStack(model) if lean_ok(model) else None
     last = model.blocks[n_layers - 1]
     out = torch.empty((n_layers, n_heads, b), dtype=torch.float64, device=mid[0].device)
     for layer in range(n_layers):
@@ -201,13 +205,20 @@ def _fast_sweep(
         x = (mid[layer][None, :, :end] + delta).reshape(n_heads * b, end, -1)
         if layer == n_layers - 1:
             x = x[:, start:]
-        x = x + model.blocks[layer].apply_mlp(model.blocks[layer].ln2(x))
-        if layer < n_layers - 1:
-            x = model(x, start_at_layer=layer + 1, stop_at_layer=n_layers - 1)
-            xn = last.ln1(x)
-            x = (x + last.attn(xn, xn, xn))[:, start:]
-            x = x + last.apply_mlp(last.ln2(x))
-        logits = model.unembed(model.ln_final(x))
+        if lean is not None:
+            x = x + lean.mlp(layer, x)
+            if layer < n_layers - 1:
+                x = lean.run(x, layer + 1, n_layers - 1)
+                x = lean.block(n_layers - 1, x, start)
+            logits = lean.logits(x)
+        else:
+            x = x + model.blocks[layer].apply_mlp(model.blocks[layer].ln2(x))
+            if layer < n_layers - 1:
+                x = model(x, start_at_layer=layer + 1, stop_at_layer=n_layers - 1)
+                xn = last.ln1(x)
+                x = (x + last.attn(xn, xn, xn))[:, start:]
+                x = x + last.apply_mlp(last.ln2(x))
+            logits = model.unembed(model.ln_final(x))
         # A dummy column for the final token, which predicts nothing, restores the
         # "logits[:, :-1] predict tokens[:, 1:]" layout the evaluate helpers expect.
         logits = torch.cat([logits, logits.new_zeros(logits.shape[0], 1, logits.shape[2])], 1)
