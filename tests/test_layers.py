@@ -23,8 +23,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs", "sweep_spec"}),
     ("training and measurements on one model", {
         "train", "evaluate", "hooks", "lean", "ablation", "patching", "heads", "attention",
-        "causal", "head_sets", "set_trie", "overlap", "metrics", "transfer", "permutation", "run_table",
-        "between", "within", "dose", "interchange", "head_table",
+        "causal", "head_sets", "set_trie", "overlap", "metrics", "transfer", "permutation",
+        "run_table", "between", "within", "dose", "interchange", "head_table",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
                                      "executors", "zoo_card", "zoo", "family", "family_sweep"}),
