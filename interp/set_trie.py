@@ -244,7 +244,7 @@ class TrieWalk:
             block.attn(query_input=h, key_input=h, value_input=h)
         return got["z"]
 
-    def _resid_mid(
+    def _fast_layer(
         self,
         layer: int,
         x: Float[Tensor, "b pos d_model"],
@@ -253,28 +253,18 @@ class TrieWalk:
         alpha: Float[Tensor, " set"] | None,
         mean: Float[Tensor, "mpos head d_head"],
     ) -> Float[Tensor, "sb pos d_model"]:
-        """``resid_pre + attn_out`` per set, the attention output from its masked ``z`` exactly
-        as TransformerLens's attention computes it (``use_attn_result=False``)."""
-        attn = self.model.blocks[layer].attn
+        """The fast path's stream leaving ``layer`` for each set (stacked set-major):
+        ``resid_mid = resid_pre + attn_out``, the attention output from the set's masked ``z``
+        exactly as TransformerLens's attention computes it (``use_attn_result=False``), then
+        ``resid_mid + mlp(ln2(resid_mid))``."""
+        block = self.model.blocks[layer]
+        attn = block.attn
         zs = blend_z(z[None], mask, mean, alpha)  # [S, b, pos, head, d_head]
         S, b, pos = zs.shape[:3]
         w = einops.rearrange(attn.W_O, "head d_head d_model -> d_model (head d_head)").contiguous()
         zs = zs.to(w.dtype).reshape(S * b, pos, -1)
         attn_out: Float[Tensor, "sb pos d_model"] = F.linear(zs, w, attn.b_O)
-        return (x[None] + attn_out.view(S, b, pos, -1)).view(S * b, pos, -1)
-
-    def _fast_layer(
-        self,
-        layer: int,
-        x: Float[Tensor, "b pos d_model"],
-        z: Float[Tensor, "b pos head d_head"],
-        mask: Bool[Tensor, "set head"],
-        alpha: Float[Tensor, " set"] | None,
-        mean: Float[Tensor, "pos head d_head"],
-    ) -> Float[Tensor, "sb pos d_model"]:
-        """The fast path's stream leaving ``layer`` for each set (stacked set-major)."""
-        block = self.model.blocks[layer]
-        mid = self._resid_mid(layer, x, z, mask, alpha, mean)
+        mid = (x[None] + attn_out.view(S, b, pos, -1)).view(S * b, pos, -1)
         return mid + block.mlp(block.ln2(mid))
 
     def _fast_logits(
