@@ -114,7 +114,7 @@ from interp.errors import InterpError, unknown_choice
 from interp.head_table import COLUMNS
 from interp.head_table import tidy as _tidy
 from interp.hooks import cached_run, layer_sweep, metric_values, resid_names, z_names
-from interp.lean import LeanStack, lean_ok
+from interp.lean import upper_stack
 from interp.model import check_context
 from interp.patching import CORRUPT_SEED_OFFSET, attribution_scores, corrupt_batch
 
@@ -193,8 +193,7 @@ def _fast_sweep(
         sub.tasks,
     )
     rep = repeat_batch(tail, n_heads)
-    lean = LeanStack(model) if lean_ok(model) else None
-    last = model.blocks[n_layers - 1]
+    stack = upper_stack(model)
     out = torch.empty((n_layers, n_heads, b), dtype=torch.float64, device=mid[0].device)
     for layer in range(n_layers):
         z_l = z[layer][:, :end]
@@ -205,20 +204,11 @@ def _fast_sweep(
         x = (mid[layer][None, :, :end] + delta).reshape(n_heads * b, end, -1)
         if layer == n_layers - 1:
             x = x[:, start:]
-        if lean is not None:
-            x = x + lean.mlp(layer, x)
-            if layer < n_layers - 1:
-                x = lean.run(x, layer + 1, n_layers - 1)
-                x = lean.block(n_layers - 1, x, start)
-            logits = lean.logits(x)
-        else:
-            x = x + model.blocks[layer].apply_mlp(model.blocks[layer].ln2(x))
-            if layer < n_layers - 1:
-                x = model(x, start_at_layer=layer + 1, stop_at_layer=n_layers - 1)
-                xn = last.ln1(x)
-                x = (x + last.attn(xn, xn, xn))[:, start:]
-                x = x + last.apply_mlp(last.ln2(x))
-            logits = model.unembed(model.ln_final(x))
+        x = x + stack.mlp(layer, x)
+        if layer < n_layers - 1:
+            x = stack.run(x, layer + 1, n_layers - 1)
+            x = stack.block(n_layers - 1, x, start)
+        logits = stack.logits(x)
         # A dummy column for the final token, which predicts nothing, restores the
         # "logits[:, :-1] predict tokens[:, 1:]" layout the evaluate helpers expect.
         logits = torch.cat([logits, logits.new_zeros(logits.shape[0], 1, logits.shape[2])], 1)

@@ -173,3 +173,36 @@ class LeanStack:
         for layer in range(start, stop):
             x = self.block(layer, x)
         return x
+
+
+class BlockStack:
+    """:class:`LeanStack`'s interface through TransformerLens's own modules: the fallback for
+    models :func:`lean_ok` refuses (any plain pre-norm model)."""
+
+    def __init__(self, model: HookedTransformer) -> None:
+        self.model = model
+
+    def mlp(self, layer: int, x: Float[Tensor, "b pos d_model"]) -> Float[Tensor, "b pos d_model"]:
+        block = self.model.blocks[layer]
+        return block.apply_mlp(block.ln2(x))
+
+    def block(
+        self, layer: int, x: Float[Tensor, "b pos d_model"], q_start: int = 0
+    ) -> Float[Tensor, "b q_pos d_model"]:
+        b = self.model.blocks[layer]
+        xn = b.ln1(x)
+        mid = (x + b.attn(xn, xn, xn))[:, q_start:]
+        return mid + self.mlp(layer, mid)
+
+    def logits(self, x: Float[Tensor, "b pos d_model"]) -> Float[Tensor, "b pos d_vocab"]:
+        return self.model.unembed(self.model.ln_final(x))
+
+    def run(
+        self, x: Float[Tensor, "b pos d_model"], start: int, stop: int
+    ) -> Float[Tensor, "b pos d_model"]:
+        return self.model(x, start_at_layer=start, stop_at_layer=stop)
+
+
+def upper_stack(model: HookedTransformer) -> LeanStack | BlockStack:
+    """The lean forward where :func:`lean_ok` allows it, TransformerLens's otherwise."""
+    return LeanStack(model) if lean_ok(model) else BlockStack(model)

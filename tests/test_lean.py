@@ -6,6 +6,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 import interp.heads as H
+import interp.lean as lean_module
 from interp.lean import LeanStack, lean_ok
 from interp.model import ModelConfig, build_model
 
@@ -69,7 +70,7 @@ def test_score_heads_is_the_same_with_and_without_the_lean_forward(arch, method,
     model = random_model(**arch)
     batch = H.task_batch(model, "reverse_add", [3], 16)
     lean = H.score_heads(model, batch, method, "logprob", seed=1)
-    monkeypatch.setattr(H, "lean_ok", lambda m: False)
+    monkeypatch.setattr(lean_module, "lean_ok", lambda m: False)
     plain = H.score_heads(model, batch, method, "logprob", seed=1)
     np.testing.assert_allclose(lean["score"], plain["score"], atol=1e-9, rtol=0)
     assert lean["score"].abs().max() > 0
