@@ -148,6 +148,19 @@ def test_load_run_returns_final_weights(reference: tuple[Path, dict]) -> None:
         load_run(run_dir, 5)
 
 
+def test_name_does_not_change_training(reference: tuple[Path, dict], tmp_path: Path) -> None:
+    """A run's name is a label: the same spec under another name trains bit-identical weights.
+
+    (The zoo's r4_both_s0 and r4_both_s4 are the runs trained as the recipe probes
+    probe_rms344_s0/s4, whose specs differ from the zoo's only in the name.)
+    """
+    _, ref_weights = reference
+    renamed = TrainSpec.from_dict({**_spec().to_dict(), "name": "another_name"})
+    model = train(renamed, tmp_path, progress=False)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref_weights[k]), k
+
+
 @pytest.mark.parametrize("stop_after", [4, 6, 8])
 def test_resume_is_bit_exact(reference: tuple[Path, dict], tmp_path: Path, stop_after: int) -> None:
     # 4 and 8 are checkpoint steps; 6 is a "kill" between checkpoints, redone from step 4.

@@ -1,15 +1,24 @@
-"""Write the zoo's arithmetic group-A family: one spec per (condition, seed) in models/zoo/specs/.
+"""Write a zoo family of arithmetic group A: one spec per (condition, seed) in models/zoo/specs/.
 
-The recipe (4 layers, 4 heads, d_model 128, LayerNorm + GELU, RoPE; AdamW lr 1e-3, weight decay
-0.01, warm-up 200, cosine decay over the last 30%; batch 128; 4000 steps; 8 length buckets) is
-the one from issue 9. Seeds are 0..n-1 for every condition, declared here before any run, so the
-family is not a selection of lucky seeds.
+Two families share everything but the blocks (4 layers, 4 heads, d_model 128, RoPE; AdamW lr
+1e-3, weight decay 0.01, warm-up 200, cosine decay over the last 30%; batch 128; 4000 steps; 8
+length buckets; the recipe of issue 9):
 
-    python analyses/zoo/make_specs.py
+- ``a4``: LayerNorm + GELU MLP, d_mlp 512;
+- ``r4``: the paper's Llama-style blocks, RMSNorm + gated SiLU MLP, d_mlp 344 (Llama's
+  8/3 x d_model rounded up to a multiple of 8), which has the GELU MLP's parameter count
+  (3 x 128 x 344 ~ 2 x 128 x 512), so both families' checkpoints are the same size.
+
+Seeds are 0..n-1 for every condition, declared here before any run, so a family is not a
+selection of lucky seeds.
+
+    python analyses/zoo/make_specs.py a4
+    python analyses/zoo/make_specs.py r4
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 SPECS = Path(__file__).resolve().parents[2] / "models" / "zoo" / "specs"
@@ -22,12 +31,20 @@ CONDITIONS = {
     "nocarry": (["no_carry"], 2, "reverse add 1..6 with no carry 1..12 only"),
     "carry": (["carry_only"], 2, "reverse add 1..6 with carry only 1..12 only"),
 }
+# family -> (block description, [model] lines that differ between families)
+FAMILIES = {
+    "a4": ("LayerNorm + GELU", 'd_mlp = 512\npositional = "rope"\nnorm = "ln"\nmlp = "gelu"'),
+    "r4": (
+        "RMSNorm + gated SiLU",
+        'd_mlp = 344\npositional = "rope"\nnorm = "rms"\nmlp = "gated_silu"',
+    ),
+}
 # Dense in the second half for the within-run view; every step here is also a resume point.
 CHECKPOINTS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
 
 TEMPLATE = """\
 # Model zoo entry "{name}" (condition {cond}, seed {seed}): {desc}.
-# Arithmetic group A on the 4-layer CPU recipe; written by analyses/zoo/make_specs.py.
+# Arithmetic group A on the 4-layer CPU recipe ({blocks}); written by analyses/zoo/make_specs.py.
 # Rebuild: interp zoo train {name}   (= interp train models/zoo/specs/{name}.toml --out RUN_DIR,
 #          then interp zoo export RUN_DIR {name})
 name = "{name}"
@@ -43,10 +60,7 @@ lengths = [1, 6]
 n_layers = 4
 n_heads = 4
 d_model = 128
-d_mlp = 512
-positional = "rope"
-norm = "ln"
-mlp = "gelu"
+{model}
 
 [optim]
 lr = 1e-3
@@ -68,17 +82,27 @@ examples = 128
 """
 
 
-def main() -> None:
+def main(family: str) -> None:
+    blocks, model = FAMILIES[family]
     for cond, (aux, n_seeds, desc) in CONDITIONS.items():
         for seed in range(n_seeds):
-            name = f"a4_{cond}_s{seed}"
+            name = f"{family}_{cond}_s{seed}"
             aux_txt = "".join(f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n' for a in aux)
             text = TEMPLATE.format(
-                name=name, cond=cond, seed=seed, desc=desc, aux=aux_txt, ckpts=CHECKPOINTS
+                name=name,
+                cond=cond,
+                seed=seed,
+                desc=desc,
+                aux=aux_txt,
+                ckpts=CHECKPOINTS,
+                blocks=blocks,
+                model=model,
             )
             (SPECS / f"{name}.toml").write_text(text)
             print(SPECS / f"{name}.toml")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) != 2 or sys.argv[1] not in FAMILIES:
+        sys.exit(f"usage: python analyses/zoo/make_specs.py {{{'|'.join(FAMILIES)}}}")
+    main(sys.argv[1])

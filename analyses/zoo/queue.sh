@@ -7,21 +7,31 @@
 #
 #   nohup analyses/zoo/queue.sh > /work/runs/queue-a.log 2>&1 &
 #   RUNS=/somewhere nice -n 10 analyses/zoo/queue.sh ...     # a second, lower-priority copy
+#   QUEUE=analyses/zoo/queue_r4.txt EXPORT=0 analyses/zoo/queue.sh   # the r4 family, train only
+#
+# EXPORT=0 trains without exporting or committing (a family staged in $RUNS until it is complete,
+# so that the zoo never holds two families at once).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-/work/runs}
 INTERP=${INTERP:-.venv/bin/interp}
+QUEUE=${QUEUE:-analyses/zoo/queue.txt}
+EXPORT=${EXPORT:-1}
 mkdir -p "$RUNS/locks"
 dense="1000,2000,2400,2800,3000,3200,3400,3600,3800,4000"
 while read -r name dense_flag; do
   [[ -z "$name" || "$name" == \#* ]] && continue
   [[ -f "models/zoo/$name/zoo.json" ]] && continue
+  [[ "$EXPORT" == 0 && -f "$RUNS/$name/DONE" ]] && continue
   exec 9>"$RUNS/locks/$name.lock"
   flock -n 9 || { exec 9>&-; continue; }
   echo "$(date -Is) start $name"
   t0=$(date +%s)
   if ! "$INTERP" train "models/zoo/specs/$name.toml" --out "$RUNS/$name" --quiet; then
     echo "$(date -Is) FAILED train $name"; exec 9>&-; continue
+  fi
+  if [[ "$EXPORT" == 0 ]]; then
+    echo "$(date -Is) trained $name in $(( $(date +%s) - t0 )) s (not exported)"; exec 9>&-; continue
   fi
   steps=4000
   [[ "$dense_flag" == "dense" ]] && steps=$dense
@@ -35,5 +45,5 @@ while read -r name dense_flag; do
   done
   echo "$(date -Is) done $name in $(( $(date +%s) - t0 )) s"
   exec 9>&-
-done < analyses/zoo/queue.txt
+done < "$QUEUE"
 echo "$(date -Is) queue finished"
