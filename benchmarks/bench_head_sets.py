@@ -1,7 +1,8 @@
 """Benchmark: every head set of size 1-3 (696 sets for 16 heads) by ``interp.head_sets``.
 
-The zoo model ``a4_both_s0`` (4 layers x 4 heads, d_model 128) on reverse add at two lengths
-(one in the training range, one in the transfer range) x ``--n`` examples each. Two ways:
+The zoo model ``<ZOO_FAMILY>both_s0`` (``a4_both_s0`` for the numbers in BENCHMARKS.md; 4 layers
+x 4 heads, d_model 128) on reverse add at two lengths (one in the training range, one in the
+transfer range) x ``--n`` examples each. Two ways:
 
 * ``interp.head_sets.set_effects``: one cached clean pass per layout group, then a depth-first
   walk of the trie of set prefixes over the layers: each distinct set of heads in layers ``<= l``
@@ -33,6 +34,7 @@ from interp.data import layout_groups
 from interp.evaluate import exact_match_from_logits
 from interp.head_sets import ablate_sets, all_head_sets, set_effects
 from interp.heads import task_batch
+from interp.resources import ZOO_FAMILY
 
 
 def _plain(model, batch, heads, mean) -> torch.Tensor:
@@ -64,11 +66,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8192, help="rows per batched pass")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, cfg = zoo.load("a4_both_s0")
+    name = f"{ZOO_FAMILY}both_s0"
+    model, cfg = zoo.load(name)
     lengths = [int(x) for x in args.lengths.split(",")]
     batches = {f"L{L}": task_batch(model, "reverse_add", [L], args.n, seed=11) for L in lengths}
     sets = all_head_sets(cfg.n_layers, cfg.n_heads, 3)
-    print(f"model a4_both_s0 ({cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model}); {len(sets)} sets; "
+    print(f"model {name} ({cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model}); {len(sets)} sets; "
           f"lengths {lengths} x {args.n} examples; {args.threads} thread(s)")  # fmt: skip
 
     w0, c0 = time.perf_counter(), time.process_time()

@@ -17,7 +17,7 @@ is printed; ``failures.json`` has the errors). Commands that draw progress bars 
     interp analyze SWEEP_OR_RUN_DIR [--examples N] [--k K] [--no-causal]
     interp report SWEEP_OR_RUN_DIR
     interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
-    interp zoo export RUN_DIR NAME | interp zoo results [--prefix a4_] [--out DIR]
+    interp zoo export RUN_DIR NAME | interp zoo results [--prefix PREFIX] [--out DIR]
     interp demo --out DIR
     interp finetune SPEC --out DIR [--device cuda]
 """

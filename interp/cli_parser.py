@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from interp.resources import ZOO_FAMILY
+
 # Bounds that catch typos before they exhaust memory or never finish; far above any use here.
 MAX_LENGTH = 10_000
 MAX_COUNT = 100_000
@@ -166,7 +168,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     zt.add_argument("--export", action="store_true", help="then replace the zoo entry")
     zt.add_argument("--quiet", action="store_true")
     zr = zsub.add_parser("results", help="per-condition transfer table of a zoo family")
-    zr.add_argument("--prefix", default="a4_", help="entries whose name starts with this")
+    zr.add_argument("--prefix", default=ZOO_FAMILY, help="entries whose name starts with this")
     zr.add_argument("--examples", type=_positive, default=1024, help="examples per length")
     zr.add_argument("--out", default="analyses/zoo", help="folder for results.parquet/.md")
     zr.add_argument("--quiet", action="store_true")

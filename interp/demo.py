@@ -5,9 +5,10 @@
    newcomer sees training work: step, loss and ETA while it runs;
 2. analyse the live runs: accuracy by length at every checkpoint, head scores, overlap, and the
    causal stages at the last checkpoint (a few minutes of training is far too short to transfer);
-3. **the zoo family** (``models/zoo/a4_*``: the 4-layer recipe, conditions x seeds): copy each
-   entry's final checkpoint, evaluate it, score every head per task and run the between-run test
-   (:mod:`interp.family_sweep`), all computed from the weights here, not read from shipped tables;
+3. **the zoo family** (``models/zoo/<ZOO_FAMILY>*``: the 4-layer recipe, conditions x seeds):
+   copy each entry's final checkpoint, evaluate it, score every head per task and run the
+   between-run test (:mod:`interp.family_sweep`), all computed from the weights here, not read
+   from shipped tables;
 4. write ``report.html`` and ``summary.txt``; both lead with the zoo's per-condition transfer
    table and the primary (between-run) test, then the live runs.
 
@@ -29,7 +30,7 @@ from interp.analysis import AnalysisConfig, analyze_sweep, load_analysis_spec
 from interp.errors import InterpError
 from interp.io import write_text
 from interp.report import write_report
-from interp.resources import analyses_dir
+from interp.resources import ZOO_FAMILY, analyses_dir
 from interp.rundir import SweepDir
 from interp.sweep import run_sweep
 
@@ -165,7 +166,7 @@ def _summary(
     return "\n".join(lines)
 
 
-ZOO_PREFIX = "a4_"
+ZOO_PREFIX = ZOO_FAMILY
 """The zoo family the demo analyses: the 4-layer recipe's conditions x seeds (issue 9)."""
 
 
@@ -189,8 +190,8 @@ def zoo_config(quick: bool) -> AnalysisConfig:
 
 
 def zoo_names(quick: bool) -> list[str]:
-    """Every ``a4_*`` entry (``quick``: the first seed of each condition), or none when the zoo
-    is not available (an installed package without its data)."""
+    """Every entry of the zoo family (``quick``: the first seed of each condition), or none when
+    the zoo is not available (an installed package without its data)."""
     from interp.family_sweep import condition_of, family_names
 
     try:

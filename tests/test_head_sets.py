@@ -22,6 +22,7 @@ from interp.head_sets import (
 )
 from interp.heads import ablate_heads, task_batch
 from interp.model import ModelConfig, build_model, hooked_config
+from interp.resources import ZOO_FAMILY
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def _assert_same(fast, slow) -> None:
 
 
 def test_fast_path_matches_the_layer_pass_on_a_4_layer_model(monkeypatch) -> None:
-    model, _ = zoo.load("a4_both_s0")
+    model, _ = zoo.load(f"{ZOO_FAMILY}both_s0")
     assert set_trie.fast_path_ok(model)
     rng = np.random.default_rng(0)
     every = all_head_sets(4, 4, 3)

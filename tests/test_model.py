@@ -140,11 +140,13 @@ def test_bad_config_type_errors() -> None:
 
 
 def test_cpu_preset_is_the_zoo_recipe_model() -> None:
-    """The `cpu` preset is the model the zoo's a4_* family was trained with (issue 9); the
-    2-layer model that used to be `cpu` lives on as `mini`."""
+    """The `cpu` preset is the model the zoo's family was trained with (issue 9); the 2-layer
+    model that used to be `cpu` lives on as `mini`."""
+    from interp.resources import ZOO_FAMILY
     from interp.spec import load_spec
 
-    zoo_spec = load_spec(Path(__file__).parents[1] / "models/zoo/specs/a4_both_s0.toml")
+    spec_file = f"models/zoo/specs/{ZOO_FAMILY}both_s0.toml"
+    zoo_spec = load_spec(Path(__file__).parents[1] / spec_file)
     preset = TrainSpec.from_dict(
         {
             "name": "p",

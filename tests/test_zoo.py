@@ -14,6 +14,7 @@ from interp import zoo
 from interp.checkpoint import list_checkpoints
 from interp.cli import main
 from interp.errors import InterpError
+from interp.resources import ZOO_FAMILY
 from interp.spec import TrainSpec
 from interp.train import is_done, train
 
@@ -134,7 +135,7 @@ def test_list_models_transfer_columns():
 def test_cli_zoo_train_unknown_name(capsys):
     assert main(["zoo", "train", "no_such_entry"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("interp: error: no zoo spec") and "a4_both_s0" in err
+    assert err.startswith("interp: error: no zoo spec") and f"{ZOO_FAMILY}both_s0" in err
 
 
 def test_unknown_name_lists_the_available_ones():
