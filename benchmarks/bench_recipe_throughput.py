@@ -15,7 +15,8 @@ numbers are what a real run gets. Measured:
   first 50 steps against eager.
 
 Run on an idle machine (check ``uptime``): ``.venv/bin/python benchmarks/bench_recipe_throughput.py
-[--steps 150] [--no-compile]``.
+[--steps 150] [--no-compile] [--spec r4_both_s0.toml]`` (``--spec``: another recipe from
+``models/zoo/specs``, e.g. the RMSNorm + gated SiLU family's).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from interp.model import build_model
 from interp.spec import TrainSpec, load_spec
 from interp.train import answer_loss, make_optimizer, train
 
-SPEC = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs" / "a4_both_s0.toml"
+SPECS = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs"
+SPEC = SPECS / "a4_both_s0.toml"
+"""The recipe measured (``--spec``; the numbers in BENCHMARKS.md name theirs)."""
 
 
 def _spec(threads: int) -> TrainSpec:
@@ -100,18 +103,21 @@ def time_compile(steps: int) -> dict[str, float]:
 
 
 def main() -> None:
+    global SPEC  # the contenders (and the --worker subprocesses) read the recipe from here
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--spec", default=SPEC.name, help="a spec in models/zoo/specs (a4_both_s0.toml)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
+    SPEC = SPECS / a.spec
     if a.worker is not None:
         print(json.dumps(time_train(a.worker, a.steps)))
         return
     one = time_train(1, a.steps)
     two = time_train(2, a.steps)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(a.steps)]
+    cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(a.steps), "--spec", a.spec]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     pair = [json.loads(pr.communicate()[0]) for pr in procs]
     agg = sum(r["steps_s"] for r in pair)
