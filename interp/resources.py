@@ -21,7 +21,7 @@ from pathlib import Path
 
 ENV = "INTERP_DATA"
 
-ZOO_FAMILY = "a4_"
+ZOO_FAMILY = "r4_"
 """The name prefix of the zoo family built on the `cpu` preset (conditions x seeds of arithmetic
 group A, issue 9): the demo analyses it and ``interp zoo results`` tabulates it by default."""
 _PACKAGE = Path(__file__).resolve().parent
