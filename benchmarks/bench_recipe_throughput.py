@@ -38,12 +38,12 @@ from interp.spec import TrainSpec, load_spec
 from interp.train import answer_loss, make_optimizer, train
 
 SPECS = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs"
-SPEC = SPECS / "a4_both_s0.toml"
-"""The recipe measured (``--spec``; the numbers in BENCHMARKS.md name theirs)."""
+DEFAULT_SPEC = "a4_both_s0.toml"
+"""The recipe measured unless ``--spec`` names another (BENCHMARKS.md names each one)."""
 
 
-def _spec(threads: int) -> TrainSpec:
-    spec = load_spec(SPEC)
+def _spec(path: Path, threads: int) -> TrainSpec:
+    spec = load_spec(path)
     spec.train.threads = threads
     return spec
 
@@ -56,9 +56,9 @@ def _tokens(spec: TrainSpec, n: int) -> int:
     return sum(int(s.batch(i).seq_len.sum()) for i in range(n))
 
 
-def time_train(threads: int, steps: int) -> dict[str, float]:
+def time_train(path: Path, threads: int, steps: int) -> dict[str, float]:
     """Wall time of ``interp.train.train`` for ``steps`` steps (model build included)."""
-    spec = _spec(threads)
+    spec = _spec(path, threads)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         train(spec, d, progress=False, stop_after=steps)
@@ -66,10 +66,10 @@ def time_train(threads: int, steps: int) -> dict[str, float]:
     return {"steps_s": steps / dt, "tok_s": _tokens(spec, steps) / dt}
 
 
-def time_compile(steps: int) -> dict[str, float]:
+def time_compile(path: Path, steps: int) -> dict[str, float]:
     """Eager vs ``torch.compile`` on the same batches and initial weights, 1 thread."""
     torch.set_num_threads(1)
-    spec = _spec(1)
+    spec = _spec(path, 1)
     sampler = MixtureSampler(
         spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
     )
@@ -103,25 +103,24 @@ def time_compile(steps: int) -> dict[str, float]:
 
 
 def main() -> None:
-    global SPEC  # the contenders (and the --worker subprocesses) read the recipe from here
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--spec", default=SPEC.name, help="a spec in models/zoo/specs (a4_both_s0.toml)")
+    p.add_argument("--spec", default=DEFAULT_SPEC, help="a spec file in models/zoo/specs")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
-    SPEC = SPECS / a.spec
+    path = SPECS / a.spec
     if a.worker is not None:
-        print(json.dumps(time_train(a.worker, a.steps)))
+        print(json.dumps(time_train(path, a.worker, a.steps)))
         return
-    one = time_train(1, a.steps)
-    two = time_train(2, a.steps)
+    one = time_train(path, 1, a.steps)
+    two = time_train(path, 2, a.steps)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(a.steps), "--spec", a.spec]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     pair = [json.loads(pr.communicate()[0]) for pr in procs]
     agg = sum(r["steps_s"] for r in pair)
-    print(f"recipe: {SPEC.name}, {a.steps} steps of interp.train.train per contender\n")
+    print(f"recipe: {path.name}, {a.steps} steps of interp.train.train per contender\n")
     print("| setup | steps/s | tokens/s | 4000 steps (min) | ratio to 1 process x 1 thread |")
     print("|---|---|---|---|---|")
     rows = [
@@ -136,7 +135,7 @@ def main() -> None:
             f"| {sps / one['steps_s']:.2f} |"
         )
     if not a.no_compile:
-        c = time_compile(a.steps)
+        c = time_compile(path, a.steps)
         print("\n| torch.compile (1 thread) | value |\n|---|---|")
         for k, v in c.items():
             print(f"| {k} | {v:.4g} |")

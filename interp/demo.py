@@ -166,10 +166,6 @@ def _summary(
     return "\n".join(lines)
 
 
-ZOO_PREFIX = ZOO_FAMILY
-"""The zoo family the demo analyses: the 4-layer recipe's conditions x seeds (issue 9)."""
-
-
 ZOO_ACCURACY_EXAMPLES = 512
 """Test items per length behind the demo's per-condition transfer table."""
 
@@ -195,7 +191,7 @@ def zoo_names(quick: bool) -> list[str]:
     from interp.family_sweep import condition_of, family_names
 
     try:
-        names = family_names(ZOO_PREFIX)
+        names = family_names(ZOO_FAMILY)
     except InterpError:
         return []
     if quick:
@@ -259,7 +255,7 @@ def run_demo(
         print("[2/4] the live runs: accuracy, head scores, overlap, causal tests ...", flush=True)
         live = analyze_sweep(out, cfg, device=device, progress=progress)
         if future is not None:
-            print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_PREFIX}*): "
+            print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_FAMILY}*): "
                   "accuracy, head scores, overlap, between-run test ...", flush=True)  # fmt: skip
             family = future.result()
         else:

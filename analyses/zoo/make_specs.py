@@ -31,20 +31,14 @@ CONDITIONS = {
     "nocarry": (["no_carry"], 2, "reverse add 1..6 with no carry 1..12 only"),
     "carry": (["carry_only"], 2, "reverse add 1..6 with carry only 1..12 only"),
 }
-# family -> (block description, [model] lines that differ between families)
-FAMILIES = {
-    "a4": ("LayerNorm + GELU", 'd_mlp = 512\npositional = "rope"\nnorm = "ln"\nmlp = "gelu"'),
-    "r4": (
-        "RMSNorm + gated SiLU",
-        'd_mlp = 344\npositional = "rope"\nnorm = "rms"\nmlp = "gated_silu"',
-    ),
-}
+# family -> (d_mlp, norm, mlp): all that differs between families
+FAMILIES = {"a4": (512, "ln", "gelu"), "r4": (344, "rms", "gated_silu")}
 # Dense in the second half for the within-run view; every step here is also a resume point.
 CHECKPOINTS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
 
 TEMPLATE = """\
 # Model zoo entry "{name}" (condition {cond}, seed {seed}): {desc}.
-# Arithmetic group A on the 4-layer CPU recipe ({blocks}); written by analyses/zoo/make_specs.py.
+# Arithmetic group A on the 4-layer CPU recipe; written by analyses/zoo/make_specs.py.
 # Rebuild: interp zoo train {name}   (= interp train models/zoo/specs/{name}.toml --out RUN_DIR,
 #          then interp zoo export RUN_DIR {name})
 name = "{name}"
@@ -60,7 +54,10 @@ lengths = [1, 6]
 n_layers = 4
 n_heads = 4
 d_model = 128
-{model}
+d_mlp = {d_mlp}
+positional = "rope"
+norm = "{norm}"
+mlp = "{mlp}"
 
 [optim]
 lr = 1e-3
@@ -83,7 +80,7 @@ examples = 128
 
 
 def main(family: str) -> None:
-    blocks, model = FAMILIES[family]
+    d_mlp, norm, mlp = FAMILIES[family]
     for cond, (aux, n_seeds, desc) in CONDITIONS.items():
         for seed in range(n_seeds):
             name = f"{family}_{cond}_s{seed}"
@@ -95,8 +92,9 @@ def main(family: str) -> None:
                 desc=desc,
                 aux=aux_txt,
                 ckpts=CHECKPOINTS,
-                blocks=blocks,
-                model=model,
+                d_mlp=d_mlp,
+                norm=norm,
+                mlp=mlp,
             )
             (SPECS / f"{name}.toml").write_text(text)
             print(SPECS / f"{name}.toml")
