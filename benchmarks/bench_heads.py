@@ -13,9 +13,9 @@ not depend on training) are scored two ways, side by side in one process:
 The scores must agree (max abs difference printed). A second table times attribution patching
 against activation patching (both from ``score_heads``, logprob metric).
 
-Models: the ``cpu`` preset (4 layers, 4 heads, d_model 128, LayerNorm + GELU), the same shape
-with RMSNorm + gated SiLU (the row this benchmark reported as "4L 4H d128" before the ``cpu``
-preset existed), the ``mini``
+Models: the ``cpu`` preset (4 layers, 4 heads, d_model 128, RMSNorm + gated SiLU with d_mlp 344:
+the zoo's ``r4_*`` family), the same shape with LayerNorm + GELU and d_mlp 512 (the ``a4_*``
+family, the ``cpu`` preset before it), the ``mini``
 preset (``models/presets/mini.json``, 2 layers; it was the ``cpu`` preset when BENCHMARKS.md
 was written) (both with 1024 examples), and the paper-size model (6 layers, 6 heads,
 d_model 384) with 128
@@ -51,7 +51,12 @@ def _preset_row(name: str) -> tuple[str, ModelConfig]:
 MODELS = dict(
     [
         _preset_row("cpu"),
-        ("4L 4H d128 rms+gated_silu", ModelConfig(n_layers=4, n_heads=4, d_model=128, n_ctx=128)),
+        (
+            "4L 4H d128 ln+gelu d_mlp 512 (a4_* family)",
+            ModelConfig(
+                n_layers=4, n_heads=4, d_model=128, d_mlp=512, norm="ln", mlp="gelu", n_ctx=128
+            ),
+        ),
         _preset_row("mini"),
         ("paper size (6L 6H d384)", ModelConfig(n_layers=6, n_heads=6, d_model=384, n_ctx=128)),
     ]
