@@ -5,8 +5,7 @@ once per head. Those reruns need no hooks, no cache and no gradients, so this mo
 the same blocks with fewer, fused kernels:
 
 * the norms are ``F.layer_norm`` / ``F.rms_norm`` (TransformerLens spells them out in five ops);
-* Q, K and V come from one matrix product against the three weights stacked (``W_QKV``), and a
-  gated MLP's gate and input projections from one against ``[W_gate | W_in]``;
+* Q, K and V come from one matrix product against the three weights stacked (``W_QKV``);
 * RoPE rotates with one ``cat`` instead of a clone and two strided writes;
 * attention is ``F.scaled_dot_product_attention``;
 * at the last layer only the query positions the scorer reads are projected (``q_start``): the
@@ -94,13 +93,6 @@ class LeanStack:
             b_qkv = torch.cat([a.b_Q.flatten(), a.b_K.flatten(), a.b_V.flatten()])
             w_o = einops.rearrange(a.W_O, "h e m -> m (h e)").contiguous()
             self.layers.append((block, w_qkv, b_qkv, w_o, 1.0 / float(a.attn_scale)))
-        # Gate and input projections of a gated MLP in one product (None for a plain MLP).
-        self.w_gate_in: list[Float[Tensor, "d_model two_d_mlp"] | None] = [
-            torch.cat([b.mlp.W_gate, b.mlp.W_in], dim=1).contiguous()
-            if isinstance(b.mlp, GatedMLP)
-            else None
-            for b in model.blocks
-        ]
 
     @staticmethod
     def _norm(ln: torch.nn.Module, x: Float[Tensor, "b pos d_model"]) -> Tensor:
@@ -153,10 +145,8 @@ class LeanStack:
         m = block.mlp
         shape = x.shape
         xn = self._norm(block.ln2, x).reshape(-1, shape[-1])
-        w_gate_in = self.w_gate_in[layer]
-        if w_gate_in is not None:
-            gate, lin = (xn @ w_gate_in).split(m.W_in.shape[1], dim=-1)
-            hidden = torch.addcmul(m.b_in, m.act_fn(gate), lin)
+        if isinstance(m, GatedMLP):
+            hidden = m.act_fn(xn @ m.W_gate) * (xn @ m.W_in) + m.b_in
         else:
             hidden = m.act_fn(torch.addmm(m.b_in, xn, m.W_in))
         return torch.addmm(m.b_out, hidden, m.W_out).view(shape)
