@@ -1,10 +1,11 @@
 """Benchmark: training throughput of the 4-layer CPU recipe, and how to spend two cores.
 
-The recipe is the zoo's arithmetic group-A run (``models/zoo/specs/a4_both_s0.toml``: 4 layers,
-4 heads, d_model 128, LayerNorm + GELU, RoPE; reverse add 1..6 with no carry and carry only
-1..12; batch 128, 8 length buckets). Every contender runs :func:`interp.train.train` itself (the
-loop ``interp train`` runs), stopped after ``--steps`` steps before its first checkpoint, so the
-numbers are what a real run gets. Measured:
+The recipe is the zoo's arithmetic group-A run (``models/zoo/specs/r4_both_s0.toml``: the
+``cpu`` preset, 4 layers, 4 heads, d_model 128, RMSNorm + gated SiLU with d_mlp 344, RoPE;
+reverse add 1..6 with no carry and carry only 1..12; batch 128, 8 length buckets; ``--spec
+a4_both_s0.toml`` for the former LayerNorm + GELU recipe). Every contender runs
+:func:`interp.train.train` itself (the loop ``interp train`` runs), stopped after ``--steps``
+steps before its first checkpoint, so the numbers are what a real run gets. Measured:
 
 * one process, 1 thread;
 * one process, 2 threads;
@@ -17,8 +18,8 @@ numbers are what a real run gets. Measured:
   20% slow (2.41 vs 2.97 steps/s for ``r4_both_s0``), which inflated the speed-up to 1.51x.
 
 Run on an idle machine (check ``uptime``): ``.venv/bin/python benchmarks/bench_recipe_throughput.py
-[--steps 150] [--no-compile] [--spec r4_both_s0.toml]`` (``--spec``: another recipe from
-``models/zoo/specs``, e.g. the RMSNorm + gated SiLU family's).
+[--steps 150] [--no-compile] [--spec a4_both_s0.toml]`` (``--spec``: another recipe from
+``models/zoo/specs``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from interp.spec import TrainSpec, load_spec
 from interp.train import answer_loss, make_optimizer, train
 
 SPECS = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs"
-DEFAULT_SPEC = "a4_both_s0.toml"
+DEFAULT_SPEC = "r4_both_s0.toml"
 """The recipe measured unless ``--spec`` names another (BENCHMARKS.md names each one)."""
 
 
