@@ -178,9 +178,7 @@ def test_finetune_refuses_an_unusable_device(device, tmp_path, capsys):
     assert "device" in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.parametrize(
-    "name", ["smollm_reverse_add.toml", "smollm_shortest_path.toml"]
-)
+@pytest.mark.parametrize("name", ["smollm_reverse_add.toml", "smollm_shortest_path.toml"])
 def test_shipped_experiment_specs_resolve(name, tiny_llama):
     import tomllib
     from pathlib import Path
