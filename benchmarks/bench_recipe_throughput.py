@@ -10,16 +10,17 @@ steps before its first checkpoint, so the numbers are what a real run gets. Meas
 * one process, 1 thread;
 * one process, 2 threads;
 * two processes at once, 1 thread each (the aggregate is what two runs in parallel get);
-* ``torch.compile`` of the model (default inductor backend), 1 thread, with the step code of
+* ``torch.compile`` of the model (default inductor backend), with the step code of
   :func:`interp.train.train`: compile time (the first steps, which include every recompile for
   the bucketed sequence lengths), steady-state speed-up, and the largest loss difference over the
-  first 50 steps against eager. Eager and compiled each run in a fresh 1-thread process (twice,
-  alternating): timed in the process that had just run the 2-thread contender, eager came out
-  20% slow (2.41 vs 2.97 steps/s for ``r4_both_s0``), which inflated the speed-up to 1.51x.
+  first 50 steps against eager. Eager and compiled each run in a fresh process (1 thread, or
+  ``--compile-threads``; ``--pairs`` times, alternating): timed in the process that had just
+  run the 2-thread contender, eager came out 20% slow (2.41 vs 2.97 steps/s for
+  ``r4_both_s0``), which inflated the speed-up to 1.51x.
 
 Run on an idle machine (check ``uptime``): ``.venv/bin/python benchmarks/bench_recipe_throughput.py
-[--steps 150] [--no-compile] [--spec a4_both_s0.toml]`` (``--spec``: another recipe from
-``models/zoo/specs``).
+[--steps 150] [--no-compile] [--spec a4_both_s0.toml] [--compile-only] [--compile-threads 2]
+[--pairs 4]`` (``--spec``: another recipe from ``models/zoo/specs``).
 """
 
 from __future__ import annotations
@@ -69,15 +70,15 @@ def time_train(path: Path, threads: int, steps: int) -> dict[str, float]:
     return {"steps_s": steps / dt, "tok_s": _tokens(spec, steps) / dt}
 
 
-def time_mode(path: Path, mode: str, steps: int) -> dict:
-    """50 + ``steps`` steps of the training step, eager or compiled, 1 thread, this process.
+def time_mode(path: Path, mode: str, steps: int, threads: int = 1) -> dict:
+    """50 + ``steps`` steps of the training step, eager or compiled, in this process.
 
     Returns:
         ``first50_s`` (includes compilation), ``steps_s`` (steady state, the last ``steps``)
         and ``losses50``, the first 50 losses.
     """
-    torch.set_num_threads(1)
-    spec = _spec(path, 1)
+    torch.set_num_threads(threads)
+    spec = _spec(path, threads)
     sampler = MixtureSampler(
         spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
     )
@@ -100,13 +101,15 @@ def time_mode(path: Path, mode: str, steps: int) -> dict:
     return {"first50_s": sum(times[:50]), "steps_s": steps / sum(times[50:]), "losses50": ls[:50]}
 
 
-def time_compile(spec_name: str, steps: int) -> dict[str, float]:
+def time_compile(spec_name: str, steps: int, threads: int = 1, pairs: int = 2) -> dict[str, float]:
     """Eager vs ``torch.compile`` on the same batches and initial weights, each mode in a fresh
-    1-thread process, run twice alternating (eager, compiled, eager, compiled); means."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process with ``threads`` threads, ``pairs`` times alternating (eager, compiled, eager, ...);
+    means over the pairs."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     runs: dict[str, list[dict]] = {"eager": [], "compiled": []}
-    for mode in ("eager", "compiled") * 2:
+    for mode in ("eager", "compiled") * pairs:
         cmd = [sys.executable, __file__, "--mode", mode, "--steps", str(steps), "--spec", spec_name]
+        cmd += ["--compile-threads", str(threads)]
         out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True).stdout
         runs[mode].append(json.loads(out))
     res: dict[str, float] = {}
@@ -121,29 +124,16 @@ def time_compile(spec_name: str, steps: int) -> dict[str, float]:
     return res
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--spec", default=DEFAULT_SPEC, help="a spec file in models/zoo/specs")
-    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--mode", choices=("eager", "compiled"), help=argparse.SUPPRESS)
-    a = p.parse_args()
-    path = SPECS / a.spec
-    if a.worker is not None:
-        print(json.dumps(time_train(path, a.worker, a.steps)))
-        return
-    if a.mode is not None:
-        print(json.dumps(time_mode(path, a.mode, a.steps)))
-        return
-    one = time_train(path, 1, a.steps)
-    two = time_train(path, 2, a.steps)
+def throughput_table(path: Path, spec_name: str, steps: int) -> None:
+    """Print the 1 thread / 2 threads / 2 processes table for the recipe at ``path``."""
+    one = time_train(path, 1, steps)
+    two = time_train(path, 2, steps)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(a.steps), "--spec", a.spec]
+    cmd = [sys.executable, __file__, "--worker", "1", "--steps", str(steps), "--spec", spec_name]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     pair = [json.loads(pr.communicate()[0]) for pr in procs]
     agg = sum(r["steps_s"] for r in pair)
-    print(f"recipe: {path.name}, {a.steps} steps of interp.train.train per contender\n")
+    print(f"recipe: {path.name}, {steps} steps of interp.train.train per contender\n")
     print("| setup | steps/s | tokens/s | 4000 steps (min) | ratio to 1 process x 1 thread |")
     print("|---|---|---|---|---|")
     rows = [
@@ -157,10 +147,33 @@ def main() -> None:
             f"| {name} | {sps:.2f} | {tps:,.0f} | {4000 / per_run / 60:.1f} "
             f"| {sps / one['steps_s']:.2f} |"
         )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--spec", default=DEFAULT_SPEC, help="a spec file in models/zoo/specs")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--compile-only", action="store_true", help="skip the throughput table")
+    p.add_argument("--compile-threads", type=int, default=1, help="threads per compile contender")
+    p.add_argument("--pairs", type=int, default=2, help="eager/compiled pairs, alternating")
+    p.add_argument("--mode", choices=("eager", "compiled"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    path = SPECS / a.spec
+    if a.worker is not None:
+        print(json.dumps(time_train(path, a.worker, a.steps)))
+        return
+    if a.mode is not None:
+        print(json.dumps(time_mode(path, a.mode, a.steps, a.compile_threads)))
+        return
+    if not a.compile_only:
+        throughput_table(path, a.spec, a.steps)
     if not a.no_compile:
-        c = time_compile(a.spec, a.steps)
+        c = time_compile(a.spec, a.steps, a.compile_threads, a.pairs)
         print(
-            "\n| torch.compile (1 thread, fresh process per mode, mean of 2) | value |\n|---|---|"
+            f"\n| torch.compile ({a.compile_threads} thread(s), fresh process per mode, "
+            f"mean of {a.pairs}) | value |\n|---|---|"
         )
         for k, v in c.items():
             print(f"| {k} | {v:.4g} |")
