@@ -10,13 +10,13 @@ steps before its first checkpoint, so the numbers are what a real run gets. Meas
 * one process, 1 thread;
 * one process, 2 threads;
 * two processes at once, 1 thread each (the aggregate is what two runs in parallel get);
-* ``torch.compile`` of the model (default inductor backend), with the step code of
-  :func:`interp.train.train`: compile time (the first steps, which include every recompile for
-  the bucketed sequence lengths), steady-state speed-up, and the largest loss difference over the
-  first 50 steps against eager. Eager and compiled each run in a fresh process (1 thread, or
-  ``--compile-threads``; ``--pairs`` times, alternating): timed in the process that had just
-  run the 2-thread contender, eager came out 20% slow (2.41 vs 2.97 steps/s for
-  ``r4_both_s0``), which inflated the speed-up to 1.51x.
+* ``torch.compile`` of the model (default inductor backend), through the training loop's own
+  step (:func:`interp.train.train_step`): compile time (the first steps, which include every
+  recompile for the bucketed sequence lengths), steady-state speed-up, and the largest loss
+  difference over the first 50 steps against eager. Eager and compiled each run in a fresh
+  process (1 thread, or ``--compile-threads``; ``--pairs`` times, alternating): timed in the
+  process that had just run the 2-thread contender, eager came out 20% slow (2.41 vs 2.97
+  steps/s for ``r4_both_s0``), which inflated the speed-up to 1.51x.
 
 Run on an idle machine (check ``uptime``): ``.venv/bin/python benchmarks/bench_recipe_throughput.py
 [--steps 150] [--no-compile] [--spec a4_both_s0.toml] [--compile-only] [--compile-threads 2]
@@ -39,7 +39,7 @@ import torch
 from interp.data import MixtureSampler
 from interp.model import build_model
 from interp.spec import TrainSpec, load_spec
-from interp.train import answer_loss, make_optimizer, train
+from interp.train import make_optimizer, train, train_step
 
 SPECS = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs"
 DEFAULT_SPEC = "r4_both_s0.toml"
@@ -88,14 +88,7 @@ def time_mode(path: Path, mode: str, steps: int, threads: int = 1) -> dict:
     times, ls = [], []
     for i in range(50 + steps):
         t0 = time.perf_counter()
-        for g in opt.param_groups:
-            g["lr"] = spec.optim.lr_at(i, spec.train.steps)
-        b = sampler.batch(i)
-        loss = answer_loss(fwd(b.tokens), b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
-        opt.step()
+        loss = train_step(model, opt, spec, sampler.batch(i), i, forward=fwd)
         ls.append(loss.item())
         times.append(time.perf_counter() - t0)
     return {"first50_s": sum(times[:50]), "steps_s": steps / sum(times[50:]), "losses50": ls[:50]}

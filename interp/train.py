@@ -25,6 +25,7 @@ of the run's identity (:func:`interp.spec.run_identity`), so a run may be resume
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +90,38 @@ def make_optimizer(model: HookedTransformer, spec: TrainSpec) -> torch.optim.Ada
         lr=o.lr,
         betas=o.betas,
     )
+
+
+def train_step(
+    model: HookedTransformer,
+    optimizer: torch.optim.Optimizer,
+    spec: TrainSpec,
+    batch: Batch,
+    step: int,
+    forward: Callable[[Tensor], Tensor] | None = None,
+) -> Float[Tensor, ""]:
+    """One optimisation step at ``step``: scheduled learning rate, answer-only loss, clipping,
+    AdamW. ``batch`` is already on the model's device.
+
+    Args:
+        forward: what computes the logits (default: ``model`` itself); the throughput benchmark
+            passes ``torch.compile(model)`` here, so it times this exact step.
+
+    Returns:
+        The step's loss (before the update).
+    """
+    lr = spec.optim.lr_at(step, spec.train.steps)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    fwd = model if forward is None else forward  # not `or`: a compiled module has no bool
+    with autocast_context(next(model.parameters()).device, spec.train.autocast):
+        loss = answer_loss(fwd(batch.tokens), batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if spec.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
+    optimizer.step()
+    return loss
 
 
 def _eval_rows(model: HookedTransformer, spec: TrainSpec, step: int) -> pd.DataFrame:
@@ -206,28 +239,17 @@ def _train_locked(
     total = spec.train.steps
     ev = spec.eval.every
     model.train()
-    amp = spec.train.autocast
-    extra = {"device": str(dev), "autocast": autocast_enabled(dev, amp)}
+    extra = {"device": str(dev), "autocast": autocast_enabled(dev, spec.train.autocast)}
     bar = tqdm(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
     t0, toks = time.perf_counter(), 0
     last_status = -STATUS_EVERY
     for step in bar:
-        lr = spec.optim.lr_at(step, total)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
         batch = sampler.batch(step)
         check_context(model, batch.n_pos)
         toks += int(batch.seq_len.sum())
-        batch = batch.to(dev)
-        with autocast_context(dev, amp):
-            loss = answer_loss(model(batch.tokens), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if spec.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
-        optimizer.step()
+        loss = train_step(model, optimizer, spec, batch.to(dev), step)
         done = step + 1
         if done % spec.train.log_every == 0 or done == total:
             rows.append(
