@@ -17,11 +17,15 @@ of ``map_location``), so a run trained on a GPU loads and resumes on a CPU and
 the other way round.
 
 **Mixed precision** (``[train] autocast = "bf16"``) runs the training forward pass under
-``torch.autocast(dtype=torch.bfloat16)`` on CUDA devices that support bfloat16; parameters,
-gradients, optimizer state and checkpoints stay float32. On any other device the option is off
-(:func:`autocast_context` is a no-op), so a CPU run is never silently lower-precision.
-Evaluation and head scoring always run in float32: exact match is a verdict on argmaxes, and
-bf16 rounding could flip near-ties.
+``torch.autocast(dtype=torch.bfloat16)``: on a CUDA GPU with native bfloat16 (Ampere or newer;
+emulated bf16 on older cards is slower than float32, so it counts as unsupported there and the
+option is off), and on a CPU with bfloat16 matrix instructions (AVX-512-BF16 or AMX-BF16, see
+:func:`cpu_bf16_supported`). Parameters, gradients, optimizer state, the loss and checkpoints
+stay float32. Asking for ``bf16`` on a CPU without those instructions, or on MPS, is a one-line
+:class:`~interp.errors.InterpError` at the start of training, never a silent float32 (or a silent
+emulated, several-times-slower bf16) run. Evaluation and head scoring always run in float32:
+exact match is a verdict on argmaxes, and bf16 rounding could flip near-ties (measured in
+BENCHMARKS.md).
 
 **Determinism.** On CUDA, training turns on ``torch.use_deterministic_algorithms`` (with the
 cuBLAS workspace setting it requires), so the same spec on the same GPU model and software
@@ -37,6 +41,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -116,17 +121,60 @@ def check_autocast(mode: str) -> str:
     return mode
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX-512-BF16 or AMX-BF16).
+
+    Without them PyTorch still runs bfloat16 on the CPU, but by conversion to float32 and back,
+    which is slower than float32 itself; so ``bf16`` autocast is only offered where the
+    hardware multiplies bfloat16 natively.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
+    except Exception:  # private torch probes: fall back to the kernel's CPU flags
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cuda_bf16_supported() -> bool:
+    """Whether the current CUDA GPU multiplies bfloat16 natively (emulation does not count)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch without the keyword
+        return torch.cuda.is_bf16_supported()
+
+
 def autocast_enabled(device: torch.device, mode: str) -> bool:
-    """Whether ``mode`` turns autocast on for ``device``: only ``bf16`` on a CUDA GPU with
-    bfloat16 support; always off on the CPU and MPS."""
+    """Whether ``mode`` turns bfloat16 autocast on for ``device``.
+
+    ``off`` never does. ``bf16`` does on a CPU with bfloat16 matrix instructions
+    (:func:`cpu_bf16_supported`) and on a CUDA GPU with native bfloat16; on a CUDA GPU that only
+    emulates it the option is off (float32 is faster there, and the numbers are the float32 ones).
+
+    Raises:
+        InterpError: ``bf16`` on a CPU without bfloat16 matrix instructions, or on MPS: the
+            run would be several times slower than float32, or not bfloat16 at all.
+    """
     check_autocast(mode)
-    return mode == "bf16" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if mode != "bf16":
+        return False
+    if device.type == "cuda":
+        return cuda_bf16_supported()
+    if device.type == "cpu" and cpu_bf16_supported():
+        return True
+    what = "this CPU has no bfloat16 matrix instructions (AVX-512-BF16 or AMX-BF16)"
+    if device.type != "cpu":
+        what = f"bf16 autocast is not supported on {device.type!r}"
+    raise InterpError(f"[train] autocast = 'bf16' cannot run here: {what}; set autocast = 'off'")
 
 
 def autocast_context(device: torch.device, mode: str) -> AbstractContextManager[Any]:
     """``torch.autocast`` to bfloat16 when :func:`autocast_enabled`, otherwise a no-op."""
     if autocast_enabled(device, mode):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 

@@ -28,7 +28,8 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     batch_size = 128
     checkpoint_every = 500
     device = "auto"              # cpu, cuda, cuda:N, mps; `--device` overrides it
-    autocast = "off"             # "bf16": bfloat16 autocast on CUDA (off on the CPU)
+    autocast = "off"             # "bf16": bfloat16 autocast (CUDA, or a CPU with bf16 units)
+    compile = false              # true: torch.compile the training forward pass
 
     [eval]
     max_length = 12              # every task is evaluated at lengths 1..max_length
@@ -129,8 +130,14 @@ class TrainConfig(_Section):
         device: where to train and, by default, analyse the run: ``auto`` (a CUDA GPU when
             one is visible, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
             (:mod:`interp.device`). ``--device`` overrides it.
-        autocast: ``off`` or ``bf16`` (bfloat16 autocast of the training forward pass on CUDA;
-            always off on the CPU).
+        autocast: ``off`` or ``bf16``: bfloat16 autocast of the training forward pass, on a
+            CUDA GPU with native bfloat16 or a CPU with bfloat16 matrix instructions (an error
+            on a CPU without them; :func:`interp.device.autocast_enabled`). Weights, optimizer
+            state, loss and checkpoints stay float32.
+        compile: run the training forward pass through ``torch.compile`` (inductor). The
+            first steps of each sequence length compile (tens of seconds on a CPU); the
+            arithmetic then differs from eager by float rounding, so a run should keep one
+            setting from start to end (each checkpoint records the one it was written under).
     """
 
     SECTION: ClassVar[str] = "train"
@@ -144,6 +151,7 @@ class TrainConfig(_Section):
     threads: int = 0
     device: str = "auto"
     autocast: str = "off"
+    compile: bool = False
 
     def save_steps(self) -> list[int]:
         s = set(self.checkpoint_steps) | {self.steps}
@@ -178,7 +186,7 @@ class EvalConfig(_Section):
 
 
 EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("device", "autocast"),
+    "train": ("device", "autocast", "compile"),
     "eval": ("batch_size",),
 }
 """Settings that say *where and how fast* a run executes, not *what* it trains. A resume may

@@ -17,9 +17,12 @@ exactly the weights of an uninterrupted run (on the same device and software; se
 :mod:`interp.device` for what holds across devices).
 
 **Devices.** The model is built on the resolved device (``--device``, else ``[train] device``,
-else ``auto``), each batch is moved there, and with ``[train] autocast = "bf16"`` the forward
-pass and loss run under bfloat16 autocast on CUDA. The device and autocast settings are not part
-of the run's identity (:func:`interp.spec.run_identity`), so a run may be resumed elsewhere.
+else ``auto``), each batch is moved there. With ``[train] autocast = "bf16"`` the forward pass
+runs under bfloat16 autocast (CUDA, or a CPU with bfloat16 matrix instructions) and the loss is
+taken in float32 from its logits; with ``[train] compile = true`` the forward pass is
+``torch.compile(model)``. The device, autocast and compile settings are not part of the run's
+identity (:func:`interp.spec.run_identity`), so a run may be resumed elsewhere; every checkpoint
+records the device, autocast and compile it was written under.
 """
 
 from __future__ import annotations
@@ -115,7 +118,10 @@ def train_step(
         g["lr"] = lr
     fwd = model if forward is None else forward  # not `or`: a compiled module has no bool
     with autocast_context(next(model.parameters()).device, spec.train.autocast):
-        loss = answer_loss(fwd(batch.tokens), batch)
+        logits = fwd(batch.tokens)
+    # The loss outside autocast, in float32: a bf16 log-softmax over the vocabulary would round
+    # the very quantity being minimised.
+    loss = answer_loss(logits.float(), batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if spec.optim.grad_clip:
@@ -175,6 +181,7 @@ def train(
             device is unknown or not on this machine.
     """
     dev = resolve_device(device if device is not None else spec.train.device)
+    autocast_enabled(dev, spec.train.autocast)  # bf16 on hardware without it: refused here
     run_dir = Path(run_dir)
     # Everything that can be refused is checked before the directory is touched, so a rejected
     # spec leaves nothing behind that would then refuse the corrected one.
@@ -239,7 +246,14 @@ def _train_locked(
     total = spec.train.steps
     ev = spec.eval.every
     model.train()
-    extra = {"device": str(dev), "autocast": autocast_enabled(dev, spec.train.autocast)}
+    extra = {
+        "device": str(dev),
+        "autocast": autocast_enabled(dev, spec.train.autocast),
+        "compile": bool(spec.train.compile),
+    }
+    # Compiled once per process; each new sequence length compiles on first sight (the bucketed
+    # sampler has a few), after which every step runs the generated kernels.
+    forward = torch.compile(model) if spec.train.compile else None
     bar = tqdm(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
@@ -249,7 +263,7 @@ def _train_locked(
         batch = sampler.batch(step)
         check_context(model, batch.n_pos)
         toks += int(batch.seq_len.sum())
-        loss = train_step(model, optimizer, spec, batch.to(dev), step)
+        loss = train_step(model, optimizer, spec, batch.to(dev), step, forward=forward)
         done = step + 1
         if done % spec.train.log_every == 0 or done == total:
             rows.append(

@@ -8,6 +8,7 @@
 #   nohup analyses/zoo/queue.sh > /work/runs/queue-a.log 2>&1 &
 #   RUNS=/somewhere nice -n 10 analyses/zoo/queue.sh ...     # a second, lower-priority copy
 #   QUEUE=analyses/zoo/queue_r4.txt EXPORT=0 analyses/zoo/queue.sh   # the r4 family, train only
+#   QUEUE=analyses/precision/queue.txt SPECS=analyses/precision/specs EXPORT=0 analyses/zoo/queue.sh
 #
 # EXPORT=0 trains without exporting or committing (a family staged in $RUNS until it is complete,
 # so that the zoo never holds two families at once).
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-/work/runs}
 INTERP=${INTERP:-.venv/bin/interp}
 QUEUE=${QUEUE:-analyses/zoo/queue.txt}
+SPECS=${SPECS:-models/zoo/specs}
 EXPORT=${EXPORT:-1}
 mkdir -p "$RUNS/locks"
 dense="1000,2000,2400,2800,3000,3200,3400,3600,3800,4000"
@@ -27,7 +29,7 @@ while read -r name dense_flag; do
   flock -n 9 || { exec 9>&-; continue; }
   echo "$(date -Is) start $name"
   t0=$(date +%s)
-  if ! "$INTERP" train "models/zoo/specs/$name.toml" --out "$RUNS/$name" --quiet; then
+  if ! "$INTERP" train "$SPECS/$name.toml" --out "$RUNS/$name" --quiet; then
     echo "$(date -Is) FAILED train $name"; exec 9>&-; continue
   fi
   if [[ "$EXPORT" == 0 ]]; then
