@@ -1,4 +1,4 @@
-"""Benchmark: training precision on the CPU: float32 vs bfloat16 autocast, eager vs ``torch.compile``.
+"""Benchmark: CPU training precision: float32 vs bf16 autocast, eager vs ``torch.compile``.
 
 The recipe is the zoo's ``models/zoo/specs/r4_both_s0.toml`` (the ``cpu`` preset: 4 layers,
 4 heads, d_model 128, RMSNorm + gated SiLU with d_mlp 344, RoPE; batch 128, 8 length buckets).
