@@ -134,23 +134,64 @@ def test_default_batch_size_is_larger_on_gpu() -> None:
 # Autocast and determinism
 
 
-def test_autocast_is_off_on_cpu() -> None:
+def test_cpu_autocast_follows_the_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast runs on a CPU with bfloat16 matrix instructions, and is refused (one
+    line, no silent float32) on one without them; ``off`` is off everywhere."""
     cpu = torch.device("cpu")
-    assert not dv.autocast_enabled(cpu, "bf16")
     a = torch.randn(4, 4)
+    monkeypatch.setattr(dv, "cpu_bf16_supported", lambda: True)
+    assert dv.autocast_enabled(cpu, "bf16")
     with dv.autocast_context(cpu, "bf16"):
-        assert not torch.is_autocast_enabled("cpu")
+        assert torch.is_autocast_enabled("cpu")
+        assert (a @ a).dtype == torch.bfloat16
+    assert not dv.autocast_enabled(cpu, "off")
+    with dv.autocast_context(cpu, "off"):
         assert (a @ a).dtype == torch.float32
+    monkeypatch.setattr(dv, "cpu_bf16_supported", lambda: False)
+    with pytest.raises(InterpError, match="no bfloat16 matrix instructions") as e:
+        dv.autocast_enabled(cpu, "bf16")
+    assert "\n" not in str(e.value)
+    assert not dv.autocast_enabled(cpu, "off")
 
 
-def test_autocast_needs_cuda_with_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_bf16_probe_matches_the_kernel_flags() -> None:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    want = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert dv.cpu_bf16_supported() == want
+
+
+def test_bf16_on_a_cpu_without_units_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dv, "cpu_bf16_supported", lambda: False)
+    with pytest.raises(InterpError, match="autocast = 'bf16' cannot run here"):
+        train(_spec(autocast="bf16"), tmp_path / "run", progress=False, device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_autocast_needs_cuda_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = torch.device("cuda", 0)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(dv, "cuda_bf16_supported", lambda: True)
     assert dv.autocast_enabled(gpu, "bf16")
     assert not dv.autocast_enabled(gpu, "off")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert not dv.autocast_enabled(gpu, "bf16")
-    assert not dv.autocast_enabled(torch.device("mps"), "bf16")
+    monkeypatch.setattr(dv, "cuda_bf16_supported", lambda: False)
+    assert not dv.autocast_enabled(gpu, "bf16")  # emulated bf16: float32 is faster
+    with pytest.raises(InterpError, match="not supported on 'mps'"):
+        dv.autocast_enabled(torch.device("mps"), "bf16")
+
+
+def test_cuda_bf16_probe_ignores_emulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def probe(including_emulation: bool = True) -> bool:
+        seen["emulation"] = including_emulation
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", probe)
+    assert dv.cuda_bf16_supported() is False and seen == {"emulation": False}
 
 
 def test_unknown_autocast_mode() -> None:
@@ -189,8 +230,8 @@ def test_run_identity_ignores_execution_settings_only() -> None:
     c = _spec(steps=9).to_dict()
     assert run_identity(a) != run_identity(c)
     old = _spec().to_dict()  # a config.json written before the device keys existed
-    for key in ("device", "autocast"):
-        del old["train"][key]
+    for key in ("device", "autocast", "compile"):
+        old["train"].pop(key, None)
     del old["eval"]["batch_size"]
     assert run_identity(old) == run_identity(a)
 
@@ -224,17 +265,17 @@ def test_checkpoint_records_where_it_was_trained(tmp_path: Path) -> None:
     train(_spec(steps=4), tmp_path, progress=False, device="cpu")
     _, meta = load_tensors(tmp_path, 4)
     extra = json.loads(meta["extra"])
-    assert extra["device"] == "cpu" and extra["autocast"] is False
+    assert extra["device"] == "cpu" and extra["autocast"] is False and extra["compile"] is False
 
 
 def test_resume_with_other_device_settings_is_bit_exact_on_cpu(tmp_path: Path) -> None:
-    """A run started with one device/autocast setting resumes under another; on the CPU
-    (where bf16 autocast is off) the result equals an uninterrupted run bit for bit."""
+    """A run started with one device setting resumes under another (``auto`` vs ``cpu``): on
+    the CPU the result equals an uninterrupted run bit for bit."""
     ref = _weights(train(_spec(), tmp_path / "ref", progress=False))
     run = tmp_path / "run"
     train(_spec(device="cpu"), run, progress=False, stop_after=4)
     assert list_checkpoints(run) == [4] and not is_done(run)
-    resumed = train(_spec(device="auto", autocast="bf16"), run, progress=False, device="cpu")
+    resumed = train(_spec(device="auto"), run, progress=False, device="cpu")
     assert is_done(run)
     got = _weights(resumed)
     assert got.keys() == ref.keys()
@@ -242,11 +283,41 @@ def test_resume_with_other_device_settings_is_bit_exact_on_cpu(tmp_path: Path) -
         assert torch.equal(got[k], ref[k]), k
 
 
+needs_cpu_bf16 = pytest.mark.skipif(
+    not dv.cpu_bf16_supported(), reason="this CPU has no bfloat16 matrix instructions"
+)
+
+
+@needs_cpu_bf16
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compile"])
+def test_cpu_bf16_resume_is_bit_exact(tmp_path: Path, compiled: bool) -> None:
+    """Under CPU bf16 autocast (and torch.compile), a run killed between checkpoints and
+    resumed ends with exactly the weights and optimizer state of an uninterrupted one; and
+    bf16 really ran (the weights differ from float32's)."""
+    kw = {"autocast": "bf16", "compile": compiled}
+    ref = _weights(train(_spec(**kw), tmp_path / "ref", progress=False, device="cpu"))
+    run = tmp_path / "run"
+    train(_spec(**kw), run, progress=False, device="cpu", stop_after=6)
+    assert list_checkpoints(run) == [4] and not is_done(run)
+    got = _weights(train(_spec(**kw), run, progress=False, device="cpu"))
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+    for step in (4, 8):
+        a, meta = load_tensors(run, step)
+        b, _ = load_tensors(tmp_path / "ref", step)
+        assert all(torch.equal(a[k], b[k]) for k in b if k.startswith(("model.", "optim.")))
+        assert a["model.embed.W_E"].dtype == torch.float32  # master weights stay float32
+        extra = json.loads(meta["extra"])
+        assert extra["autocast"] is True and extra["compile"] is compiled
+    fp32 = _weights(train(_spec(), tmp_path / "fp32", progress=False, device="cpu"))
+    assert not torch.equal(fp32["embed.W_E"], ref["embed.W_E"])
+
+
 def test_run_written_before_device_keys_resumes(tmp_path: Path) -> None:
     train(_spec(), tmp_path, progress=False, stop_after=4)
     old = read_json(tmp_path / CONFIG)
-    for key in ("device", "autocast"):
-        del old["train"][key]
+    for key in ("device", "autocast", "compile"):
+        old["train"].pop(key, None)
     del old["eval"]["batch_size"]
     write_json(tmp_path / CONFIG, old)
     train(_spec(), tmp_path, progress=False)
