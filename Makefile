@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint bench clean jupyter
+.PHONY: venv demo test test-fast lint bench clean jupyter docs
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,ray,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,9 +33,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# The documentation site, notebooks executed, every link checked (--strict); into site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 jupyter: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output site .cache
