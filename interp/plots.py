@@ -18,6 +18,13 @@ Figures:
   (:func:`write_overlap_figures` reads the tables and writes the files).
 * :func:`accuracy_figure`: exact-match accuracy against length per task, with each task's
   training range shaded, which is how the paper shows length generalization and transfer.
+
+**Figures in notebooks that render everywhere.** By default a notebook stores a plotly figure as
+plotly's own mimetype only, which JupyterLab draws and everything else (``jupyter nbconvert
+--to html``, a documentation site, GitHub) shows as nothing. :func:`notebook_figures` switches
+``fig.show()`` to a renderer that stores both the mimetype and an HTML version of the figure, with
+plotly.js embedded in the first figure of the notebook only and no script loaded from a CDN, so
+the figures are also drawn offline. The notebooks call it once at the top.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
+from plotly.io.base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 from transformer_lens import HookedTransformer
 
@@ -51,6 +60,10 @@ from interp.stat_plots import (  # noqa: F401
 )
 
 COLORS = qualitative.Plotly
+LABEL_ROW = 0.07
+"""Vertical distance, as a fraction of the plot's height, between the training-range labels of
+:func:`accuracy_figure` (one row per band; 0.07 of a 450-pixel plot is about twice an 11-pixel
+label's height)."""
 # Value of each statistic for a task compared with itself (the matrix diagonal).
 SELF_VALUE = {"map_diff": 0.0, "cosine": 1.0, "spearman": 1.0, "attn_diff": 0.0,
               "attn_diff_per_query": 0.0}  # fmt: skip
@@ -314,16 +327,32 @@ def accuracy_figure(
     tasks = list(dict.fromkeys([*curves["task"], *train_ranges]))
     color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(tasks)}
     fig = go.Figure()
+    # Tasks trained on the same lengths share one shaded band and one label; each band's label
+    # sits on its own row at the top, because bands often start at the same length (main 1..3,
+    # auxiliaries 1..6) and labels placed by plotly at each band's corner would overlap.
+    bands: dict[tuple[int, int], list[str]] = {}
     for task, (lo, hi) in train_ranges.items():
+        bands.setdefault((int(lo), int(hi)), []).append(str(task))
+    for row, ((lo, hi), names) in enumerate(bands.items()):
         fig.add_vrect(
             x0=lo - 0.5,
             x1=hi + 0.5,
-            fillcolor=color[task],
+            fillcolor=color[names[0]],
             opacity=0.12,
             line_width=0,
             layer="below",
-            annotation_text=f"{task} train",
-            annotation_position="top left",
+        )
+        fig.add_annotation(
+            x=lo - 0.5,
+            y=1.0 - LABEL_ROW * row,
+            xref="x",
+            yref="paper",
+            xanchor="left",
+            yanchor="top",
+            showarrow=False,
+            text=" + ".join(names) + f" trained {lo}..{hi}",
+            font={"size": 11, "color": color[names[0]]},
+            bgcolor="rgba(255,255,255,0.7)",
         )
     for task in dict.fromkeys(curves["task"]):
         c = curves[curves["task"] == task].sort_values("length")
@@ -343,6 +372,50 @@ def accuracy_figure(
         legend_title="task",
     )
     return fig
+
+
+NOTEBOOK_RENDERER = "interp"
+"""The name :func:`notebook_figures` registers its renderer under in ``plotly.io.renderers``."""
+
+
+class PortableRenderer(MimetypeRenderer):
+    """A plotly renderer whose output every notebook viewer can draw.
+
+    Each figure is stored twice in the notebook: as ``application/vnd.plotly.v1+json`` (what
+    JupyterLab and VS Code draw) and as ``text/html`` (what nbconvert, mkdocs-jupyter and other
+    HTML viewers use). The first figure's HTML carries plotly.js itself (about 4.6 MB), so an
+    exported notebook works without a network; later figures reuse it. Plotly's own
+    ``notebook`` renderer would also load MathJax from a CDN with every figure, which fails
+    offline; this one loads nothing.
+    """
+
+    def __init__(self) -> None:
+        self.sent_plotlyjs = False
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        bundle = dict(pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict))
+        bundle["text/html"] = pio.to_html(
+            fig_dict,
+            include_plotlyjs=not self.sent_plotlyjs,
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=525,
+            validate=False,
+        )
+        self.sent_plotlyjs = True
+        return bundle
+
+
+def notebook_figures() -> None:
+    """Make ``fig.show()`` in this kernel store figures that render everywhere, offline.
+
+    Registers :class:`PortableRenderer` as plotly's default renderer (under
+    :data:`NOTEBOOK_RENDERER`). Call it once at the top of a notebook, before the first figure:
+    plotly.js then goes into the first figure's output, once per notebook.
+    """
+    pio.renderers[NOTEBOOK_RENDERER] = PortableRenderer()
+    pio.renderers.default = NOTEBOOK_RENDERER
 
 
 def write_html(fig: go.Figure, path: str | os.PathLike[str]) -> Path:

@@ -107,6 +107,26 @@ def test_accuracy_figure_lines_and_training_ranges():
         accuracy_figure(acc.drop(columns="accuracy"), {})
 
 
+def test_accuracy_figure_range_labels_do_not_overlap():
+    """Group A's shape: the main range nested in the auxiliaries' shared one. Bands that start
+    at the same length get labels on separate rows; tasks with one range share one band."""
+    from interp.plots import LABEL_ROW
+
+    acc = pd.DataFrame({"task": ["reverse_add"] * 2, "length": [1, 4], "accuracy": [1.0, 0.1]})
+    ranges = {"reverse_add": (1, 3), "no_carry": (1, 6), "carry_only": (1, 6)}
+    fig = accuracy_figure(acc, ranges)
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.x1) for r in rects] == [(0.5, 3.5), (0.5, 6.5)]
+    labels = list(fig.layout.annotations)
+    assert [a.text for a in labels] == [
+        "reverse_add trained 1..3", "no_carry + carry_only trained 1..6"
+    ]  # fmt: skip
+    # Same left edge, so they must differ in height by at least one label row.
+    assert labels[0].x == labels[1].x
+    assert abs(labels[0].y - labels[1].y) >= LABEL_ROW - 1e-9
+    assert all(a.yref == "paper" and a.showarrow is False for a in labels)
+
+
 def test_write_html_is_standalone_and_atomic(tmp_path):
     fig = importance_heatmap(scores(), "copy")
     path = write_html(fig, tmp_path / "sub" / "map.html")

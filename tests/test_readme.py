@@ -1,14 +1,17 @@
-"""Every shell command in README.md's ```bash blocks runs and succeeds.
+"""Every shell command in the ```bash blocks of README.md and of the docs runs and succeeds.
 
-The commands are read from the README at collection time, so a command someone adds later is
-tested without touching this file. The convention, for whoever edits the README:
+The commands are read from the README and then from the pages of ``docs/`` in the order of the
+site's navigation (``mkdocs.yml``) at collection time, so a command someone adds later is tested
+without touching this file. The convention, for whoever edits the README or a docs page:
 
 * Every line of a ```bash block is one command; blank lines and ``#`` comments are ignored and
   a trailing backslash continues the command on the next line. Blocks of other languages
   (```text, ```python, a bare ```) are not run: put output and examples there.
-* Commands run **in README order, in one scratch directory**, so a command may use what an
-  earlier one wrote (``interp train ... --out runs/a``, then ``interp eval runs/a``). Selecting
-  one command (``-k``) first runs the ones before it.
+* Commands run **in order (the README, then the docs pages in navigation order), in one scratch
+  directory**, so a command may use what an earlier one wrote (``interp train ... --out runs/a``,
+  then ``interp eval runs/a``). Keep each docs page self-contained all the same: a reader starts
+  anywhere. A command that appeared earlier, word for word, is run once. Selecting one command
+  (``-k``) first runs the ones before it. Indented blocks (inside a list item) are not run.
 * The scratch directory stands in for a fresh clone at tiny scale: it holds a copy of
   ``analyses/`` whose every TOML spec is shrunk to the ``tiny`` preset, one seed, one length
   pair and a few steps (``tests/tinyscale.py``), so commands that train finish in seconds;
@@ -18,7 +21,7 @@ tested without touching this file. The convention, for whoever edits the README:
   command as written, comment removed, spaces collapsed) to the command to run instead, or to
   ``None`` with the reason to skip it. Keep the replacement as close as possible: ``make demo``
   becomes ``interp demo --quick``, the same pipeline at seconds scale. An override whose command
-  is no longer in the README fails the suite, so the table cannot go stale.
+  is no longer in the README or the docs fails the suite, so the table cannot go stale.
 * Commands using ``--executor ray`` start a local Ray instance and carry the ``ray`` mark.
 """
 
@@ -36,6 +39,8 @@ from tinyscale import shrink_file
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MKDOCS = ROOT / "mkdocs.yml"
 
 pytestmark = pytest.mark.slow
 
@@ -102,13 +107,38 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+def docs_pages() -> list[Path]:
+    """The Markdown pages of the site in navigation order (read from ``mkdocs.yml``'s ``nav``)."""
+    if not MKDOCS.is_file():
+        return []
+    names = re.findall(r"^\s+- (?:[^:\n]+: )?([\w./-]+\.md)\s*$", MKDOCS.read_text(), flags=re.M)
+    return [DOCS / n for n in names if (DOCS / n).is_file()]
+
+
+def _sources() -> list[tuple[str, str]]:
+    """``(where, command)`` for every command, first occurrence only, in the order they run."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for path in [README, *docs_pages()]:
+        where = str(path.relative_to(ROOT))
+        for cmd in readme_commands(path.read_text(encoding="utf-8")):
+            if cmd not in seen:
+                seen.add(cmd)
+                out.append((where, cmd))
+    return out
+
+
+SOURCES = _sources()
+COMMANDS = [cmd for _, cmd in SOURCES]
 
 
 def test_readme_has_commands_and_overrides_are_current():
-    assert any(c.startswith("interp ") for c in COMMANDS)
+    readme = readme_commands(README.read_text(encoding="utf-8"))
+    assert any(c.startswith("interp ") for c in readme)
+    assert "make demo" in readme and "make test" in readme
+    assert docs_pages(), "mkdocs.yml names no docs page"
     stale = sorted(set(OVERRIDES) - set(COMMANDS))
-    assert not stale, f"OVERRIDES name commands the README no longer has: {stale}"
+    assert not stale, f"OVERRIDES name commands neither the README nor the docs have: {stale}"
 
 
 def test_extraction_convention():
@@ -167,12 +197,12 @@ def _resolve(cmd: str) -> str | None:
 
 def _params() -> list:
     out = []
-    for i, cmd in enumerate(COMMANDS):
+    for i, (where, cmd) in enumerate(SOURCES):
         marks = [pytest.mark.ray] if "--executor ray" in cmd else []
         override = OVERRIDES.get(cmd)
         if isinstance(override, tuple):
             marks.append(pytest.mark.skip(reason=f"README command not run: {override[1]}"))
-        out.append(pytest.param(i, cmd, marks=marks, id=cmd[:80]))
+        out.append(pytest.param(i, cmd, marks=marks, id=f"{where}: {cmd[:80]}"))
     return out
 
 
