@@ -390,20 +390,22 @@ class PortableRenderer(MimetypeRenderer):
     """
 
     def __init__(self) -> None:
-        self.sent_plotlyjs = False
+        # plotly renders with a shallow copy of the renderer per figure, so "has plotly.js been
+        # sent" must live in a shared mutable object, not in a plain attribute.
+        self.state = {"sent_plotlyjs": False}
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
         bundle = dict(pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict))
         bundle["text/html"] = pio.to_html(
             fig_dict,
-            include_plotlyjs=not self.sent_plotlyjs,
+            include_plotlyjs=not self.state["sent_plotlyjs"],
             include_mathjax=False,
             full_html=False,
             default_width="100%",
             default_height=525,
             validate=False,
         )
-        self.sent_plotlyjs = True
+        self.state["sent_plotlyjs"] = True
         return bundle
 
 

@@ -216,3 +216,27 @@ def test_dose_and_interchange_figures_draw_their_tables():
     )
     z = np.asarray(interchange_figure(ic).data[0].z)
     np.testing.assert_allclose(z, [[0.0, -0.5], [0.25, 0.0]])
+
+
+def test_notebook_figures_store_html_with_plotlyjs_once():
+    """Through plotly's own show() path (which copies the renderer for every figure): the first
+    figure's HTML carries plotly.js, later ones reuse it, every one also has the mimetype."""
+    import plotly.io as pio
+
+    from interp.plots import NOTEBOOK_RENDERER, notebook_figures
+
+    previous = pio.renderers.default
+    try:
+        notebook_figures()
+        assert pio.renderers.default == NOTEBOOK_RENDERER
+        fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+        first = pio.renderers._build_mime_bundle(fig.to_dict())
+        second = pio.renderers._build_mime_bundle(fig.to_dict())
+    finally:
+        pio.renderers.default = previous
+    for bundle in (first, second):
+        assert set(bundle) == {"application/vnd.plotly.v1+json", "text/html"}
+        assert 'class="plotly-graph-div"' in bundle["text/html"]
+        assert "cdn" not in bundle["text/html"].split("plotly.js v")[0].lower()
+    assert first["text/html"].count("* plotly.js v") == 1
+    assert "plotly.js v" not in second["text/html"]
