@@ -41,6 +41,7 @@ from interp.config import check_fields, check_keys, read_config_file
 from interp.errors import InterpError, unknown_choice
 from interp.io import read_json, write_json
 from interp.pipeline import accuracy_over_checkpoints, analyze_run
+from interp.progress import BASELINE, CAUSAL_STAGES, StageProgress, run_plan, sweep_plan
 from interp.rundir import RunDir, SweepDir, open_dir
 from interp.runs import load_run, read_run_spec
 
@@ -168,6 +169,9 @@ def analyze_sweep(
         )
     }  # fmt: skip
     analyzed = []
+    counts = [(r.run, r.kind, len(sweep.run(r.run).checkpoints()) if sweep.run(r.run).is_run()
+               else 0) for r in cells.itertuples(index=False)]  # fmt: skip
+    stages = StageProgress(sweep_plan(counts, cfg.checkpoints == "all", cfg.causal), progress)
     for row in tqdm(list(cells.itertuples(index=False)), desc="analyze runs", disable=not progress):
         rd = sweep.run(row.run)
         run_dir = rd.path
@@ -177,16 +181,17 @@ def analyze_sweep(
             continue
         chosen = steps if cfg.checkpoints == "all" else steps[-1:]
         if row.kind == "baseline":
-            frames["accuracy"].append(
-                accuracy_over_checkpoints(
-                    run_dir,
-                    chosen,
-                    cfg.n_examples,
-                    progress=False,
-                    device=device,
-                    batch_size=batch_size,
+            with stages.stage(row.run, BASELINE, f"{len(chosen)} checkpoints"):
+                frames["accuracy"].append(
+                    accuracy_over_checkpoints(
+                        run_dir,
+                        chosen,
+                        cfg.n_examples,
+                        progress=False,
+                        device=device,
+                        batch_size=batch_size,
+                    )
                 )
-            )
             continue
         out = analyze_run(
             run_dir,
@@ -199,19 +204,25 @@ def analyze_sweep(
             progress=False,
             device=device,
             batch_size=batch_size,
+            stages=stages,
         )
         for key in ("accuracy", "scores", "overlap", "attention"):
             if key in out and len(out[key]):
                 frames[key].append(out[key].assign(run=row.run))
         if cfg.causal:
-            frames["causal"].append(
-                causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
-            )
-            frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
-            d_sets, d_sum = dose_for_run(run_dir, cfg)
+            top_k, head_sets, dose, interchange = CAUSAL_STAGES
+            with stages.stage(row.run, top_k, f"step {chosen[-1]}"):
+                frames["causal"].append(
+                    causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
+                )
+            with stages.stage(row.run, head_sets, f"step {chosen[-1]}"):
+                frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
+            with stages.stage(row.run, dose, f"step {chosen[-1]}"):
+                d_sets, d_sum = dose_for_run(run_dir, cfg)
             frames["dose_sets"].append(d_sets)
             frames["dose"].append(d_sum)
-            frames["interchange"].append(interchange_for_run(run_dir, cfg))
+            with stages.stage(row.run, interchange, f"step {chosen[-1]}"):
+                frames["interchange"].append(interchange_for_run(run_dir, cfg))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -342,9 +353,14 @@ def analyze_path(
     steps = d.checkpoints()
     if not steps:
         raise InterpError(f"no checkpoints in {d.path}: nothing to analyse")
+    chosen = steps if cfg.checkpoints == "all" else steps[-1:]
+    with_causal = cfg.causal and bool(d.spec().aux)
+    plan = run_plan(d.path.name, len(chosen), len(d.spec().task_names) > 1,
+                    CAUSAL_STAGES[:1] if with_causal else ())  # fmt: skip
+    stages = StageProgress(plan, enabled=progress)
     out = analyze_run(
         d.path,
-        steps if cfg.checkpoints == "all" else steps[-1:],
+        chosen,
         methods=cfg.methods,
         metrics=cfg.metrics,
         n_examples=cfg.n_examples,
@@ -353,9 +369,11 @@ def analyze_path(
         progress=progress,
         device=device,
         batch_size=batch_size,
+        stages=stages,
     )
-    if cfg.causal and d.spec().aux:
-        causal = causal_for_run(d.path, out.get("scores"), cfg, device, batch_size)
+    if with_causal:
+        with stages.stage(d.path.name, CAUSAL_STAGES[0], f"step {chosen[-1]}"):
+            causal = causal_for_run(d.path, out.get("scores"), cfg, device, batch_size)
         if len(causal):
             out["causal"] = causal
             d.write_table("causal", causal)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
+from interp.progress import ACCURACY, OVERLAP, SCORES, StageProgress, maybe_stage, run_plan
 from interp.rundir import RunDir, upsert
 from interp.runs import LoadedRun, load_run, read_run_spec, run_checkpoints
 from interp.spec import TrainSpec
@@ -424,21 +425,31 @@ def analyze_run(
     progress: bool = True,
     device: str | None = None,
     batch_size: int | None = None,
+    stages: StageProgress | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Accuracy, head scores, attention differences and overlap at every checkpoint of a run.
 
     Each checkpoint is loaded once (on ``device``) and every measurement is taken on that model.
+    ``stages`` reports each stage as it starts (:mod:`interp.progress`; a sweep's analysis
+    passes its own, planned over all runs); without it, ``progress`` prints this run's stages.
     """
     spec = read_run_spec(run_dir)
     multi = len(spec.task_names) > 1
     tasks = _check_scoring(spec, None, methods, metrics)
+    chosen = _steps(run_dir, steps)
+    name = Path(run_dir).name
+    if stages is None and progress:
+        stages = StageProgress(run_plan(name, len(chosen), multi))
     acc, scores, overlap, attn = [], [], [], []
-    for step in tqdm(_steps(run_dir, steps), desc="analyze", disable=not progress):
-        run = load_run(run_dir, step, device, spec=spec)
-        acc.append(_accuracy_at(run, n_examples, batch_size))
+    for step in tqdm(chosen, desc="analyze", disable=not progress):
+        with maybe_stage(stages, name, ACCURACY, f"step {step}"):
+            run = load_run(run_dir, step, device, spec=spec)
+            acc.append(_accuracy_at(run, n_examples, batch_size))
         if multi:
-            sc = _scores_at(run, tasks, methods, metrics, None, n_examples, batch_size)
-            ov, at = _overlap_at(run, sc, k, attention, min(64, n_examples))
+            with maybe_stage(stages, name, SCORES, f"step {step}"):
+                sc = _scores_at(run, tasks, methods, metrics, None, n_examples, batch_size)
+            with maybe_stage(stages, name, OVERLAP, f"step {step}"):
+                ov, at = _overlap_at(run, sc, k, attention, min(64, n_examples))
             scores.append(sc)
             overlap.append(ov)
             attn.append(at)

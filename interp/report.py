@@ -291,7 +291,12 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     want = ("primary", "method", "metric", "statistic", "estimate", "ci_low", "ci_high", "t",
             "p_value", "n_runs", "n_conditions", "df_resid", "covariates", "dropped",
             "reason")  # fmt: skip
-    doc.table(between[[c for c in want if c in between.columns]])
+    doc.results(
+        "Does more head overlap go with more transfer across runs?",
+        between,
+        "p_value",
+        [c for c in want if c in between.columns],
+    )
     runs = tables.get("runs")
     if row is not None and runs is not None and len(runs) and not row.get("reason"):
         sub = runs
@@ -307,7 +312,7 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
             "Difference of run means, related minus control, for overlap and for transfer "
             "(y = empirical logit); exact permutation p-value over label assignments."
         )
-        doc.table(contrasts)
+        doc.results("Do related and control runs differ?", contrasts, "p_value")
 
 
 def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -321,9 +326,12 @@ def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         "first differences of overlap and logit transfer, with the log-step trend removed), and "
         "the runs are combined by a sign-flip test. No run is tested on its own checkpoints."
     )
-    doc.table(within)
+    doc.results("Do overlap and transfer move together within runs?", within, "p_value")
     want = ("run", "condition", "statistic", "n_checkpoints", "value", "reason")
-    doc.table(per[[c for c in want if c in per.columns]])
+    doc.results(
+        "Per-run correlation after convergence:", per, "value",
+        [c for c in want if c in per.columns],
+    )  # fmt: skip
 
 
 def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -343,7 +351,7 @@ def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         doc.fig(plots.head_sets_figure(sub, title=f"{run}: d_T vs d_ID for every head set"))
     slopes = tables.get("causal_slopes")
     if slopes is not None and len(slopes):
-        doc.table(slopes)
+        doc.results("Do shared head sets carry transfer beyond competence?", slopes, "p_value")
     _dose_section(doc, tables)
     _interchange_section(doc, tables)
 

@@ -2,6 +2,13 @@
 
 Kept apart from :mod:`interp.report` so report sections can live in their own modules; the
 first figure embeds plotly.js, so the file opens offline.
+
+**Untestable rows are words, not tables of NaN.** A statistic with too few units (one run, too
+few permutations) comes back as a row whose numbers are NaN and whose ``reason`` says why
+(``not testable (n=1, too few runs)``). :meth:`Doc.results` shows only the rows that carry a
+number in a table and says the rest in one line per question and reason, so a live demo with
+one run per condition reads as one sentence instead of fourteen rows of ``NaN``. The full
+tables stay in ``analysis/*.parquet``.
 """
 
 from __future__ import annotations
@@ -10,6 +17,15 @@ import html
 
 import pandas as pd
 import plotly.graph_objects as go
+
+
+def untestable(df: pd.DataFrame, value: str) -> pd.Series:
+    """Rows with no number in ``value`` and a non-empty ``reason``: the statistic was not
+    computed, and the row only says why."""
+    if "reason" not in df.columns or value not in df.columns:
+        return pd.Series(False, index=df.index)
+    reason = df["reason"].fillna("").astype(str).str.len() > 0
+    return reason & df[value].isna()
 
 
 def fmt(df: pd.DataFrame, digits: int = 3) -> str:
@@ -33,6 +49,33 @@ class Doc:
     def table(self, df: pd.DataFrame) -> None:
         self.parts.append(fmt(df))
 
+    def results(
+        self, question: str, df: pd.DataFrame, value: str, columns: list[str] | None = None
+    ) -> int:
+        """The rows of ``df`` that answer ``question`` with a number, as a table, and one line
+        per distinct reason for the rows that could not (see :func:`untestable`).
+
+        Args:
+            question: what the table answers, in words; it starts each line.
+            df: a statistics table with ``value`` and ``reason`` columns.
+            value: the column that is NaN when the row was not testable (e.g. ``p_value``).
+            columns: the columns to show (default: all).
+
+        Returns:
+            How many rows were shown in the table.
+        """
+        bad = untestable(df, value)
+        for reason, g in df[bad].groupby(df.loc[bad, "reason"].astype(str), sort=False):
+            what = f"all {len(g)} rows" if len(g) == len(df) else f"{len(g)} of {len(df)} rows"
+            self.parts.append(
+                f'<p class="untestable"><b>{html.escape(question)}</b> {html.escape(reason)} '
+                f"({what}; the table is in the analysis folder).</p>"
+            )
+        shown = df[~bad]
+        if len(shown):
+            self.table(shown[columns] if columns else shown)
+        return len(shown)
+
     def fig(self, fig: go.Figure) -> None:
         fig.update_layout(template="plotly_white")
         body = fig.to_html(full_html=False, include_plotlyjs=self.n_figs == 0)
@@ -45,6 +88,7 @@ class Doc:
             "table.t{border-collapse:collapse;font-size:13px;margin:8px 0}"
             "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
             ".fig{margin:12px 0}"
+            "p.untestable{color:#555;border-left:3px solid #bbb;padding-left:8px}"
         )
         return (
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"

@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "interp"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "io", "resources", "config"}),
+    ("foundation", {"errors", "io", "resources", "config", "progress"}),
     ("vocabulary, tasks, devices, pure statistics", {"tokenizer", "tasks", "text", "device",
                                                      "stats"}),
     ("data and the model factory", {"data", "construct", "pretrained", "model"}),

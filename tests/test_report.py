@@ -181,3 +181,45 @@ def test_report_stage_only_reads_tables(tmp_path):
         load_tables(run)
     with pytest.raises(InterpError, match="interp analyze"):
         write_report(run, analyze=False)
+
+
+def test_untestable_rows_are_one_line_per_question_not_a_table_of_nan():
+    """The live demo's case: every primary-test row is NaN with the same reason. The report says
+    it once, in words, and draws no table; testable rows still get their table."""
+    import pandas as pd
+
+    from interp.report import _primary_section, _within_section
+    from interp.report_doc import Doc
+
+    reason = "not testable (n=1, too few runs)"
+    between = pd.DataFrame(
+        {
+            "primary": [True] + [False] * 13,
+            "method": ["mean_ablation"] * 14,
+            "metric": ["exact_match"] * 14,
+            "statistic": [f"s{i}" for i in range(14)],
+            "estimate": np.nan,
+            "p_value": np.nan,
+            "n_runs": 1,
+            "n_conditions": 1,
+            "reason": reason,
+        }
+    )
+    doc = Doc("t")
+    _primary_section(doc, {"between": between})
+    page = doc.render()
+    assert "NaN" not in page and "<table" not in page
+    assert page.count(reason) == 2  # the primary row in words, then one line for all 14 rows
+    assert "all 14 rows" in page
+
+    # Mixed: the testable row is tabled, the rest is one line per distinct reason.
+    within = pd.DataFrame(
+        {"kind": ["related", "control"], "mean": [0.3, np.nan], "p_value": [0.04, np.nan],
+         "n_runs": [8, 2], "reason": ["", "not testable (n=2, the sign-flip test needs 6 runs)"]}
+    )  # fmt: skip
+    per = pd.DataFrame({"run": ["a", "b"], "value": [0.2, np.nan], "reason": ["", "excluded"]})
+    doc = Doc("t")
+    _within_section(doc, {"within": within, "within_runs": per})
+    page = doc.render()
+    assert page.count("<table") == 2 and "NaN" not in page
+    assert "1 of 2 rows" in page and "needs 6 runs" in page and "excluded" in page
