@@ -91,7 +91,27 @@ def test_readme_zoo_numbers_are_the_shipped_table():
         assert frac == f"{yes}/{len(g)}", cond
         assert accs == [round(float(a), 3) for a in g["accuracy"]], cond
     lo = int(df["transfer_lo"].min())
-    assert f"> {family.TRANSFER_THRESHOLD} at {lo}" in README.read_text(encoding="utf-8")
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"> {family.TRANSFER_THRESHOLD} at {lo}" in text
+    assert f"accuracy at {lo} digits, one length past the main task's training range" in text
+    assert set(df["n"]) == {1024} and "(1024 items per length" in text
+    per_condition = df.groupby("condition")["seed"].nunique()
+    conditions = f"{len(per_condition)} conditions x {per_condition.min()}-{per_condition.max()}"
+    assert conditions.replace("5 conditions", "five conditions") in text
+
+
+def test_readme_describes_the_demo_it_runs():
+    """The live part's lengths in the README are those of the spec `make demo` trains."""
+    import tomllib
+
+    spec = tomllib.loads((ROOT / "analyses" / "demo.toml").read_text())
+    ((main_max, aux_max),) = spec["lengths"]
+    assert spec["groups"] == ["arith_a"] and spec["baseline"] is True
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert (
+        f"arithmetic group A (reverse add on 1..{main_max} digits, jointly with no carry + carry "
+        f"only on 1..{aux_max}) and reverse add alone" in text
+    )
 
 
 def _mkdocs() -> str | None:
