@@ -115,10 +115,15 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     tr = tables.get("transfer")
     if tr is not None and len(tr):
         last = tr[tr["step"] == tr["step"].max()].iloc[0]
+        gap = (
+            f"{last['gap']:.3f}"
+            if pd.notna(last["gap"])
+            else "undefined (the auxiliaries solve no transfer length)"
+        )
         lines.append(
             f"transfer range accuracy {last['main_transfer_acc']:.3f} vs baseline "
             f"{last['baseline_transfer_acc']:.3f}: transfer strength "
-            f"{last['transfer_strength']:+.3f}, generalization gap {last['gap']:.3f}"
+            f"{last['transfer_strength']:+.3f}, generalization gap {gap}"
         )
     corr = tables.get("correlations")
     if corr is not None and len(corr):
@@ -131,6 +136,10 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
         if "score_method" in c.columns:
             c = c[(c["score_method"] == "mean_ablation") & (c["score_metric"] == "exact_match")]
         for r in c.itertuples(index=False):
+            if pd.isna(r.r):  # too few checkpoints with a defined gap: say why, not "nan"
+                why = getattr(r, "reason", "") or "undefined"
+                lines.append(f"over the checkpoints of {r.run}, Spearman(map_diff, gap): {why}")
+                continue
             lines.append(
                 f"over the {r.n} checkpoints of {r.run}, Spearman(map_diff, gap) = {r.r:.2f} "
                 f"(descriptive; not testable within one run, n=1 run)"

@@ -53,7 +53,7 @@ class Doc:
         self, question: str, df: pd.DataFrame, value: str, columns: list[str] | None = None
     ) -> int:
         """The rows of ``df`` that answer ``question`` with a number, as a table, and one line
-        per distinct reason for the rows that could not (see :func:`untestable`).
+        saying why the others could not, each distinct reason once (see :func:`untestable`).
 
         Args:
             question: what the table answers, in words; it starts each line.
@@ -65,11 +65,17 @@ class Doc:
             How many rows were shown in the table.
         """
         bad = untestable(df, value)
+        parts = []
         for reason, g in df[bad].groupby(df.loc[bad, "reason"].astype(str), sort=False):
-            what = f"all {len(g)} rows" if len(g) == len(df) else f"{len(g)} of {len(df)} rows"
+            if len(g) < len(df):
+                what = f"{len(g)} of {len(df)} rows"
+            else:
+                what = f"all {len(df)} rows" if len(df) > 1 else "its only row"
+            parts.append(f"{html.escape(reason)} ({what})")
+        if parts:
             self.parts.append(
-                f'<p class="untestable"><b>{html.escape(question)}</b> {html.escape(reason)} '
-                f"({what}; the table is in the analysis folder).</p>"
+                f'<p class="untestable"><b>{html.escape(question)}</b> {"; ".join(parts)}; '
+                "the full table is in the analysis folder.</p>"
             )
         shown = df[~bad]
         if len(shown):

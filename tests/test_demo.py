@@ -83,3 +83,27 @@ def test_rerun_skips_finished_cells(quick_demo, tmp_path):
     df = run_sweep(spec, out, executor="serial", progress=False)
     assert ckpt.read_bytes() == before  # nothing retrained
     assert df["run"].nunique() == 2
+
+
+def test_summary_says_why_instead_of_printing_nan():
+    """A live run too short to learn anything: the gap and the checkpoint correlation are
+    undefined, and the summary says so in words."""
+    import numpy as np
+
+    from interp.demo import _live_lines
+
+    tables = {
+        "meta": pd.DataFrame({"run": ["r"], "kind": ["transfer"], "main": ["reverse_add"],
+                              "main_max": [3]}),  # fmt: skip
+        "transfer": pd.DataFrame({"step": [40], "main_transfer_acc": [0.0],
+                                  "baseline_transfer_acc": [0.0], "transfer_strength": [0.0],
+                                  "gap": [np.nan]}),  # fmt: skip
+        "correlations": pd.DataFrame({"view": ["checkpoints"], "statistic": ["map_diff"],
+                                      "metric": ["gap"], "method": ["spearman"], "run": ["r"],
+                                      "n": [0], "r": [np.nan],
+                                      "reason": ["fewer than 3 checkpoints with a gap"]}),
+    }  # fmt: skip
+    text = "\n".join(_live_lines(tables))
+    assert "nan" not in text.lower().replace("map_diff", "")
+    assert "generalization gap undefined" in text
+    assert "Spearman(map_diff, gap): fewer than 3 checkpoints with a gap" in text
