@@ -153,7 +153,7 @@ class HeadMask:
 
     def keep_for_task(self, task: str) -> Bool[Tensor, " head"]:
         """The heads ``task``'s rows use (all heads for a task without a mask)."""
-        keep = torch.ones(self.n_heads, dtype=torch.bool)
+        keep = torch.ones(self.n_heads, dtype=torch.bool, device="cpu")
         if task in self.task_heads:
             keep[:] = False
             keep[list(self.task_heads[task])] = True
@@ -170,7 +170,8 @@ class HeadMask:
         else:
             rows = table[tokens[:, TASK_TOKEN_POS]]
         self.rows = rows
-        self.uniform = rows[0] if bool((rows == rows[:1]).all()) else None
+        one = len(rows) > 0 and bool((rows == rows[:1]).all())
+        self.uniform = rows[0] if one else None
 
     def keep(self, n_rows: int) -> Bool[Tensor, "rows_or_1 head"] | None:
         """The keep-mask for a forward over ``n_rows`` rows: per row after a token forward of
@@ -234,7 +235,8 @@ def install(model: HookedTransformer, task_heads: Mapping[str, Sequence[int]]) -
         raise InterpError("head masks need a model built with use_hook_tokens (build_model)")
     heads = {str(t): tuple(sorted(int(h) for h in hs)) for t, hs in task_heads.items()}
     check_spec_heads(heads, n_heads, pretrained=False, compile_=False)
-    table = torch.ones(model.cfg.d_vocab, n_heads, dtype=torch.bool)
+    # Built on the CPU; HeadMask.see_tokens keeps one copy per device the model runs on.
+    table = torch.ones(model.cfg.d_vocab, n_heads, dtype=torch.bool, device="cpu")
     mask = HeadMask(heads, n_heads, table)
     for task in heads:
         table[VOCAB.encode([get_task(task).token])[0]] = mask.keep_for_task(task)
