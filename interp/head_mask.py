@@ -42,7 +42,9 @@ ablation hooks all see the masked ``z``: a head masked for a task has ``z = 0`` 
 mean is 0, and mean ablation, zero ablation and same-task activation patching of it change
 nothing (score exactly 0). Cross-task interchange patching (:mod:`interp.interchange`) writes a
 head's ``z`` from another task's run, which the mask cannot police; it is refused on a masked
-model. Training with ``[train] compile`` and masks on a ``pretrained`` model (whose tokenizer may
+model. A masked head's attention pattern is still computed (the mask acts on its output), so
+attention plots show patterns the head's task never reads. Training with ``[train] compile`` and
+masks on a ``pretrained`` model (whose tokenizer may
 spell a task token in several tokens) are refused when the spec is read.
 
 A model built without masks has no hook at all (the tests check this), so every run without

@@ -225,14 +225,29 @@ def test_lean_forward_honours_the_mask(monkeypatch):
 # Head scoring on a masked model
 
 
-@pytest.mark.parametrize("method", ["mean_ablation", "zero_ablation", "activation_patching"])
+def test_masks_survive_hook_resets():
+    spec = _spec()
+    masked, _ = _pair(spec)
+    batch = _mixed_batch(spec)
+    with torch.no_grad():
+        before = masked(batch.tokens)
+        masked.run_with_hooks(batch.tokens, fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: z)])
+        masked.reset_hooks()
+        with masked.hooks(fwd_hooks=[]):
+            pass
+        torch.testing.assert_close(masked(batch.tokens), before, rtol=0, atol=0)
+
+
+METHODS = ["mean_ablation", "zero_ablation", "activation_patching", "attribution_patching"]
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_scoring_a_masked_head_gives_zero(method):
     spec = _spec()
     masked, _ = _pair(spec)
     for task in (MAIN, AUX):
-        df = H.score_heads(
-            masked, task, method, ["logprob", "exact_match"], lengths=[2, 3], n_examples=8
-        )
+        metrics = ["logprob"] if method == "attribution_patching" else ["logprob", "exact_match"]
+        df = H.score_heads(masked, task, method, metrics, lengths=[2, 3], n_examples=8)
         for (layer, head), g in df.groupby(["layer", "head"]):
             if head in _allowed(task):
                 continue
@@ -240,7 +255,7 @@ def test_scoring_a_masked_head_gives_zero(method):
             em, lp = g[g["metric"] == "exact_match"], g[g["metric"] == "logprob"]
             assert (em["score"] == 0).all(), (task, method, layer, head)
             assert lp["score"].abs().max() < 1e-6, (task, method, layer, head)
-        if method != "activation_patching":  # ablating a used head moves the log-prob
+        if "ablation" in method:  # ablating a used head moves the log-prob
             lp = df[df["metric"] == "logprob"]
             assert lp[lp["head"].isin(_allowed(task))]["score"].abs().max() > 0
 
