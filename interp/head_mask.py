@@ -40,12 +40,14 @@ group's clean pass), and are refused when it mixed tasks with a different row co
 **Head scoring on a masked model.** The mask hooks are prepended, so caches, reference means and
 ablation hooks all see the masked ``z``: a head masked for a task has ``z = 0`` on its rows, its
 mean is 0, and mean ablation, zero ablation and same-task activation patching of it change
-nothing (score exactly 0). Cross-task interchange patching (:mod:`interp.interchange`) writes a
+nothing (score 0: exactly for exact match, to float rounding for the log-probability, which
+the lean rerun recomputes). Cross-task interchange patching (:mod:`interp.interchange`) writes a
 head's ``z`` from another task's run, which the mask cannot police; it is refused on a masked
 model. A masked head's attention pattern is still computed (the mask acts on its output), so
-attention plots show patterns the head's task never reads. Training with ``[train] compile`` and
-masks on a ``pretrained`` model (whose tokenizer may
-spell a task token in several tokens) are refused when the spec is read.
+attention plots show patterns the head's task never reads. Head-set ablation
+(:mod:`interp.set_trie`) sees the hooks and takes its hooked layer pass instead of its fast path
+(slower, the same numbers). Training with ``[train] compile`` and masks on a ``pretrained`` model
+(whose tokenizer may spell a task token in several tokens) are refused when the spec is read.
 
 A model built without masks has no hook at all (the tests check this), so every run without
 ``heads`` trains and evaluates bit for bit as before.
