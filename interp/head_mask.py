@@ -45,9 +45,10 @@ the lean rerun recomputes). Cross-task interchange patching (:mod:`interp.interc
 head's ``z`` from another task's run, which the mask cannot police; it is refused on a masked
 model. A masked head's attention pattern is still computed (the mask acts on its output), so
 attention plots show patterns the head's task never reads. Head-set ablation
-(:mod:`interp.set_trie`) sees the hooks and takes its hooked layer pass instead of its fast path
-(slower, the same numbers). Training with ``[train] compile`` and masks on a ``pretrained`` model
-(whose tokenizer may spell a task token in several tokens) are refused when the spec is read.
+(:mod:`interp.set_trie`) keeps its fast path: it reads each layer's ``z`` through the model's own
+attention, masks applied (:func:`other_hooks`). Training with ``[train] compile`` and masks on a
+``pretrained`` model (whose tokenizer may spell a task token in several tokens) are refused when
+the spec is read.
 
 A model built without masks has no hook at all (the tests check this), so every run without
 ``heads`` trains and evaluates bit for bit as before.
@@ -55,8 +56,9 @@ A model built without masks has no hook at all (the tests check this), so every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -76,6 +78,7 @@ __all__ = [
     "check_spec_heads",
     "get_mask",
     "install",
+    "other_hooks",
     "parse_heads",
     "refuse_masked",
 ]
@@ -146,6 +149,7 @@ class HeadMask:
             the task tokens of masked tasks.
         rows: keep-mask of each row of the latest token forward (None before the first).
         uniform: that forward's one keep-mask when all its rows share it, else None.
+        hook_fns: the mask's own hook functions (:func:`other_hooks` tells them apart).
     """
 
     task_heads: dict[str, tuple[int, ...]]
@@ -153,6 +157,7 @@ class HeadMask:
     table: Bool[Tensor, "d_vocab head"]
     rows: Bool[Tensor, "batch head"] | None = None
     uniform: Bool[Tensor, " head"] | None = None
+    hook_fns: tuple[Callable[..., Any], ...] = ()
     _tables: dict[torch.device, Tensor] = field(default_factory=dict, repr=False)
 
     def keep_for_task(self, task: str) -> Bool[Tensor, " head"]:
@@ -212,6 +217,18 @@ def get_mask(model: HookedTransformer) -> HeadMask | None:
     return getattr(model, ATTR, None)
 
 
+def other_hooks(model: HookedTransformer) -> bool:
+    """Whether a forward hook other than the head masks' own is attached to ``model``.
+
+    Code that calls a block's parts directly (the head-set trie's fast path) must refuse a model
+    with someone else's hooks, but keeps working with the masks: the masked ``z`` it reads from
+    ``hook_z`` is the model's own.
+    """
+    mask = get_mask(model)
+    own = () if mask is None else mask.hook_fns
+    return any(h.user_hook not in own for hp in model.hook_dict.values() for h in hp.fwd_hooks)
+
+
 def refuse_masked(model: HookedTransformer, what: str) -> None:
     """Refuse an analysis that cannot honour per-task head masks.
 
@@ -256,5 +273,6 @@ def install(model: HookedTransformer, task_heads: Mapping[str, Sequence[int]]) -
     model.hook_tokens.add_hook(on_tokens, is_permanent=True, prepend=True)
     for layer in range(model.cfg.n_layers):
         model.hook_dict[get_act_name("z", layer)].add_hook(on_z, is_permanent=True, prepend=True)
+    mask.hook_fns = (on_tokens, on_z)
     setattr(model, ATTR, mask)
     return mask

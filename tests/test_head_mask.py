@@ -16,6 +16,7 @@ from transformer_lens import HookedTransformer
 
 import interp.heads as H
 import interp.lean as lean_module
+import interp.set_trie as set_trie
 from interp.ablation import ablate_heads
 from interp.cli import main
 from interp.data import MixtureSampler, task_batch
@@ -272,9 +273,14 @@ def test_fast_scores_match_the_hooked_ablation_on_a_masked_model():
         assert float(row["score"].iloc[0]) == pytest.approx(float((clean - lp).mean()), abs=1e-5)
 
 
-def test_head_sets_on_a_masked_model():
+@pytest.mark.parametrize("layer_pass", [False, True])
+def test_head_sets_on_a_masked_model(layer_pass, monkeypatch):
     spec = _spec()
     masked, _ = _pair(spec)
+    assert set_trie.fast_path_ok(masked)  # the masks' own hooks do not count
+    with masked.hooks(fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: z)]):
+        assert not set_trie.fast_path_ok(masked)  # anyone else's do
+    monkeypatch.setattr(set_trie, "_FORCE_LAYER_PASS", layer_pass)
     batch = task_batch(masked, MAIN, [2, 3], 8)
     sets = [((0, 2),), ((0, 3), (1, 2)), ((0, 0),), ((0, 1), (1, 0))]
     em, lp, clean_em, clean_lp = ablate_sets(masked, batch, sets)
