@@ -404,3 +404,40 @@ def test_bad_masks_are_one_line_errors(kw, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("interp: error: ") and needle in err and "\n" not in err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The zoo's intervention specs
+
+
+def test_make_specs_writes_the_masked_specs_and_leaves_the_others_byte_for_byte(
+    tmp_path, monkeypatch
+):
+    import importlib.util
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    path = repo / "analyses" / "zoo" / "make_specs.py"
+    mod_spec = importlib.util.spec_from_file_location("make_specs", path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    make_specs = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(make_specs)
+    monkeypatch.setattr(make_specs, "SPECS", tmp_path)
+    make_specs.main("r4")
+    make_specs.main("a4")
+    shipped = repo / "models" / "zoo" / "specs"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert len(written) == 2 * 15 + 10
+    for name in written:  # every spec the script writes is the one in the repository
+        assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
+    for k in range(5):
+        both = tomllib.loads((shipped / f"r4_both_s{k}.toml").read_text())
+        for design, aux_heads in (("disjoint", [2, 3]), ("shared", [0, 1])):
+            d = tomllib.loads((shipped / f"r4_{design}_s{k}.toml").read_text())
+            assert d["name"] == f"r4_{design}_s{k}"
+            assert [t.pop("heads") for t in d["tasks"]] == [[0, 1], aux_heads, aux_heads]
+            assert {**d, "name": both["name"]} == both  # nothing else differs
+            spec = TrainSpec.from_dict(
+                tomllib.loads((shipped / f"r4_{design}_s{k}.toml").read_text())
+            )
+            assert spec.task_heads["reverse_add"] == (0, 1)
