@@ -134,7 +134,8 @@ def check_spec_heads(
     if compile_:
         raise InterpError(
             "spec: [[tasks]] heads cannot be combined with [train] compile = true (the masks "
-            "are hooks that torch.compile does not trace); set compile = false"
+            "keep each batch's rows in Python hooks, untested under torch.compile); set "
+            "compile = false"
         )
 
 
@@ -158,7 +159,9 @@ class HeadMask:
     rows: Bool[Tensor, "batch head"] | None = None
     uniform: Bool[Tensor, " head"] | None = None
     hook_fns: tuple[Callable[..., Any], ...] = ()
-    _tables: dict[torch.device, Tensor] = field(default_factory=dict, repr=False)
+    _tables: dict[torch.device, Bool[Tensor, "d_vocab head"]] = field(
+        default_factory=dict, repr=False
+    )
 
     def keep_for_task(self, task: str) -> Bool[Tensor, " head"]:
         """The heads ``task``'s rows use (all heads for a task without a mask)."""
@@ -204,7 +207,9 @@ class HeadMask:
             f"({n_rows} rows) must follow a token forward of one task, not of mixed tasks"
         )
 
-    def apply(self, z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
+    def apply(
+        self, z: Float[Tensor, "batch pos head d_head"]
+    ) -> Float[Tensor, "batch pos head d_head"]:
         """``z`` with the masked heads' entries zeroed (``z`` itself when nothing is masked)."""
         keep = self.keep(z.shape[0])
         if keep is None:
@@ -265,7 +270,9 @@ def install(model: HookedTransformer, task_heads: Mapping[str, Sequence[int]]) -
     def on_tokens(tokens: Int[Tensor, "batch pos"], hook: HookPoint) -> None:
         mask.see_tokens(tokens)
 
-    def on_z(z: Float[Tensor, "batch pos head d_head"], hook: HookPoint) -> Tensor:
+    def on_z(
+        z: Float[Tensor, "batch pos head d_head"], hook: HookPoint
+    ) -> Float[Tensor, "batch pos head d_head"]:
         return mask.apply(z)
 
     # Prepended and permanent: every other hook (caches, means, ablations) sees the masked z,
