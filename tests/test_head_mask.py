@@ -427,10 +427,12 @@ def test_make_specs_writes_the_masked_specs_and_leaves_the_others_byte_for_byte(
     make_specs.main("a4")
     shipped = repo / "models" / "zoo" / "specs"
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert len(written) == 2 * 15 + 10
+    # a4: the 15 it trained; r4: issue 21's family (20 + 4 x 6) and the intervention (2 x 8)
+    assert len(written) == 15 + (20 + 4 * 6) + 2 * 8
+    assert sorted(p.name for p in shipped.glob("[ar]4_*.toml")) == written
     for name in written:  # every spec the script writes is the one in the repository
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
-    for k in range(5):
+    for k in range(8):
         both = tomllib.loads((shipped / f"r4_both_s{k}.toml").read_text())
         for design, aux_heads in (("disjoint", [2, 3]), ("shared", [0, 1])):
             d = tomllib.loads((shipped / f"r4_{design}_s{k}.toml").read_text())

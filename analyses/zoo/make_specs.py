@@ -29,13 +29,16 @@ from pathlib import Path
 
 SPECS = Path(__file__).resolve().parents[2] / "models" / "zoo" / "specs"
 
-# condition -> (auxiliary tasks, number of seeds, description)
+# condition -> (auxiliary tasks, number of seeds, description). The seed counts are issue 21's
+# r4 family (analyses/family/PLAN.md): 20 seeds with both auxiliaries, 6 of every other
+# condition; seeds 0..n-1, declared before any of the new runs trained. The retired a4 family
+# keeps the 5/3/3/2/2 seeds it was trained with (SEEDS_A4).
 CONDITIONS = {
-    "both": (["no_carry", "carry_only"], 5, "reverse add 1..6 with no carry + carry only 1..12"),
-    "main": ([], 3, "reverse add 1..6 alone (no auxiliary)"),
-    "control1": (["copy_first_op"], 3, "reverse add 1..6 with copy-first-op 1..12 (control 1)"),
-    "nocarry": (["no_carry"], 2, "reverse add 1..6 with no carry 1..12 only"),
-    "carry": (["carry_only"], 2, "reverse add 1..6 with carry only 1..12 only"),
+    "both": (["no_carry", "carry_only"], 20, "reverse add 1..6 with no carry + carry only 1..12"),
+    "main": ([], 6, "reverse add 1..6 alone (no auxiliary)"),
+    "control1": (["copy_first_op"], 6, "reverse add 1..6 with copy-first-op 1..12 (control 1)"),
+    "nocarry": (["no_carry"], 6, "reverse add 1..6 with no carry 1..12 only"),
+    "carry": (["carry_only"], 6, "reverse add 1..6 with carry only 1..12 only"),
 }
 # masked condition -> (heads of the main task, heads of each auxiliary, seeds, description);
 # everything else is the `both` condition's. Written for the r4 family only.
@@ -43,17 +46,18 @@ MASKED = {
     "disjoint": (
         [0, 1],
         [2, 3],
-        5,
+        8,
         "reverse add 1..6 with no carry + carry only 1..12, disjoint heads",
     ),
     "shared": (
         [0, 1],
         [0, 1],
-        5,
+        8,
         "reverse add 1..6 with no carry + carry only 1..12, shared heads",
     ),
 }
 MASKED_FAMILIES = ("r4",)
+SEEDS_A4 = {"both": 5, "main": 3, "control1": 3, "nocarry": 2, "carry": 2}
 NOTE = """\
 # Head-sharing intervention (issue 21; docs/intervention.md): the r4_both_s{seed} run but for
 # per-task head masks. Reverse add's examples use heads {main} only, the auxiliaries' heads {aux}
@@ -136,6 +140,8 @@ def _write(family: str, cond: str, seed: int, desc: str, aux: list[str], **masks
 
 def main(family: str) -> None:
     for cond, (aux, n_seeds, desc) in CONDITIONS.items():
+        if family == "a4":
+            n_seeds = SEEDS_A4[cond]
         for seed in range(n_seeds):
             _write(family, cond, seed, desc, aux)
     if family not in MASKED_FAMILIES:
