@@ -366,3 +366,59 @@ def combine(
         )
     cols = [*keys, "mean", "ci_low", "ci_high", "p_value", "n_runs", "n_excluded", "mde", "reason"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def head_set_runs(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """Every run of ``meta`` with an auxiliary, with its head-set slope or why it has none.
+
+    :func:`interp.head_sets.causal_sets` gives a run's slope only when its main task has
+    clean-correct examples in the transfer range: ``d_T`` is a fraction of them, so a run that
+    does not transfer has ``d_T = NaN`` and no slope. Such runs (and runs without a transfer
+    range, which are never ablated) are listed as ``not applicable`` with the reason, never
+    dropped silently: the controls should be the ones listed.
+
+    Args:
+        sets: the ``causal_sets`` table (``run, slope, clean_t`` per set).
+        meta: run metadata with ``run, kind`` (and ``condition``).
+
+    Returns:
+        One row per run: ``run, kind, statistic, value, reason`` (``kind`` related/control).
+    """
+    from interp.run_table import is_control
+
+    per = sets.groupby("run", sort=True).agg(
+        value=("slope", "first"),
+        clean_t=("clean_t", "first") if "clean_t" in sets.columns else ("slope", "size"),
+    )
+    rows = []
+    for m in meta.itertuples(index=False):
+        if str(getattr(m, "kind", "")) == "baseline":
+            continue
+        cond = str(getattr(m, "condition", "") or "")
+        kind = "control" if str(m.kind) == "control" or is_control(cond) else "related"
+        row = {"run": m.run, "kind": kind, "statistic": "residual_slope"}
+        if m.run not in per.index:
+            rows.append({**row, "value": np.nan, "reason": "not applicable: no transfer range"})
+            continue
+        r = per.loc[m.run]
+        if "clean_t" in sets.columns and not r["clean_t"] > 0:
+            why = "not applicable: no clean-correct main-task example in the transfer range"
+            rows.append({**row, "value": np.nan, "reason": why + " (d_T undefined)"})
+        elif not np.isfinite(r["value"]):
+            rows.append({**row, "value": np.nan, "reason": "excluded: slope undefined"})
+        else:
+            rows.append({**row, "value": float(r["value"]), "reason": ""})
+    return pd.DataFrame(rows, columns=["run", "kind", "statistic", "value", "reason"])
+
+
+def head_set_summary(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    """The sign-flip test of the head-set slopes per kind (:func:`combine`), with the runs that
+    have no slope listed in ``not_applicable`` (``run: reason; ...``)."""
+    per = head_set_runs(sets, meta)
+    out = combine(per, by=("kind",))
+    missing = per[per["value"].isna()]
+    out["not_applicable"] = [
+        "; ".join(f"{r.run}: {r.reason}" for r in missing[missing["kind"] == k].itertuples())
+        for k in out["kind"]
+    ]
+    return out

@@ -224,3 +224,64 @@ def test_per_run_and_combined_views_never_test_inside_one_run() -> None:
     # The partial statistic needs 5 kept checkpoints: with 3 the run is excluded, with a reason.
     short = per_run(tab[tab["step"] >= 3000], conv, statistic="partial")
     assert short["value"].isna().all() and short["reason"].str.contains("needs 5").all()
+
+
+def test_head_set_runs_list_runs_without_transfer_as_not_applicable() -> None:
+    """A run whose main task has no clean-correct transfer example has d_T = NaN and no slope;
+    it is listed with that reason (and a run never ablated, with its own), not dropped."""
+    from interp.within import head_set_runs, head_set_summary
+
+    sets = pd.DataFrame(
+        {
+            "run": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "slope": [0.2] * 3 + [np.nan] * 3 + [0.1] * 3,
+            "clean_t": [50] * 3 + [0] * 3 + [40] * 3,
+        }
+    )
+    meta = pd.DataFrame(
+        {
+            "run": ["a", "b", "c", "d", "e"],
+            "kind": ["transfer", "transfer", "transfer", "control", "baseline"],
+            "condition": ["both", "carry", "nocarry", "control1", "none"],
+        }
+    )
+    per = head_set_runs(sets, meta).set_index("run")
+    assert list(per.index) == ["a", "b", "c", "d"]
+    assert per.loc["a", "value"] == pytest.approx(0.2) and per.loc["a", "reason"] == ""
+    assert per.loc["b", "reason"].startswith("not applicable: no clean-correct")
+    assert per.loc["d", "reason"] == "not applicable: no transfer range"
+    assert per.loc["d", "kind"] == "control"
+    out = head_set_summary(sets, meta).set_index("kind")
+    assert out.loc["related", "n_runs"] == 2 and out.loc["related", "n_excluded"] == 1
+    assert "b: not applicable" in out.loc["related", "not_applicable"]
+    assert out.loc["control", "not_applicable"].startswith("d: not applicable")
+    assert out.loc["control", "reason"].startswith("not testable (n=0")
+
+
+def _batched_slopes(d_id: np.ndarray, d_t: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """interp.head_sets' per-run slope (cubic residual of d_t on d_id, then slope on
+    sharedness), batched over leading dimensions."""
+    V = np.stack([d_id**j for j in range(4)], -1)
+    coef = np.linalg.solve(np.swapaxes(V, -1, -2) @ V, np.swapaxes(V, -1, -2) @ d_t[..., None])
+    res = d_t - (V @ coef)[..., 0]
+    sc = share - share.mean(-1, keepdims=True)
+    return (sc * res).sum(-1) / (sc * sc).sum(-1)
+
+
+def test_head_set_sign_flip_null_rate_over_2000_datasets() -> None:
+    """2000 null families of 10 transferring runs x 120 head sets: d_T follows d_ID through a
+    smooth curve (the cubic fits it closely) plus noise, sharedness correlates with d_ID (shared
+    heads are important heads) but carries no transfer of its own. The sign-flip test of the
+    runs' slopes rejects at 0.05 in 3.5-6.5% of them."""
+    from interp.head_sets import residual_slope, transfer_specific
+
+    rng = np.random.default_rng(8)
+    D, m, S = 2000, 10, 120
+    d_id = rng.beta(0.6, 3.0, (D, m, S))
+    d_t = 0.9 * np.sqrt(d_id) * (1 - 0.3 * d_id) + rng.normal(0, 0.05, (D, m, S))
+    share = 0.5 * d_id + rng.uniform(0, 0.5, (D, m, S))
+    slopes = _batched_slopes(d_id, d_t, share)
+    one = residual_slope(transfer_specific(d_id[0, 0], d_t[0, 0]), share[0, 0])
+    assert slopes[0, 0] == pytest.approx(one, rel=1e-6)
+    rate = float(np.mean(sign_flip_p(slopes) <= 0.05))
+    assert 0.035 <= rate <= 0.065, rate
