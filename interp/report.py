@@ -237,7 +237,7 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
         doc.fig(fig)
     corr = tables.get("correlations")
     if corr is not None and len(corr):
-        doc.h("Correlations (descriptive over checkpoints; tested over seeds and groups)", 3)
+        doc.h("Correlations (descriptive over checkpoints and groups; tested over 5+ seeds)", 3)
         doc.p(
             "Over checkpoints within a run (the paper's view) the coefficient is descriptive "
             "only: one run's checkpoints are autocorrelated and share its training trajectory, "
