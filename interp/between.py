@@ -126,7 +126,7 @@ class PrimaryResult:
 
     Attributes:
         estimate: the OLS coefficient of overlap (change in logit transfer per unit overlap).
-        ci_low: lower end of the bootstrap-over-runs percentile interval.
+        ci_low: lower end of the classical t interval.
         ci_high: upper end.
         t: the coefficient's t value (the permutation statistic).
         p_value: two-sided within-condition permutation p-value.
@@ -379,8 +379,8 @@ def related_vs_control(
             ``condition`` and the ``values`` columns; ``kind`` (``related``/``control``) is
             taken from the table when present, else from :func:`is_control`.
         values: columns to contrast.
-        n_boot: bootstrap resamples.
-        seed: generator seed.
+        n_boot: unused, kept for callers (the interval inverts the test now).
+        seed: seed of the random labellings (used only beyond 50,000 assignments).
         alpha: ``1 - confidence``.
 
     Returns:
