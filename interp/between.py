@@ -550,6 +550,7 @@ def between_table(
     primary: dict[str, str] | None = None,
     models: Sequence[tuple[str, Sequence[str]]] = MODELS,
     competence_min: float = COMPETENCE_MIN,
+    sensitivity: bool = True,
     **kw: object,
 ) -> pd.DataFrame:
     """:func:`primary_test` for every ``(method, metric, statistic)`` and model.
@@ -567,6 +568,8 @@ def between_table(
         primary: the primary combination (default ``PRIMARY``).
         models: ``(outcome, covariates)`` pairs, the primary first.
         competence_min: the inclusion rule (``0`` keeps every run).
+        sensitivity: when the rule excludes a run, add the first model fitted on every run
+            (``model`` ends in ``(all runs, no competence rule)``).
         **kw: passed to :func:`primary_test`.
 
     Returns:
@@ -598,6 +601,21 @@ def between_table(
                     "model": _model_name(outcome, cov),
                     "n_excluded": int(low.sum()) if low is not None else 0,
                     "excluded": excluded,
+                    **res.to_dict(),
+                }
+            )
+        if sensitivity and low is not None and low.any() and covariates is None:
+            # The primary model on every run: the inclusion rule selects on competence, a
+            # possible collider, so its influence is shown, not assumed away.
+            outcome, cov = models[0]
+            res = primary_test(sub, tuple(cov), outcome=outcome, **kw)  # type: ignore[arg-type]
+            rows.append(
+                {
+                    **kd,
+                    "primary": False,
+                    "model": _model_name(outcome, cov) + " (all runs, no competence rule)",
+                    "n_excluded": 0,
+                    "excluded": "",
                     **res.to_dict(),
                 }
             )

@@ -140,8 +140,12 @@ def test_competence_is_an_inclusion_rule_and_excluded_runs_are_listed() -> None:
     runs["competence"] = np.linspace(0.91, 0.99, len(runs))
     runs.loc[[0, 5], "competence"] = [0.5, 0.6]
     t = between_table(runs, n_perm=200)
-    assert (t["n_excluded"] == 2).all() and (t["n_runs"] == 10).all()
-    assert t["excluded"].iloc[0] == "r0 (competence 0.50), r5 (competence 0.60)"
+    ruled, sens = t.iloc[: len(MODELS)], t.iloc[len(MODELS) :]
+    assert (ruled["n_excluded"] == 2).all() and (ruled["n_runs"] == 10).all()
+    assert ruled["excluded"].iloc[0] == "r0 (competence 0.50), r5 (competence 0.60)"
+    # The sensitivity row: the primary model on every run, never marked primary.
+    assert len(sens) == 1 and sens["n_runs"].item() == 12 and not sens["primary"].item()
+    assert sens["model"].item() == "rank (all runs, no competence rule)"
 
 
 def test_primary_interval_is_the_classical_t_interval_and_no_evidence_carries_the_mde() -> None:
