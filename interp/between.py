@@ -69,6 +69,10 @@ no normality assumption; the *t* value is only a scale-free statistic.
 **Secondary: related vs control.** The difference between related and control runs in mean
 overlap and in mean transfer (logit), with an exact permutation p-value over the assignments of
 the labels to runs and the interval from inverting that test (:func:`related_vs_control`).
+
+**The intervention** (``shared`` vs ``disjoint`` head masks): :func:`arm_contrast`, the exact
+rank-sum test of transfer (or competence) between two arms of seeds, with the Hodges-Lehmann
+shift and the interval inverting the same test.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ _design, _within_permutations, _stratified_bootstrap = (
     stratified_bootstrap,
 )
 __all__ = [
-    "DEFAULT_N", "PRIMARY", "SCHEMES", "between_table", "describe", "is_control",
+    "DEFAULT_N", "PRIMARY", "SCHEMES", "arm_contrast", "between_table", "describe", "is_control",
     "n_within_permutations", "not_testable", "ols_t", "partial_residuals", "permutation_p",
     "prepare", "primary_test", "related_vs_control", "run_table",
 ]  # fmt: skip
@@ -513,6 +517,91 @@ def _shift_interval(
         else:
             hi = a
     return lo, hi
+
+
+# --------------------------------------------------------------------------------------------
+# The intervention: two arms of seeds (``shared`` vs ``disjoint`` head masks)
+
+
+def _rank_sum_p(
+    y: np.ndarray, in_b: np.ndarray, combos_mask: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """Two-sided exact rank-sum (Wilcoxon-Mann-Whitney) p-values of ``y_a - d`` vs ``y_b`` for
+    every shift ``d`` in ``shifts``, over all label assignments (``combos_mask`` ``[P, n]``,
+    True = arm b). The statistic is the difference of mean mid-ranks; ``|.| >=`` counts."""
+    n_b = int(in_b.sum())
+    n_a = len(y) - n_b
+    out = np.empty(len(shifts))
+    for i, d in enumerate(shifts):
+        v = np.where(in_b, y, y - d)
+        r = rankdata(v)
+        sb = combos_mask @ r
+        stat = (r.sum() - sb) / n_a - sb / n_b
+        obs = r[~in_b].mean() - r[in_b].mean()
+        out[i] = np.mean(np.abs(stat) >= abs(obs) - 1e-9)
+    return out
+
+
+def arm_contrast(
+    runs: pd.DataFrame,
+    arm_a: str = "shared",
+    arm_b: str = "disjoint",
+    value: str = "transfer_acc",
+    alpha: float = 0.05,
+) -> dict:
+    """The intervention's test: do arm ``a``'s seeds score higher on ``value`` than arm ``b``'s?
+
+    Outcome: the empirical logit of ``value`` (``transfer_acc`` or ``competence``, with counts
+    from ``<value>_n``). Test: the exact two-sided rank-sum permutation test (every assignment
+    of the arm labels to the runs; robust to the floor, where many seeds tie at 0 correct).
+    Estimate: the Hodges-Lehmann shift (median of the pairwise differences a - b, logits), and
+    its interval inverts the same test: the shifts ``d`` for which ``a - d`` vs ``b`` is not
+    rejected, so it excludes 0 exactly when ``p <= alpha``. With fewer than 40 label
+    assignments (e.g. 3 + 3 seeds) no p-value of 0.05 is reachable: ``not testable``.
+
+    Args:
+        runs: one row per run with ``condition`` and ``value`` (``<value>_n`` optional).
+        arm_a: condition of arm a (``shared``: sharing forced).
+        arm_b: condition of arm b (``disjoint``: sharing impossible).
+        value: the accuracy column to contrast.
+        alpha: ``1 - confidence``.
+
+    Returns:
+        ``{value, arm_a, arm_b, n_a, n_b, median_a, median_b, estimate, ci_low, ci_high,
+        p_value, reason}``; medians are accuracies, the estimate and interval logits.
+    """
+    df = runs[runs["condition"].isin([arm_a, arm_b])]
+    n = df[f"{value}_n"] if f"{value}_n" in df.columns else pd.Series(DEFAULT_N, index=df.index)
+    y = empirical_logit(df[value].to_numpy(np.float64) * n.to_numpy(np.float64), n)
+    in_b = df["condition"].eq(arm_b).to_numpy()
+    n_a, n_b = int((~in_b).sum()), int(in_b.sum())
+    acc = df[value].to_numpy(np.float64)
+    nan = float("nan")
+    row = {
+        "value": value, "arm_a": arm_a, "arm_b": arm_b, "n_a": n_a, "n_b": n_b,
+        "median_a": float(np.median(acc[~in_b])) if n_a else nan,
+        "median_b": float(np.median(acc[in_b])) if n_b else nan,
+    }  # fmt: skip
+    total = math.comb(n_a + n_b, n_b) if n_a and n_b else 0
+    if total < MIN_PERMUTATIONS:
+        why = not_testable(n_a + n_b, f"{n_a} {arm_a}, {n_b} {arm_b}: {total} label assignments")
+        return {**row, "estimate": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
+                "reason": why}  # fmt: skip
+    if total > 200_000:
+        raise InterpError(f"arm_contrast enumerates every labelling; {total} are too many")
+    combos = np.array(list(itertools.combinations(range(n_a + n_b), n_b)))
+    mask = np.zeros((len(combos), n_a + n_b))
+    np.put_along_axis(mask, combos, 1.0, axis=1)
+    est = float(np.median(y[~in_b][:, None] - y[in_b][None, :]))
+    p = float(_rank_sum_p(y, in_b, mask, np.array([0.0]))[0])
+    # The test of a - d vs b changes only where d crosses a pairwise difference, so those, the
+    # midpoints between them and 0 are every shift that can matter: the interval is exact.
+    pw = np.unique(y[~in_b][:, None] - y[in_b][None, :])
+    mids = (pw[1:] + pw[:-1]) / 2
+    d = np.union1d(np.concatenate([pw, mids, [pw[0] - 1.0, pw[-1] + 1.0]]), [0.0, est])
+    ok = d[_rank_sum_p(y, in_b, mask, d) > alpha]
+    lo, hi = (float(ok.min()), float(ok.max())) if len(ok) else (nan, nan)
+    return {**row, "estimate": est, "ci_low": lo, "ci_high": hi, "p_value": p, "reason": ""}
 
 
 # --------------------------------------------------------------------------------------------
