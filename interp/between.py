@@ -560,7 +560,9 @@ def arm_contrast(
     assignments (e.g. 3 + 3 seeds) no p-value of 0.05 is reachable: ``not testable``.
 
     Args:
-        runs: one row per run with ``condition`` and ``value`` (``<value>_n`` optional).
+        runs: one row per run with ``condition`` and ``value`` (``<value>_n`` optional);
+            ``condition`` holds the arm labels (map the zoo's condition strings, which name the
+            head masks, to ``shared`` / ``disjoint`` first).
         arm_a: condition of arm a (``shared``: sharing forced).
         arm_b: condition of arm b (``disjoint``: sharing impossible).
         value: the accuracy column to contrast.
