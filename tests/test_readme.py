@@ -13,10 +13,11 @@ without touching this file. The convention, for whoever edits the README or a do
   anywhere. A command that appeared earlier, word for word, is run once. Selecting one command
   (``-k``) first runs the ones before it. Indented blocks (inside a list item) are not run.
 * The scratch directory stands in for a fresh clone at tiny scale: it holds a copy of
-  ``analyses/`` whose every TOML spec is shrunk to the ``tiny`` preset, one seed, one length
-  pair and a few steps (``tests/tinyscale.py``), so commands that train finish in seconds;
-  ``.venv/bin/python`` and ``.venv/bin/interp`` run this checkout; ``HOME`` is inside the
-  scratch directory. Nothing is written to the repository or the real home directory.
+  ``analyses/`` and ``models/zoo/specs/`` whose every TOML spec is shrunk to the ``tiny``
+  preset, one seed, one length pair and a few steps (``tests/tinyscale.py``), so commands that
+  train finish in seconds; ``.venv/bin/python`` and ``.venv/bin/interp`` run this checkout;
+  ``HOME`` is inside the scratch directory. Nothing is written to the repository or the real
+  home directory.
 * A command that cannot run as written in a test goes into :data:`OVERRIDES`: map it (the
   command as written, comment removed, spaces collapsed) to the command to run instead, or to
   ``None`` with the reason to skip it. Keep the replacement as close as possible: ``make demo``
@@ -76,6 +77,13 @@ OVERRIDES: dict[str, str | tuple[None, str]] = {
         None,
         "needs the downloaded SmolLM2 checkpoints and a GPU; tests/test_finetune.py runs the "
         "same experiment command on a tiny Llama checkpoint",
+    ),
+    # docs/intervention.md: a 4000-step zoo entry exported into the shipped models/zoo; the
+    # next command trains the same (shrunk) spec by hand, and tests/test_zoo.py exports a run
+    "interp zoo train r4_disjoint_s0 --export": (
+        None,
+        "trains a full-size zoo entry and writes it into the repository's models/zoo; the "
+        "intervention page's next command trains the same spec, shrunk, into the scratch",
     ),
     "interp finetune analyses/pretrained/smollm_shortest_path.toml --out runs/smollm_shortest_path "
     "--device cuda": (
@@ -155,7 +163,9 @@ def _shim(path: Path, body: str) -> None:
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A fresh-clone stand-in at tiny scale (see the module docstring)."""
     d = tmp_path_factory.mktemp("readme")
-    for src in (ROOT / "analyses").rglob("*"):
+    # The analysis specs and the zoo's specs (a docs page trains one by hand), both shrunk.
+    sources = [*(ROOT / "analyses").rglob("*"), *(ROOT / "models" / "zoo" / "specs").glob("*.toml")]
+    for src in sources:
         dest = d / src.relative_to(ROOT)
         if src.is_dir():
             continue
