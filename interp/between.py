@@ -98,7 +98,7 @@ from interp.permutation import (
     within_permutations,
 )
 from interp.run_table import DEFAULT_N, is_control, run_table
-from interp.stats import empirical_logit, mde_t, mde_two_groups
+from interp.stats import empirical_logit, mde_t, mde_two_groups, not_testable
 
 # Re-exported for the tests and callers that imported them from here before the split.
 _design, _within_permutations, _stratified_bootstrap = (
@@ -117,11 +117,6 @@ COVARIATES = ("competence", "aux_acc")
 OUTCOMES = ("rank", "logit")
 MIN_PERMUTATIONS = 40
 """Fewer distinct permutations than this cannot give a two-sided p-value below 0.05."""
-
-
-def not_testable(n: int, why: str = "") -> str:
-    """The one phrase every view uses when it has too few units for a test."""
-    return f"not testable (n={n}{', ' + why if why else ''})"
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,10 @@ from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
 from interp.ablation import ablate_heads
-from interp.between import not_testable
 from interp.data import Batch, task_batch
 from interp.errors import InterpError, unknown_choice
 from interp.heads import score_heads
-from interp.stats import bootstrap_mean_ci, rank_p_value
+from interp.stats import bootstrap_mean_ci, not_testable, rank_p_value
 from interp.tasks import get_task
 
 COMBINE = ("min", "product")

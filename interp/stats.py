@@ -463,3 +463,8 @@ def mde_two_groups(sd: float, n_a: int, n_b: int, alpha: float = 0.05, power: fl
     if n_a < 1 or n_b < 1 or n_a + n_b < 3:
         return float("nan")
     return mde_t(sd * math.sqrt(1 / n_a + 1 / n_b), n_a + n_b - 2, alpha, power)
+
+
+def not_testable(n: int, why: str = "") -> str:
+    """The one phrase every view uses when it has too few units for a test."""
+    return f"not testable (n={n}{', ' + why if why else ''})"

@@ -42,7 +42,7 @@ Spearman, bootstrap CI, permutation p-value; :mod:`interp.stats`) in three views
   primary test is between runs (:mod:`interp.between`).
 * ``seeds``: within each group and configuration, across runs (seeds), one point per run at its
   last checkpoint (``at="last"``) or averaged over checkpoints (``at="mean"``). The same
-  not-testable rule as every other test (:func:`interp.between.not_testable`): with fewer than
+  not-testable rule as every other test (:func:`interp.stats.not_testable`): with fewer than
   ``MIN_SEEDS`` (5) runs there are fewer than 40 distinct permutations and no p-value below
   0.05 is reachable, so the interval and p-value are NaN with ``not testable (n=...)`` (n = 3
   gave p = 0.34 beside a "95%" bootstrap interval [0.9996, 1.0]). The interval is the classical
@@ -280,7 +280,7 @@ def _seed_rules(res: pd.DataFrame) -> pd.DataFrame:
     """The seeds view's not-testable rule and Fisher-z interval (module docstring)."""
     from scipy.stats import norm
 
-    from interp.between import not_testable
+    from interp.stats import not_testable
 
     res = res.copy()
     n = res["n"].to_numpy(float)

@@ -57,10 +57,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from interp.between import not_testable
 from interp.errors import InterpError, unknown_choice
 from interp.run_table import DEFAULT_N
-from interp.stats import empirical_logit, mde_mean
+from interp.stats import empirical_logit, mde_mean, not_testable
 
 MAIN_MIN = 0.9
 AUX_MIN = 0.9

@@ -18,13 +18,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "interp"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "io", "resources", "config", "progress"}),
     ("vocabulary, tasks, devices, pure statistics", {"tokenizer", "tasks", "text", "device",
-                                                     "stats"}),
+                                                     "stats", "head_mask"}),
     ("data and the model factory", {"data", "construct", "pretrained", "model"}),
     ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs", "sweep_spec"}),
     ("training and measurements on one model", {
         "train", "evaluate", "hooks", "lean", "ablation", "patching", "heads", "attention",
         "causal", "head_sets", "set_trie", "overlap", "metrics", "transfer", "permutation",
-        "run_table", "between", "within", "dose", "interchange", "head_table",
+        "run_table", "between", "within", "dose", "interchange", "head_table", "power",
     }),
     ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
                                      "executors", "zoo_card", "zoo", "family", "family_sweep"}),
