@@ -166,8 +166,8 @@ def ablate_heads(
 
     ref = batch if reference is None else reference
     batch_size = batch_size or default_batch_size(model_device(model))
-    em = torch.empty(len(batch), dtype=torch.bool)
-    lp = torch.empty(len(batch))
+    em = torch.empty(len(batch), dtype=torch.bool, device="cpu")  # filled from .cpu() scores
+    lp = torch.empty(len(batch), device="cpu")
     for key, group_rows in layout_groups(batch).items():
         mean = None
         if method == "mean" and heads:
@@ -178,7 +178,7 @@ def ablate_heads(
             sub = batch.select(rows)
             hooks = []
             for layer, hs in head_set.items():
-                idx = torch.tensor(sorted(set(hs)))
+                idx = torch.tensor(sorted(set(hs)), device=model_device(model))
                 m_l = None if mean is None else mean[layer]
                 hooks.append((get_act_name("z", layer), _set_heads_hook(idx, m_l)))
             with torch.no_grad():

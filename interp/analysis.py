@@ -211,18 +211,19 @@ def analyze_sweep(
                 frames[key].append(out[key].assign(run=row.run))
         if cfg.causal:
             top_k, head_sets, dose, interchange = CAUSAL_STAGES
+            on = {"device": device, "batch_size": batch_size}
             with stages.stage(row.run, top_k, f"step {chosen[-1]}"):
                 frames["causal"].append(
                     causal_for_run(run_dir, out.get("scores"), cfg, device, batch_size)
                 )
             with stages.stage(row.run, head_sets, f"step {chosen[-1]}"):
-                frames["causal_sets"].append(head_sets_for_run(run_dir, cfg))
+                frames["causal_sets"].append(head_sets_for_run(run_dir, cfg, **on))
             with stages.stage(row.run, dose, f"step {chosen[-1]}"):
-                d_sets, d_sum = dose_for_run(run_dir, cfg)
+                d_sets, d_sum = dose_for_run(run_dir, cfg, **on)
             frames["dose_sets"].append(d_sets)
             frames["dose"].append(d_sum)
             with stages.stage(row.run, interchange, f"step {chosen[-1]}"):
-                frames["interchange"].append(interchange_for_run(run_dir, cfg))
+                frames["interchange"].append(interchange_for_run(run_dir, cfg, **on))
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
     meta = cells.assign(analyzed=analyzed)
     tables["meta"] = meta
@@ -423,9 +424,24 @@ def causal_for_run(
     return df.assign(run=spec.name, step=run.step)
 
 
-def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 3) -> pd.DataFrame:
+def _rows_per_pass(run: Any, batch_size: int | None) -> dict[str, int]:
+    """``batch_size=`` for a causal stage: ``batch_size``, else the run's ``[eval] batch_size``;
+    neither set, the stage's own default (nothing is passed)."""
+    b = batch_size or run.spec.eval.batch_size
+    return {"batch_size": b} if b else {}
+
+
+def head_sets_for_run(
+    run_dir: str | Path,
+    cfg: AnalysisConfig,
+    max_size: int = 3,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """Every head set of size 1..``max_size`` ablated at the run's last checkpoint
-    (:func:`interp.head_sets.causal_sets`); one row per set with the run's ``slope``."""
+    (:func:`interp.head_sets.causal_sets`); one row per set with the run's ``slope``. The model
+    is loaded on ``device`` (default: the run's ``[train] device``) and runs ``batch_size`` rows
+    per pass (default: the run's ``[eval] batch_size``, else the device's)."""
     from interp.head_sets import causal_sets
 
     spec = read_run_spec(run_dir)
@@ -433,10 +449,11 @@ def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 
     aux_max = max(spec.train_range(a)[1] for a in spec.aux)
     if aux_max <= main_max:
         return pd.DataFrame()
-    run = load_run(run_dir, spec=spec)
+    run = load_run(run_dir, device=device, spec=spec)
     df, summary = causal_sets(
         run.model, spec.main, spec.aux, (lo, main_max), (main_max + 1, aux_max),
         n_examples=cfg.n_examples, seed=spec.eval.seed, max_size=max_size,
+        **_rows_per_pass(run, batch_size),
     )  # fmt: skip
     return df.assign(run=spec.name, step=run.step, slope=summary["slope"])
 
@@ -460,7 +477,12 @@ def _ranges(run_dir: str | Path) -> tuple[Any, tuple[int, int], tuple[int, int]]
     return spec, (lo, main_max), (main_max + 1, aux_max)
 
 
-def dose_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def dose_for_run(
+    run_dir: str | Path,
+    cfg: AnalysisConfig,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dose-matched graded ablation at the run's last checkpoint (:func:`interp.dose.dose_matched`,
     pre-declared: top-4 of each map, subsets of up to 2 heads, d_ID = 0.2): ``(sets, summary)``,
     both with ``run, step``; empty without a transfer range or when the clean model solves
@@ -471,11 +493,12 @@ def dose_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> tuple[pd.DataFrame
     if r is None:
         return pd.DataFrame(), pd.DataFrame()
     spec, main_range, transfer = r
-    run = load_run(run_dir, spec=spec)
+    run = load_run(run_dir, device=device, spec=spec)
     try:
         sets, summary = dose_matched(
             run.model, spec.main, spec.aux, main_range, transfer,
             n_examples=cfg.n_examples, seed=spec.eval.seed,
+            **_rows_per_pass(run, batch_size),
         )  # fmt: skip
     except InterpError:
         return pd.DataFrame(), pd.DataFrame()
@@ -483,7 +506,12 @@ def dose_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> tuple[pd.DataFrame
     return sets.assign(**tag), summary.assign(**tag)
 
 
-def interchange_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> pd.DataFrame:
+def interchange_for_run(
+    run_dir: str | Path,
+    cfg: AnalysisConfig,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """Cross-task interchange patching at the run's last checkpoint on the transfer range
     (:func:`interp.interchange.interchange_scores`), for each auxiliary whose prompts share the
     main task's operand layout (the others are skipped: there is no same-operand pair)."""
@@ -493,13 +521,14 @@ def interchange_for_run(run_dir: str | Path, cfg: AnalysisConfig) -> pd.DataFram
     if r is None:
         return pd.DataFrame()
     spec, _, (lo, hi) = r
-    run = load_run(run_dir, spec=spec)
+    run = load_run(run_dir, device=device, spec=spec)
     frames = []
     for a in spec.aux:
         try:
             df = interchange_scores(
                 run.model, spec.main, a, list(range(lo, hi + 1)),
                 n_examples=cfg.n_examples, seed=spec.eval.seed,
+                **_rows_per_pass(run, batch_size),
             )  # fmt: skip
         except InterpError:
             continue

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -98,10 +99,12 @@ def attention_patterns(
         raise unknown_choice("reduction", reduce, REDUCTIONS)
     _check_batch(model, batch)
     n_pos = batch.n_pos
-    parts, total, count = [], None, torch.zeros(n_pos)
+    # Patterns come back on the CPU (_chunk_patterns), so the sums and masks live there too.
+    cpu = torch.device("cpu")
+    parts, total, count = [], None, torch.zeros(n_pos, device=cpu)
     for sub in iter_minibatches(batch, batch_size):
         pat = _chunk_patterns(model, sub)
-        real = torch.arange(sub.n_pos)[None, :] < sub.seq_len[:, None]  # [batch, query]
+        real = torch.arange(sub.n_pos, device=cpu)[None, :] < sub.seq_len.cpu()[:, None]  # [b, q]
         pat = pat * real[None, None, :, :, None].to(pat.dtype)
         pad = n_pos - sub.n_pos
         pat = torch.nn.functional.pad(pat, (0, pad, 0, pad))
@@ -132,22 +135,24 @@ def aligned_attention(
     if alignment not in ALIGNMENTS:
         raise unknown_choice("alignment", alignment, ALIGNMENTS)
     _check_batch(model, batch)
+    cpu = torch.device("cpu")  # where _chunk_patterns returns the patterns
     if alignment == "absolute":
         mean = attention_patterns(model, batch, reduce="mean", batch_size=batch_size)
-        count = (torch.arange(batch.n_pos)[None] < batch.seq_len[:, None]).sum(0)
+        count = (torch.arange(batch.n_pos, device=cpu)[None] < batch.seq_len.cpu()[:, None]).sum(0)
         return mean, count.to(mean.dtype)
     n_steps = int((batch.seq_len - batch.prompt_len).max())
     n_off = int(batch.seq_len.max()) - 1
-    total, count = None, torch.zeros(n_steps)
+    total, count = None, torch.zeros(n_steps, device=cpu)
     for sub in iter_minibatches(batch, batch_size):
         pat = _chunk_patterns(model, sub)  # [layer, head, b, q, k]
+        sub = sub.to(cpu)
         b = len(sub)
-        j = torch.arange(n_steps)
+        j = torch.arange(n_steps, device=cpu)
         q = sub.prompt_len[:, None] - 1 + j[None, :]  # [b, j]
         valid = j[None, :] < (sub.seq_len - sub.prompt_len)[:, None]  # [b, j]
-        k = q[:, :, None] - torch.arange(n_off)[None, None, :]  # [b, j, r]
+        k = q[:, :, None] - torch.arange(n_off, device=cpu)[None, None, :]  # [b, j, r]
         ok = valid[:, :, None] & (k >= 0)
-        rows = torch.arange(b)[:, None, None].expand_as(k)
+        rows = torch.arange(b, device=cpu)[:, None, None].expand_as(k)
         qq = q[:, :, None].expand_as(k).clamp(max=sub.n_pos - 1)
         got = pat[:, :, rows, qq, k.clamp(min=0)]  # [layer, head, b, j, r]
         got = got * ok[None, None].to(got.dtype)
@@ -171,7 +176,7 @@ def pattern_difference(
         The per-head sums and the number of query rows compared.
     """
     n_q = min(a.shape[2], b.shape[2])
-    keep = torch.ones(n_q, dtype=torch.bool)
+    keep = torch.ones(n_q, dtype=torch.bool, device=a.device)
     if count_a is not None:
         keep &= count_a[:n_q] > 0
     if count_b is not None:
@@ -245,8 +250,8 @@ def head_pattern(
     n = int(row.seq_len[0])
     pat: Float[Tensor, "query key"] = cache[name][0, head, :n, :n].double().cpu()
     toks = vocab_for(model).decode(row.tokens[0, :n])
-    q = torch.arange(n).repeat_interleave(n).numpy()
-    k = torch.arange(n).repeat(n).numpy()
+    q = torch.arange(n, device="cpu").repeat_interleave(n).numpy()
+    k = torch.arange(n, device="cpu").repeat(n).numpy()
     return pd.DataFrame(
         {
             "task": row.tasks[0],
@@ -335,8 +340,8 @@ def attention_table(
                     {
                         "task_a": names[i],
                         "task_b": names[k],
-                        "layer": torch.arange(n_layers).repeat_interleave(n_heads).numpy(),
-                        "head": torch.arange(n_heads).repeat(n_layers).numpy(),
+                        "layer": np.repeat(np.arange(n_layers), n_heads),
+                        "head": np.tile(np.arange(n_heads), n_layers),
                         "attn_diff": torch.stack(sums).mean(0).flatten().double().numpy(),
                         "attn_diff_per_query": torch.stack(per_q)
                         .mean(0)

@@ -124,7 +124,7 @@ def save_checkpoint(
         sd = optimizer.state_dict()
         for pid, state in sd["state"].items():
             for key, val in state.items():
-                t = val if torch.is_tensor(val) else torch.tensor(val)
+                t = val if torch.is_tensor(val) else torch.tensor(val, device="cpu")
                 tensors[f"optim.{pid}.{key}"] = t.detach().cpu().contiguous()
         meta["param_groups"] = json.dumps(sd["param_groups"])
         tensors["rng.torch"] = torch.get_rng_state()

@@ -190,7 +190,9 @@ def _sweep(args: argparse.Namespace) -> int:
     failures, attempted = df.attrs["failures"], df.attrs["attempted"]
     print(f"sweep trained: {df['run'].nunique() if len(df) else 0} runs -> {args.out}")
     if args.analyze and not (failures and len(failures) == attempted):
-        analyze_sweep(args.out, cfg, progress=not args.quiet)
+        analyze_sweep(
+            args.out, cfg, progress=not args.quiet, device=args.device, batch_size=args.batch_size
+        )
         print(f"report: {write_report(args.out)}")
     if failures:
         if args.quiet:  # otherwise run_sweep has said so already

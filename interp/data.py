@@ -85,7 +85,7 @@ class Batch:
 
     def select(self, idx: Sequence[int] | Int[Tensor, " rows"]) -> Batch:
         """Sub-batch of the given rows, trimmed of all-padding columns."""
-        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        idx_t = torch.as_tensor(idx, dtype=torch.long, device=self.seq_len.device)
         seq_len = self.seq_len[idx_t]
         width = int(seq_len.max()) if len(idx_t) else 0
         return Batch(
@@ -134,11 +134,14 @@ def encode(
             f"task {ex.task!r} at length {ex.length} needs {width} tokens, more than the model's "
             f"context n_ctx={n_ctx}; train a model with a larger n_ctx or evaluate shorter lengths"
         )
-    tokens = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    prompt_len = torch.empty(len(seqs), dtype=torch.long)
+    # Batches are built on the CPU (whatever the default device) and moved to the model's
+    # device by whoever runs the model.
+    cpu = torch.device("cpu")
+    tokens = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long, device=cpu)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool, device=cpu)
+    prompt_len = torch.empty(len(seqs), dtype=torch.long, device=cpu)
     for i, (s, p_ids) in enumerate(zip(seqs, prompts, strict=True)):
-        tokens[i, : len(s)] = torch.tensor(s)
+        tokens[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=cpu)
         p = 1 + len(p_ids)
         mask[i, p : len(s)] = True
         prompt_len[i] = p
@@ -146,8 +149,8 @@ def encode(
         tokens=tokens,
         answer_mask=mask,
         prompt_len=prompt_len,
-        seq_len=torch.tensor([len(s) for s in seqs], dtype=torch.long),
-        lengths=torch.tensor([ex.length for ex in examples], dtype=torch.long),
+        seq_len=torch.tensor([len(s) for s in seqs], dtype=torch.long, device=cpu),
+        lengths=torch.tensor([ex.length for ex in examples], dtype=torch.long, device=cpu),
         tasks=[ex.task for ex in examples],
     )
 
@@ -290,13 +293,14 @@ GroupKey = tuple[str, int, int]
 
 
 def layout_groups(batch: Batch) -> dict[GroupKey, Int[Tensor, " rows"]]:
-    """Row indices of each ``(task, length, prompt_len)`` group, in order of first appearance."""
+    """Row indices of each ``(task, length, prompt_len)`` group, in order of first appearance
+    (on the CPU, wherever the batch is)."""
     groups: dict[GroupKey, list[int]] = {}
     lengths = batch.lengths.tolist()
     prompt_len = batch.prompt_len.tolist()
     for i, (t, L, p) in enumerate(zip(batch.tasks, lengths, prompt_len, strict=True)):
         groups.setdefault((t, int(L), int(p)), []).append(i)
-    return {k: torch.tensor(v, dtype=torch.long) for k, v in groups.items()}
+    return {k: torch.tensor(v, dtype=torch.long, device="cpu") for k, v in groups.items()}
 
 
 def repeat_batch(batch: Batch, n: int) -> Batch:
@@ -312,8 +316,8 @@ def repeat_batch(batch: Batch, n: int) -> Batch:
 
 
 def row_chunks(n: int, size: int) -> list[Int[Tensor, " rows"]]:
-    """Row indices ``0..n-1`` cut into consecutive chunks of at most ``size``."""
-    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+    """Row indices ``0..n-1`` cut into consecutive chunks of at most ``size`` (on the CPU)."""
+    return [torch.arange(s, min(s + size, n), device="cpu") for s in range(0, n, size)]
 
 
 def task_batch(

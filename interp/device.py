@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformer_lens import HookedTransformer
 
 from interp.errors import InterpError, unknown_choice
 
@@ -112,6 +114,21 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of a model's parameters (the CPU for a model without any)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def place_model(model: HookedTransformer, device: str | torch.device) -> HookedTransformer:
+    """Move a ``HookedTransformer`` to ``device`` and record the *full* device in its config.
+
+    TransformerLens's ``model.to(torch.device("cuda", 1))`` stores only the device type
+    (``cfg.device = "cuda"``), and its forward pass then moves the residual stream to
+    ``get_device_for_block_index(i, cfg)``, i.e. ``cuda:0``: a model on ``cuda:1`` would fail
+    (or silently run half on another GPU). Keeping ``cfg.device = "cuda:1"`` makes every such
+    move a no-op on the model's own device.
+    """
+    dev = torch.device(device)
+    model.to(dev, print_details=False)
+    model.cfg.device = str(dev)
+    return model
 
 
 def check_autocast(mode: str) -> str:
@@ -184,23 +201,53 @@ def default_batch_size(device: torch.device) -> int:
     return GPU_BATCH if device.type == "cuda" else CPU_BATCH
 
 
+DETERMINISTIC_ENV = "INTERP_DETERMINISTIC"
+"""Environment variable: ``strict`` (default) or ``warn`` (see :func:`deterministic`)."""
+
+
 @contextmanager
 def deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels while training on CUDA (a no-op elsewhere); restored on exit.
 
-    ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS creates its first handle; it is set
-    here only if the user has not chosen a value. ``warn_only`` keeps an operation without a
-    deterministic CUDA kernel from stopping a run (PyTorch warns instead).
+    ``torch.use_deterministic_algorithms(True)`` is strict: an operation without a
+    deterministic CUDA kernel raises instead of silently making the run irreproducible. The
+    training step uses none (matmuls, embedding and boolean-mask indexing backward, whose
+    accumulating index-put has a deterministic CUDA path, and a 2-D ``cross_entropy``), so a
+    strict run stops only if a future change adds one. ``INTERP_DETERMINISTIC=warn`` downgrades
+    the error to PyTorch's warning (a run that must go on; its weights are then not guaranteed
+    to be reproducible).
+
+    ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS creates its first handle (PyTorch
+    reads it once); ``import interp`` sets it (:mod:`interp`), which in the ``interp`` command,
+    a sweep worker or a Ray task is before any CUDA work. If CUDA was initialised before the
+    package was imported (a notebook that used the GPU first), the setting may have come too
+    late, and a warning says so.
+
+    Raises:
+        InterpError: ``INTERP_DETERMINISTIC`` set to anything but ``strict`` or ``warn``.
     """
     if device.type != "cuda":
         yield
         return
+    mode = os.environ.get(DETERMINISTIC_ENV, "strict").strip().lower() or "strict"
+    if mode not in ("strict", "warn"):
+        raise unknown_choice(DETERMINISTIC_ENV, mode, ("strict", "warn"))
+    import interp
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if interp.CUDA_BEFORE_IMPORT and not interp.CUBLAS_SET_BY_USER:
+        warnings.warn(
+            "CUDA was initialised before interp was imported, so CUBLAS_WORKSPACE_CONFIG may "
+            "have been set too late for deterministic cuBLAS; set it in the environment (e.g. "
+            "CUBLAS_WORKSPACE_CONFIG=:4096:8) before starting Python",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     was, was_warn = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
     try:
         yield
     finally:

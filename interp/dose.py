@@ -85,7 +85,7 @@ def match_dose(
     if not 0 < target <= 1:
         raise InterpError(f"target must be in (0, 1], got {target!r}")
     n = len(sets)
-    full, n_ok = fraction_lost(model, batch, sets, torch.ones(n), batch_size)
+    full, n_ok = fraction_lost(model, batch, sets, torch.ones(n, device="cpu"), batch_size)
     if n_ok == 0:
         raise InterpError("the clean model solves no training-range example: no dose to match")
     lo, hi = np.zeros(n), np.ones(n)
@@ -222,9 +222,10 @@ def dose_matched(
     b_id = task_batch(model, main, id_L, n_examples, m_seed)
     b_t = task_batch(model, main, t_L, n_examples, m_seed)
     df = match_dose(model, b_id, sets, target, iters, batch_size)
-    df["d_t"], _ = fraction_lost(model, b_t, sets, torch.tensor(df["alpha"].to_numpy()),
-                                 batch_size)  # fmt: skip
-    df["d_t_full"], _ = fraction_lost(model, b_t, sets, torch.ones(len(sets)), batch_size)
+    alpha = torch.tensor(df["alpha"].to_numpy(), device="cpu")
+    df["d_t"], _ = fraction_lost(model, b_t, sets, alpha, batch_size)
+    full = torch.ones(len(sets), device="cpu")
+    df["d_t_full"], _ = fraction_lost(model, b_t, sets, full, batch_size)
     df.insert(0, "size", [len(s) for s in sets])
     df.insert(0, "heads", [",".join(f"L{la}H{h}" for la, h in s) for s in sets])
     df.insert(0, "type", [t for t, _ in typed])

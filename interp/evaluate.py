@@ -106,7 +106,7 @@ def greedy_decode(model: HookedTransformer, batch: Batch) -> Bool[Tensor, " batc
     Rows are grouped by prompt length so a batch decodes in lock-step; decoding runs for the
     longest target of the group (stopping early is not needed for an exact-match verdict).
     """
-    out = torch.zeros(len(batch), dtype=torch.bool)
+    out = torch.zeros(len(batch), dtype=torch.bool, device="cpu")  # filled from .cpu()
     dev = model_device(model)
     for p in batch.prompt_len.unique().tolist():
         rows = (batch.prompt_len == p).nonzero()[:, 0]

@@ -4,12 +4,22 @@ A sweep (:mod:`interp.sweep`) hands its cells to an executor; all share one smal
 (:class:`Executor`): ``map(fn, items)`` yields ``fn(item)`` for every item, in completion order.
 
 * ``local`` (default): a ``ProcessPoolExecutor`` with the ``spawn`` start method (no forked torch
-  state) and as many workers as cores. Workers exit when the parent dies.
+  state) and as many workers as cores. Workers exit when the parent dies. On CUDA (``auto`` or
+  ``cuda`` on a machine with GPUs) each worker is given its own GPU, round-robin over the
+  visible ones, through ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_slots`): ``gpus_per_cell`` 1 runs
+  one cell per GPU, 0.25 packs four cells onto each, 2 gives each cell two (it trains on the
+  first); the pool has one worker per slot (at most the cores). An explicit ``cuda:N`` pins
+  every cell to GPU ``N``.
 * ``ray``: one Ray task per item (``num_cpus=1``), on a local Ray instance or the cluster at
   ``address``, which is probed with a plain TCP connect first (``ray.init`` would retry an
   unreachable address for minutes); an already initialised Ray session is reused and left
   running. On CUDA each task also requests ``gpus_per_cell`` GPUs
-  (:func:`interp.device.ray_resources`).
+  (:func:`interp.device.ray_resources`). Ray then sets ``CUDA_VISIBLE_DEVICES`` in the worker,
+  which sees only the GPU(s) it was given, as ``cuda:0``; so a cell's ``cuda:N`` is run as
+  ``cuda`` (the assigned GPU), with a note saying so. **A multi-node cluster needs a shared
+  filesystem**: every cell writes its run directory to the path the driver chose (``--out``),
+  so that path must be the same mount on every node (NFS, a cluster filesystem); otherwise
+  the runs land on the workers' local disks and the driver finds nothing to aggregate.
 * ``serial``: in this process, one item after the other (debugging, tests).
 
 Every worker runs with ``torch.set_num_threads(CELL_THREADS)``: a cell is a small model,
@@ -21,12 +31,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -96,25 +107,77 @@ def _exit_with_parent(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
-def _init_worker(parent: int | None = None) -> None:
+def _init_worker(parent: int | None = None, slots: Any = None) -> None:
     torch.set_num_threads(CELL_THREADS)
+    if slots is not None:
+        # Before any CUDA call in this process: CUDA reads the variable when it initialises.
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: the variable's own
+    entries when it is set, else ``0..count-1`` (none without CUDA)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def gpu_slots(
+    device: str | None, gpus_per_cell: float = 1.0, visible: Sequence[str] | None = None
+) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` for each worker of a local pool on CUDA, or None off CUDA.
+
+    Only ``auto`` and ``cuda`` are spread: ``cpu``/``mps`` need no GPU and an explicit ``cuda:N``
+    is the user's pin. With ``g = gpus_per_cell``: a fraction gives each GPU ``floor(1 / g)``
+    slots (0.25: four cells share a GPU), dealt round-robin so the first workers land on
+    different GPUs; a whole number gives each slot ``g`` GPUs of its own.
+
+    Args:
+        device: the cells' device string.
+        gpus_per_cell: a fraction in ``(0, 1]`` or a whole number.
+        visible: the GPUs to share out (default: :func:`visible_gpus`).
+
+    Raises:
+        InterpError: a bad ``gpus_per_cell``, or more GPUs per cell than the machine has.
+    """
+    g = check_gpu_fraction(gpus_per_cell)
+    name = parse_device(device)
+    if name not in ("auto", "cuda"):
+        return None
+    gpus = list(visible_gpus() if visible is None else visible)
+    if not gpus:
+        return None
+    if g <= 1:
+        per_gpu = max(1, int(1 / g + 1e-9))
+        return [gpu for _ in range(per_gpu) for gpu in gpus]
+    n = int(g)
+    if n > len(gpus):
+        raise InterpError(f"{n} GPUs per cell requested but {len(gpus)} GPU(s) are visible")
+    return [",".join(gpus[i : i + n]) for i in range(0, len(gpus) - n + 1, n)]
 
 
 class LocalExecutor:
     """A process pool (``spawn`` start method) sized to the machine's cores.
 
     Args:
-        workers: pool size (default: the cores available to this process).
+        workers: pool size (default: the cores available to this process); on CUDA also at
+            most the GPU slots (:func:`gpu_slots`).
+        device: the cells' device string (decides whether workers are given GPUs).
+        gpus_per_cell: GPUs, or a fraction of one, per cell on CUDA.
     """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, device: str | None = None, gpus_per_cell: float = 1.0
+    ) -> None:
         if workers is not None and (not is_int(workers) or workers < 1):
             raise InterpError(f"workers must be a positive integer, got {workers!r}")
         self.workers = workers or _cpu_count()
+        self.device, self.gpus_per_cell = parse_device(device), check_gpu_fraction(gpus_per_cell)
 
     def map(
         self,
@@ -126,11 +189,20 @@ class LocalExecutor:
             return
         # spawn, not fork: a forked child inherits torch's thread pools and any locks held by
         # the parent's threads, a known source of deadlocks.
+        ctx = get_context("spawn")
+        n = min(self.workers, len(items))
+        slots = gpu_slots(self.device, self.gpus_per_cell)
+        queue = None
+        if slots:
+            n = min(n, len(slots))
+            queue = ctx.SimpleQueue()
+            for slot in slots[:n]:  # one per worker; each worker takes one at start-up
+                queue.put(slot)
         pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(items)),
-            mp_context=get_context("spawn"),
+            max_workers=n,
+            mp_context=ctx,
             initializer=_init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), queue),
         )
         try:
             futures = {pool.submit(fn, it): it for it in items}
@@ -230,7 +302,14 @@ class RayExecutor:
         ray = self._ray
         gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(**ray_resources(self.device, self.gpus_per_cell, gpus))(fn)
-        pending = {remote.remote(it): it for it in items}
+        if self.device.startswith("cuda:"):
+            print(
+                f"interp: note: under Ray each cell sees only the GPU(s) Ray assigns it "
+                f"(CUDA_VISIBLE_DEVICES), so device {self.device!r} runs as 'cuda', the "
+                "assigned GPU; to choose GPUs, start the Ray nodes with CUDA_VISIBLE_DEVICES set",
+                file=sys.stderr,
+            )
+        pending = {remote.remote(ray_item(it)): it for it in items}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -250,6 +329,16 @@ class RayExecutor:
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def ray_item(item: T) -> T:
+    """An item as a Ray worker must see it: a job dict's ``cuda:N`` becomes ``cuda`` (in the
+    worker, Ray's ``CUDA_VISIBLE_DEVICES`` leaves only the assigned GPU(s), numbered from 0, so
+    ``cuda:N`` would name a GPU the worker does not have); anything else is passed unchanged."""
+    if isinstance(item, dict) and isinstance(item.get("device"), str):
+        if parse_device(item["device"]).startswith("cuda:"):
+            return {**item, "device": "cuda"}  # type: ignore[return-value]
+    return item
 
 
 def check_executor_args(name: str, address: str | None) -> None:
@@ -276,5 +365,5 @@ def get_executor(
     if name == "serial":
         return SerialExecutor()
     if name == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, device, gpus_per_cell)
     return RayExecutor(address, workers, device, gpus_per_cell)

@@ -39,6 +39,7 @@ def family_accuracy(
     main_only: bool = True,
     root: str | Path | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate each zoo entry's final checkpoint at every evaluation length.
 
@@ -48,6 +49,7 @@ def family_accuracy(
         main_only: evaluate only the main task (else the auxiliaries too).
         root: zoo root (default ``models/zoo``).
         progress: show a bar over entries.
+        device: where to load the models (default: the CPU, :func:`interp.zoo.load`'s).
 
     Returns:
         Tidy rows ``name, condition, seed, step, task, length, correct, n, accuracy, ci_lo,
@@ -56,7 +58,7 @@ def family_accuracy(
     frames = []
     for name in tqdm(list(names), desc="family", disable=not progress):
         spec = zoo.spec(name, root)
-        model, _ = zoo.load(name, root=root)
+        model, _ = zoo.load(name, root=root, **({"device": device} if device else {}))
         tasks = [spec.main] if main_only else spec.task_names
         step = zoo.checkpoints(name, root)[-1]
         acc = accuracy_table(

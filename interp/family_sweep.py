@@ -170,7 +170,9 @@ def analyze_family(
     """
     sweep = materialize(names, out, root)
     tables = analyze_sweep(sweep.path, cfg, progress=progress, device=device)
-    acc = family_accuracy(names, n_examples=n_accuracy, root=sweep.runs_dir, progress=False)
+    acc = family_accuracy(
+        names, n_examples=n_accuracy, root=sweep.runs_dir, progress=False, device=device
+    )
     tables["family"] = family_table(acc, tables["meta"])
     sweep.write_table("family", tables["family"])
     return tables

@@ -61,6 +61,7 @@ from transformer_lens.utilities import get_act_name
 
 from interp.ablation import reference_mean
 from interp.data import Batch, layout_groups, task_batch
+from interp.device import model_device
 from interp.errors import InterpError
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
 from interp.set_trie import CLEAN, Head, TrieWalk, plan_trie
@@ -99,26 +100,31 @@ def ablate_sets(
 
     Returns:
         ``(exact_match, logprob, clean_exact_match, clean_logprob)``: per set and example, and
-        the clean model's per example.
+        the clean model's per example, on the CPU.
     """
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     for s in sets:
         for layer, h in s:
             if not (0 <= layer < n_layers and 0 <= h < n_heads):
                 raise InterpError(f"head ({layer}, {h}) is outside the model")
+    dev = model_device(model)
     if alpha is not None:
-        alpha = torch.as_tensor(alpha, dtype=torch.float64).flatten()
+        alpha = torch.as_tensor(alpha, dtype=torch.float64, device="cpu").flatten()
         if alpha.shape != (len(sets),) or not bool(((alpha >= 0) & (alpha <= 1)).all()):
             raise InterpError(f"alpha needs one value in [0, 1] per set ({len(sets)} sets)")
     children, leaves = plan_trie(sets, n_layers, None if alpha is None else alpha.tolist())
-    empty = torch.tensor([i for i, s in enumerate(sets) if not s], dtype=torch.long)
-    em = torch.empty((len(sets), len(batch)), dtype=torch.bool)
-    lp = torch.empty((len(sets), len(batch)))
-    clean_em = torch.empty(len(batch), dtype=torch.bool)
-    clean_lp = torch.empty(len(batch))
+    # The tables live on the model's device, where every score is computed: an index-put moves
+    # its value across devices only when it is a scalar, so CPU tables would fail on a GPU (and
+    # filling them there would sync once per set). They come back to the CPU once, at the end.
+    empty = torch.tensor([i for i, s in enumerate(sets) if not s], dtype=torch.long, device=dev)
+    em = torch.empty((len(sets), len(batch)), dtype=torch.bool, device=dev)
+    lp = torch.empty((len(sets), len(batch)), device=dev)
+    clean_em = torch.empty(len(batch), dtype=torch.bool, device=dev)
+    clean_lp = torch.empty(len(batch), device=dev)
     names = {get_act_name("resid_pre", layer) for layer in range(n_layers)}
-    for key, rows in layout_groups(batch).items():
-        sub = batch.select(rows)
+    for key, rows_cpu in layout_groups(batch).items():
+        sub = batch.select(rows_cpu).to(dev)
+        rows = rows_cpu.to(dev)
         need = int(sub.seq_len.max()) - 1
         mean = reference_mean(model, key, need, sub, batch_size)  # [layer, pos, head, d_head]
         logits, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
@@ -129,7 +135,7 @@ def ablate_sets(
         walk = TrieWalk(model, sub, rows, mean, children, leaves, batch_size, em, lp)
         for layer in range(n_layers):
             walk.expand(layer, CLEAN, cache[get_act_name("resid_pre", layer)])
-    return em, lp, clean_em, clean_lp
+    return em.cpu(), lp.cpu(), clean_em.cpu(), clean_lp.cpu()
 
 
 def set_effects(

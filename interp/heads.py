@@ -426,9 +426,11 @@ def score_heads(
         check_context(model, reference.n_pos, "the reference batch")
 
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    per_ex = torch.empty((n_layers, n_heads, len(batch)), dtype=torch.float64)
-    clean_v = torch.empty(len(batch), dtype=torch.float64)
-    corr_v = torch.empty(len(batch), dtype=torch.float64)
+    # Per-example tables on the CPU: each group's scores are moved here as they are written.
+    cpu = torch.device("cpu")
+    per_ex = torch.empty((n_layers, n_heads, len(batch)), dtype=torch.float64, device=cpu)
+    clean_v = torch.empty(len(batch), dtype=torch.float64, device=cpu)
+    corr_v = torch.empty(len(batch), dtype=torch.float64, device=cpu)
 
     corrupted: Batch | None = None
     if method in ("activation_patching", "attribution_patching"):

@@ -93,9 +93,10 @@ def interchange_batch(
         raise InterpError("source and batch must have identical layouts, row by row")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     batch_size = batch_size or default_batch_size(model_device(model))
-    patched = torch.empty((n_layers, n_heads, len(batch)), dtype=torch.float64)
-    clean = torch.empty(len(batch), dtype=torch.float64)
-    src_m = torch.empty(len(batch), dtype=torch.float64)
+    cpu = torch.device("cpu")  # the tables; each chunk's scores are moved here
+    patched = torch.empty((n_layers, n_heads, len(batch)), dtype=torch.float64, device=cpu)
+    clean = torch.empty(len(batch), dtype=torch.float64, device=cpu)
+    src_m = torch.empty(len(batch), dtype=torch.float64, device=cpu)
     for rows_all in layout_groups(batch).values():
         for c in row_chunks(len(rows_all), max(1, batch_size // n_heads)):
             rows = rows_all[c]

@@ -28,6 +28,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.config import check_fields
 from interp.construct import construct, global_rng_preserved
+from interp.device import place_model
 from interp.errors import InterpError
 from interp.resources import presets_dir
 from interp.tokenizer import VOCAB
@@ -229,7 +230,7 @@ def build_model(
         from interp.head_mask import install
 
         install(model, task_heads)
-    return model.to(device, print_details=False)
+    return place_model(model, device)  # keeps cuda:N, not just cuda, in model.cfg
 
 
 def check_context(cfg: ModelConfig | HookedTransformer, n_tokens: int, what: str = "input") -> None:

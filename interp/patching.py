@@ -66,7 +66,7 @@ def corrupt_batch(batch: Batch, source: Batch | None = None, seed: int = 0) -> B
                     "within the batch needs at least two examples per (task, length); pass a "
                     "reference batch or more examples"
                 )
-            perm = rows[torch.randperm(len(rows), generator=g)]
+            perm = rows[torch.randperm(len(rows), generator=g, device=g.device)]
             # Shifting a random permutation by one is a random derangement (a single cycle).
             donors, src_tokens = torch.roll(perm, -1), batch.tokens
             tokens[perm, 1:p] = src_tokens[donors, 1:p]
@@ -78,8 +78,8 @@ def corrupt_batch(batch: Batch, source: Batch | None = None, seed: int = 0) -> B
                     f"{key[1]} with a {p}-token prompt"
                 )
             src = src_groups[key]
-            src = src[torch.randperm(len(src), generator=g)]
-            donors = src[torch.arange(len(rows)) % len(src)]
+            src = src[torch.randperm(len(src), generator=g, device=g.device)]
+            donors = src[torch.arange(len(rows), device=src.device) % len(src)]
             tokens[rows, 1:p] = source.tokens[donors, 1:p]
     return Batch(
         tokens, batch.answer_mask, batch.prompt_len, batch.seq_len, batch.lengths, batch.tasks

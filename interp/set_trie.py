@@ -150,7 +150,11 @@ def _mask_hook(
 
 class TrieWalk:
     """Depth-first evaluation of one layout group's trie (module docstring); writes each set's
-    scores into ``em`` and ``lp`` at the group's ``rows``."""
+    scores into ``em`` and ``lp`` at the group's ``rows``.
+
+    ``sub``, ``rows``, ``em`` and ``lp`` must be on the model's device (where ``mean`` is): the
+    scores are written there by index-put, which moves a value across devices only when it is
+    a scalar."""
 
     def __init__(
         self,
@@ -166,6 +170,7 @@ class TrieWalk:
     ) -> None:
         self.model, self.sub, self.rows, self.mean = model, sub, rows, mean
         self.children, self.leaves, self.em, self.lp = children, leaves, em, lp
+        self.dev = mean.device
         self.b = len(sub)
         self.per_pass = max(1, batch_size // self.b)
         self.last = model.cfg.n_layers - 1
@@ -186,9 +191,17 @@ class TrieWalk:
             chunk = [kids[i] for i in c.tolist()]
             S, b = len(chunk), self.b
             mask = torch.tensor(
-                [[(layer, h) in heads for h in range(self.model.cfg.n_heads)] for _, heads in chunk]
+                [
+                    [(layer, h) in heads for h in range(self.model.cfg.n_heads)]
+                    for _, heads in chunk
+                ],
+                device=self.dev,
             )  # [S, head]
-            alpha = None if chunk[0][0] is None else torch.tensor([a for a, _ in chunk])
+            alpha = (
+                None
+                if chunk[0][0] is None
+                else torch.tensor([a for a, _ in chunk], device=self.dev)
+            )
             if layer < self.last:
                 out = (
                     self._fast_layer(layer, x, z, mask, alpha, self.mean[layer])
@@ -207,7 +220,7 @@ class TrieWalk:
             e = exact_match_from_logits(logits, rep).view(S, b)
             p = answer_logprob_from_logits(logits, rep).float().view(S, b)
             for j, node in enumerate(chunk):
-                idx = torch.tensor(self.leaves[node], dtype=torch.long)
+                idx = torch.tensor(self.leaves[node], dtype=torch.long, device=self.em.device)
                 self.em[idx[:, None], self.rows[None]] = e[j]
                 self.lp[idx[:, None], self.rows[None]] = p[j]
 

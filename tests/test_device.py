@@ -210,6 +210,102 @@ def test_deterministic_is_a_no_op_on_cpu() -> None:
 # Spec keys
 
 
+def test_deterministic_on_cuda_is_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA (only the flags are set, so no GPU is needed) an operation without a
+    deterministic kernel must raise, not warn; INTERP_DETERMINISTIC=warn downgrades it."""
+    cuda = torch.device("cuda")
+    before = torch.are_deterministic_algorithms_enabled()
+    monkeypatch.delenv(dv.DETERMINISTIC_ENV, raising=False)
+    with dv.deterministic(cuda):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
+    monkeypatch.setenv(dv.DETERMINISTIC_ENV, "warn")
+    with dv.deterministic(cuda):
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
+    monkeypatch.setenv(dv.DETERMINISTIC_ENV, "sometimes")
+    with pytest.raises(InterpError, match="INTERP_DETERMINISTIC"):
+        with dv.deterministic(cuda):
+            pass
+
+
+def test_cublas_workspace_is_set_when_interp_is_imported() -> None:
+    """A fresh interpreter: importing the package alone sets CUBLAS_WORKSPACE_CONFIG (before
+    anything could have created a cuBLAS handle), and a user's own value is kept."""
+    import os
+    import subprocess
+
+    code = "import os, interp; print(os.environ['CUBLAS_WORKSPACE_CONFIG'])"
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == ":4096:8", run.stderr
+    env["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == ":16:8", run.stderr
+
+
+def test_model_keeps_the_full_device_in_its_config() -> None:
+    """TransformerLens's ``model.to(torch.device("cuda", 1))`` records only ``"cuda"``, and its
+    forward then moves the residual stream to ``cuda:0``. The factory keeps the index; shown
+    with the CPU's own indexed spelling, which TransformerLens truncates the same way."""
+    from interp.model import ModelConfig, build_model
+
+    dev = torch.device("cpu", 0)
+    model = build_model(ModelConfig(n_layers=1, n_heads=2, d_model=16), dev)
+    assert model.cfg.device == "cpu:0"
+    model.to(dev, print_details=False)  # TransformerLens's own move, for contrast
+    assert model.cfg.device == "cpu"
+    dv.place_model(model, dev)
+    assert model.cfg.device == "cpu:0"
+    assert model(torch.tensor([[1, 2, 3]], device=dev)).shape == (1, 3, model.cfg.d_vocab)
+
+
+def test_local_executor_spreads_cells_over_gpus() -> None:
+    from interp.executors import gpu_slots
+
+    gpus = ["0", "1", "2"]
+    assert gpu_slots("auto", 1.0, gpus) == gpus
+    assert gpu_slots("cuda", 0.5, gpus) == ["0", "1", "2", "0", "1", "2"]
+    assert gpu_slots("cuda", 0.3, ["4", "7"]) == ["4", "7"] * 3  # floor(1 / 0.3) cells a GPU
+    assert gpu_slots("cuda", 2, ["0", "1", "2", "3", "5"]) == ["0,1", "2,3"]
+    assert gpu_slots("cuda:1", 1.0, gpus) is None  # the user's pin
+    assert gpu_slots("cpu", 1.0, gpus) is None
+    assert gpu_slots("auto", 1.0, []) is None  # auto on a machine without GPUs: the CPU
+    with pytest.raises(InterpError, match="2 GPUs per cell requested but 1"):
+        gpu_slots("cuda", 2, ["0"])
+
+
+def test_local_executor_workers_see_their_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pool worker gets one slot as its CUDA_VISIBLE_DEVICES (faked GPUs: the variable
+    is only read, no CUDA call is made): four items on two GPUs reach both, and only them."""
+    from interp.executors import LocalExecutor
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    ex = LocalExecutor(workers=4, device="cuda", gpus_per_cell=1.0)
+    seen = list(ex.map(_visible_after_a_pause, [0, 1, 2, 3]))
+    assert sorted(set(seen)) == ["3", "5"]
+
+
+def _visible_after_a_pause(_: int) -> str:
+    import os
+    import time
+
+    time.sleep(0.5)  # keep this worker busy so that the others take items too
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+def test_ray_items_lose_their_gpu_index() -> None:
+    from interp.executors import ray_item
+
+    job = {"run": "a", "device": "cuda:3"}
+    assert ray_item(job) == {"run": "a", "device": "cuda"}
+    assert job["device"] == "cuda:3"  # the driver's copy is untouched
+    assert ray_item({"device": "cpu"}) == {"device": "cpu"}
+    assert ray_item(5) == 5
+
+
 def test_spec_device_keys_validated() -> None:
     spec = _spec(device="CUDA:1", autocast="bf16")
     assert (spec.train.device, spec.train.autocast) == ("cuda:1", "bf16")

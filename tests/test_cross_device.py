@@ -1,0 +1,186 @@
+"""Every stage names the device of every tensor it creates (no GPU needed to check it).
+
+On a GPU, a tensor made without ``device=`` lands on the CPU (the default device) and fails the
+moment it meets a model output: the head-set ablation once wrote every set's CUDA scores into
+CPU tables. CI has no GPU, so each stage runs here with its model on the CPU under
+:class:`device_audit.FactoryAudit`, which records every ``interp`` line that creates a tensor
+without naming its device (the lines that would put a tensor on the wrong device under any other
+default device, e.g. ``torch.set_default_device("meta")``). A stage passes when there are none.
+The stages: train, eval, score (all four methods), overlap, attention, the causal top-k test,
+head sets, dose, interchange, a sweep with ``--analyze`` (every analysis stage of a sweep, its
+report included) and ``demo --quick`` (run in this process so the audit sees it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from device_audit import FactoryAudit
+from tinyscale import TINY_ANALYSIS
+
+from interp.analysis import (
+    AnalysisConfig,
+    causal_for_run,
+    dose_for_run,
+    head_sets_for_run,
+    interchange_for_run,
+)
+from interp.cli import main
+from interp.spec import TrainSpec
+from interp.train import train
+
+SPEC = {
+    "name": "xdev",
+    "group": "arith_a",
+    "main": "reverse_add",
+    "seed": 0,
+    "tasks": [
+        {"name": "reverse_add", "lengths": [1, 2]},
+        {"name": "no_carry", "lengths": [1, 4]},
+    ],
+    "model": {"preset": "tiny"},
+    "optim": {"lr": 3e-3, "warmup_steps": 1},
+    "train": {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "threads": 1},
+    "eval": {"max_length": 4, "examples": 4, "final_examples": 4},
+}
+CFG = AnalysisConfig.from_dict({**TINY_ANALYSIS, "n_examples": 4})
+
+
+def audited(fn: Callable[[], Any]) -> FactoryAudit:
+    """Run ``fn`` under a fresh audit and return the audit."""
+    audit = FactoryAudit()
+    with audit:
+        fn()
+    return audit
+
+
+def check(audit: FactoryAudit) -> None:
+    assert not audit.sites, "tensors created without device=:\n" + audit.report()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FactoryAudit]:
+    """A tiny two-task run with a transfer range (main to 2 digits, its auxiliary to 4), trained
+    on the CPU under the audit."""
+    run = tmp_path_factory.mktemp("xdev") / "run"
+    audit = audited(lambda: train(TrainSpec.from_dict(SPEC), run, progress=False, device="cpu"))
+    return run, audit
+
+
+def test_train(trained: tuple[Path, FactoryAudit]) -> None:
+    check(trained[1])
+
+
+def _cli(*argv: str) -> Callable[[], None]:
+    def go() -> None:
+        assert main([*argv, "--device", "cpu"]) == 0
+
+    return go
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        ("eval", "--examples", "4", "--quiet"),
+        (
+            "score", "--method",
+            "mean_ablation,zero_ablation,activation_patching,attribution_patching",
+            "--metric", "exact_match,logprob", "--examples", "4", "--quiet",
+        ),
+        ("overlap", "--k", "2"),
+        ("analyze", "--examples", "4", "--quiet"),
+    ],
+    ids=lambda s: s[0],
+)  # fmt: skip
+def test_cli_stages(trained: tuple[Path, FactoryAudit], stage: tuple[str, ...]) -> None:
+    run = str(trained[0])
+    check(audited(_cli(stage[0], run, *stage[1:])))
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [causal_for_run, head_sets_for_run, dose_for_run, interchange_for_run],
+    ids=lambda f: f.__name__,
+)
+def test_causal_stages(trained: tuple[Path, FactoryAudit], stage: Callable[..., Any]) -> None:
+    run = trained[0]
+    kwargs: dict[str, Any] = {"device": "cpu"}
+    if stage is causal_for_run:
+        kwargs["scores"] = None
+    check(audited(lambda: stage(run, cfg=CFG, **kwargs)))
+
+
+def test_attention(trained: tuple[Path, FactoryAudit]) -> None:
+    from interp.attention import attention_difference, attention_table
+    from interp.data import task_batch
+    from interp.runs import load_run
+
+    model = load_run(trained[0], device="cpu").model
+
+    def go() -> None:
+        attention_table(model, ["reverse_add", "no_carry"], lengths=[2, 3], n_examples=4)
+        a = task_batch(model, "reverse_add", [2], 4)
+        b = task_batch(model, "no_carry", [2], 4)
+        attention_difference(model, a, b)
+
+    check(audited(go))
+
+
+def test_sweep_analyze(tmp_path: Path) -> None:
+    """``interp sweep --analyze`` in this process (serial executor): every cell's training and
+    every analysis stage of a sweep, causal ones included, then the report."""
+    from tinyscale import shrink, to_toml
+
+    spec = shrink(
+        {
+            "name": "xdev_sweep",
+            "groups": ["arith_a"],
+            "seeds": [0],
+            "lengths": [[2, 4]],
+            "presets": ["tiny"],
+            "baseline": True,
+            "analysis": {"n_examples": 4},
+        }
+    )
+    path = tmp_path / "sweep.toml"
+    path.write_text(to_toml(spec))
+    out = tmp_path / "out"
+    argv = ("sweep", str(path), "--out", str(out), "--executor", "serial", "--analyze", "--quiet")
+    check(audited(_cli(*argv)))
+    assert (out / "analysis").is_dir()
+
+
+class _InProcessPool(concurrent.futures.Executor):
+    """A stand-in for the demo's one-process pool that runs each job here, at submit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        fut.set_result(fn(*args, **kwargs))
+        return fut
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``interp demo --quick`` with its worker processes replaced by this process (the zoo
+    family's pool by an in-process one, the sweep's executor by ``serial``)."""
+    import interp.demo as demo
+
+    real_sweep = demo.run_sweep
+    monkeypatch.setattr(demo, "ProcessPoolExecutor", _InProcessPool)
+    monkeypatch.setattr(
+        demo, "run_sweep", lambda *a, **k: real_sweep(*a, **{**k, "executor": "serial"})
+    )
+    prev = torch.get_num_threads()
+    try:
+        check(audited(_cli("demo", "--quick", "--out", str(tmp_path / "demo"), "--quiet")))
+    finally:
+        torch.set_num_threads(prev)
+    assert (tmp_path / "demo" / "report.html").is_file()
