@@ -53,6 +53,7 @@ from interp.errors import InterpError, unknown_choice
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 AUTOCAST = ("off", "bf16")
+PREFETCH = ("auto", "on", "off")
 CPU_BATCH = 512
 """Rows per forward pass for evaluation and head scoring on a CPU (cache-friendly chunks)."""
 GPU_BATCH = 4096
@@ -136,6 +137,41 @@ def check_autocast(mode: str) -> str:
     if mode not in AUTOCAST:
         raise unknown_choice("autocast", mode, AUTOCAST)
     return mode
+
+
+def check_prefetch(mode: str) -> str:
+    """Validate a ``prefetch`` setting (``auto``, ``on`` or ``off``)."""
+    if mode not in PREFETCH:
+        raise unknown_choice("prefetch", mode, PREFETCH)
+    return mode
+
+
+def prefetch_enabled(device: torch.device, mode: str | bool | None) -> bool:
+    """Whether training batches are made ahead in a thread (:class:`interp.data.Prefetcher`).
+
+    ``auto`` (or None) means on CUDA only: there the batch would otherwise be made while the
+    GPU waits; on a CPU the thread competes with the training for the cores (a sweep runs one
+    single-threaded cell per core), so it is off unless asked for (``on``, or True).
+    """
+    if isinstance(mode, bool):
+        return mode
+    mode = check_prefetch("auto" if mode is None else mode)
+    return device.type == "cuda" if mode == "auto" else mode == "on"
+
+
+@contextmanager
+def tf32(device: torch.device, enabled: bool) -> Iterator[None]:
+    """TF32 float32 matmuls (and cuDNN convolutions) on CUDA while inside; restored on exit.
+    A no-op off CUDA or when not ``enabled``."""
+    if device.type != "cuda" or not enabled:
+        yield
+        return
+    was = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = was
 
 
 def cpu_bf16_supported() -> bool:

@@ -32,6 +32,8 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     device = "auto"              # cpu, cuda, cuda:N, mps; `--device` overrides it
     autocast = "off"             # "bf16": bfloat16 autocast (CUDA, or a CPU with bf16 units)
     compile = false              # true: torch.compile the training forward pass
+    tf32 = false                 # true: TF32 float32 matmuls while training on CUDA
+    prefetch = "auto"            # batches made ahead in a thread: auto = on CUDA only; on; off
 
     [eval]
     max_length = 12              # every task is evaluated at lengths 1..max_length
@@ -141,6 +143,14 @@ class TrainConfig(_Section):
             first steps of each sequence length compile (tens of seconds on a CPU); the
             arithmetic then differs from eager by float rounding, so a run should keep one
             setting from start to end (each checkpoint records the one it was written under).
+        tf32: let CUDA run the training step's float32 matmuls in TF32 (10-bit mantissa
+            inputs, float32 accumulation; Ampere or newer), several times the float32 matmul
+            rate; ignored off CUDA and outside the training step (evaluation stays float32).
+            Like ``compile`` it changes the arithmetic, so a run should keep one setting.
+        prefetch: make the training batches ahead in a background thread
+            (:class:`interp.data.Prefetcher`; the stream is identical either way): ``auto``
+            (on CUDA only: on a CPU the thread would take a core from the training, or from
+            the run beside it), ``on`` or ``off``.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -155,6 +165,8 @@ class TrainConfig(_Section):
     device: str = "auto"
     autocast: str = "off"
     compile: bool = False
+    tf32: bool = False
+    prefetch: str = "auto"
 
     def save_steps(self) -> list[int]:
         s = set(self.checkpoint_steps) | {self.steps}
@@ -189,7 +201,7 @@ class EvalConfig(_Section):
 
 
 EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("device", "autocast", "compile"),
+    "train": ("device", "autocast", "compile", "tf32", "prefetch"),
     "eval": ("batch_size",),
 }
 """Settings that say *where and how fast* a run executes, not *what* it trains. A resume may
@@ -464,16 +476,19 @@ class TrainSpec:
 def _check_execution(spec: TrainSpec) -> None:
     """Validate the device settings' spelling (not the hardware: a spec written for a GPU must
     still load on a CPU machine, e.g. to evaluate its run there with ``--device cpu``)."""
-    from interp.device import check_autocast, parse_device
+    from interp.device import check_autocast, check_prefetch, parse_device
 
     t = spec.train
     if not isinstance(t.device, str):
         raise InterpError(f"spec: [train] device must be a string, got {t.device!r}")
     if not isinstance(t.autocast, str):
         raise InterpError(f"spec: [train] autocast must be a string, got {t.autocast!r}")
+    if not isinstance(t.prefetch, str):
+        raise InterpError(f"spec: [train] prefetch must be a string, got {t.prefetch!r}")
     try:
         t.device = parse_device(t.device)
         check_autocast(t.autocast)
+        check_prefetch(t.prefetch)
     except InterpError as e:
         raise InterpError(f"spec: [train] {e}") from None
     if spec.eval.batch_size < 0:

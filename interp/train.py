@@ -47,8 +47,15 @@ from interp.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from interp.data import Batch, MixtureSampler
-from interp.device import autocast_context, autocast_enabled, deterministic, resolve_device
+from interp.data import Batch, MixtureSampler, Prefetcher
+from interp.device import (
+    autocast_context,
+    autocast_enabled,
+    deterministic,
+    prefetch_enabled,
+    resolve_device,
+    tf32,
+)
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.io import (
@@ -70,9 +77,29 @@ STATUS_EVERY = 2.0  # seconds between status.json updates
 
 
 def answer_loss(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Float[Tensor, ""]:
-    """Mean cross-entropy over answer tokens only (prompt and padding carry no loss)."""
+    """Mean cross-entropy over answer tokens only (prompt and padding carry no loss).
+
+    On a CPU the answer positions are selected with the boolean mask, as always (the
+    arithmetic every CPU run and the zoo were trained with). On CUDA that selection would stop
+    the host every step (its size depends on the data, so the host must wait for the GPU to
+    report it), so there :func:`weighted_answer_loss` computes the same mean without it.
+    """
+    if logits.device.type == "cuda":
+        return weighted_answer_loss(logits, batch)
     mask = batch.answer_mask[:, 1:]
     return F.cross_entropy(logits[:, :-1][mask], batch.tokens[:, 1:][mask])
+
+
+def weighted_answer_loss(
+    logits: Float[Tensor, "batch pos d_vocab"], batch: Batch
+) -> Float[Tensor, ""]:
+    """:func:`answer_loss` without data-dependent shapes: the cross-entropy at every position,
+    averaged with the answer mask as weights (equal to it up to float summation order)."""
+    per_tok: Float[Tensor, " tokens"] = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1), batch.tokens[:, 1:].flatten(), reduction="none"
+    )
+    w = batch.answer_mask[:, 1:].flatten().to(per_tok.dtype)
+    return (per_tok * w).sum() / w.sum()
 
 
 def make_optimizer(model: HookedTransformer, spec: TrainSpec) -> torch.optim.AdamW:
@@ -159,6 +186,7 @@ def train(
     stop_after: int | None = None,
     device: str | torch.device | None = None,
     status: bool = False,
+    prefetch: bool | None = None,
 ) -> HookedTransformer:
     """Train (or resume) a run.
 
@@ -172,6 +200,9 @@ def train(
             resumed may come from any device.
         status: keep ``RUN_DIR/status.json`` (step, loss, seconds per step) current, every
             few seconds, for a sweep to show each running cell's progress.
+        prefetch: make the batches ahead in a background thread (default: the spec's
+            ``[train] prefetch``, whose ``auto`` means on CUDA only); the weights are the same
+            either way.
 
     Returns:
         The trained model (on the training device).
@@ -201,8 +232,9 @@ def train(
         remove_stale_temps(run_dir)
         remove_stale_temps(run_dir / CKPT_DIR)
         return _train_locked(
-            spec, run_dir, dev, model, optimizer, sampler, resume, progress, stop_after, status
-        )
+            spec, run_dir, dev, model, optimizer, sampler, resume, progress, stop_after, status,
+            prefetch_enabled(dev, spec.train.prefetch if prefetch is None else prefetch),
+        )  # fmt: skip
 
 
 def _train_locked(
@@ -216,6 +248,7 @@ def _train_locked(
     progress: bool,
     stop_after: int | None,
     status: bool,
+    prefetch: bool,
 ) -> HookedTransformer:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
@@ -244,12 +277,12 @@ def _train_locked(
 
     save_steps = set(spec.train.save_steps())
     total = spec.train.steps
-    ev = spec.eval.every
     model.train()
     extra = {
         "device": str(dev),
         "autocast": autocast_enabled(dev, spec.train.autocast),
         "compile": bool(spec.train.compile),
+        "tf32": bool(spec.train.tf32 and dev.type == "cuda"),
     }
     # Compiled once per process; each new sequence length compiles on first sight (the bucketed
     # sampler has a few), after which every step runs the generated kernels.
@@ -257,13 +290,51 @@ def _train_locked(
     bar = tqdm(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
+    # Pinned batches let the copy to the GPU run asynchronously, behind the previous step.
+    pin = prefetch and dev.type == "cuda"
+    source = Prefetcher(sampler, start, total, pin=pin) if prefetch else sampler
+    try:
+        _loop(spec, run_dir, dev, model, optimizer, source, bar, forward, extra, save_steps,
+              rows, start, stop_after, status, pin)  # fmt: skip
+    finally:
+        if isinstance(source, Prefetcher):
+            source.close()
+    bar.close()
+    if list_checkpoints(run_dir) and list_checkpoints(run_dir)[-1] == total:
+        write_text(run_dir / DONE, f"{total}\n")
+    return model
+
+
+def _loop(
+    spec: TrainSpec,
+    run_dir: Path,
+    dev: torch.device,
+    model: HookedTransformer,
+    optimizer: torch.optim.AdamW,
+    source: MixtureSampler | Prefetcher,
+    bar: tqdm,
+    forward: Callable[[Tensor], Tensor] | None,
+    extra: dict[str, object],
+    save_steps: set[int],
+    rows: list[pd.DataFrame],
+    start: int,
+    stop_after: int | None,
+    status: bool,
+    pin: bool,
+) -> None:
+    """The steps of :func:`train` (its module docstring), reading batches from ``source``."""
+    total = spec.train.steps
+    ev = spec.eval.every
     t0, toks = time.perf_counter(), 0
     last_status = -STATUS_EVERY
     for step in bar:
-        batch = sampler.batch(step)
+        batch = source.batch(step)
         check_context(model, batch.n_pos)
         toks += int(batch.seq_len.sum())
-        loss = train_step(model, optimizer, spec, batch.to(dev), step, forward=forward)
+        with tf32(dev, spec.train.tf32):
+            loss = train_step(
+                model, optimizer, spec, batch.to(dev, non_blocking=pin), step, forward=forward
+            )
         done = step + 1
         if done % spec.train.log_every == 0 or done == total:
             rows.append(
@@ -292,10 +363,6 @@ def _train_locked(
             )  # fmt: skip
         if stop_after is not None and done >= stop_after:
             break
-    bar.close()
-    if list_checkpoints(run_dir) and list_checkpoints(run_dir)[-1] == total:
-        write_text(run_dir / DONE, f"{total}\n")
-    return model
 
 
 def _metrics(rows: list[pd.DataFrame]) -> pd.DataFrame:
