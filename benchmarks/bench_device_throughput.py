@@ -6,11 +6,21 @@ RoPE, RMSNorm + gated SiLU) on this machine's device, in float32 and, on a CUDA 
 bfloat16 support, under ``[train] autocast = "bf16"``; and how fast evaluation and head scoring
 run there with the device's default chunk sizes.
 
-* **training**: the arithmetic group-A mixture at the paper's lengths (reverse add 1..16, no
-  carry and carry only 1..32), batch 256 (the Fig. 3 ``[paper]`` table), length bucketing, the
-  same step as the training loop (batch moved to the device, autocast context, answer-only loss,
-  grad clipping, AdamW), deterministic kernels on CUDA as in training. Tokens are real
-  (non-pad) tokens, timed after ``--warmup`` steps, with the device synchronised.
+* **training, end to end**: the arithmetic group-A mixture at the paper's lengths (reverse add
+  1..16, no carry and carry only 1..32), batch 256 (the Fig. 3 ``[paper]`` table), length
+  bucketing, and the loop's own step (:func:`interp.train.train_step`: batch moved to the device,
+  autocast, answer-only loss, clipping, AdamW) under the loop's deterministic kernels and the
+  spec's TF32 setting. The clock runs from the first timed step to the device's last kernel and
+  includes **making the batches** (sampling and encoding, Python on one core), once with the
+  batches made in the loop as before (``prefetch off``) and once made ahead in a thread
+  (``prefetch on``, :class:`interp.data.Prefetcher`, pinned and copied asynchronously on CUDA).
+  The prefetcher starts with the timed steps, its queue empty, as a training run starts. The
+  device is synchronised only at the two ends, as in training, so the GPU's queue of kernels is
+  free to overlap the host's work.
+* **training, step only**: the same steps with every batch made beforehand and the device
+  synchronised around each step: what the device could do if data were free (the bound that
+  prefetching approaches).
+* **data only**: batches per second of the sampler alone, and the tokens/s that caps.
 * **evaluation**: :func:`interp.evaluate.accuracy_table` on reverse add at length 16 (1024
   examples, the paper's evaluation-set size), in examples/s.
 * **head scoring**: :func:`interp.heads.score_heads` (mean ablation, exact match) on reverse add
@@ -20,9 +30,11 @@ The model is untrained (throughput does not depend on the weights). Steps per da
 tokens/s and the mixture's mean real tokens per batch, printed with the table.
 
 Run: ``python benchmarks/bench_device_throughput.py [--device auto] [--steps N] [--warmup N]
-[--eval-examples N] [--score-examples N]``. The defaults depend on the device: 3 warm-up + 20
-timed steps, 1024 evaluation and 256 scoring examples on a GPU; 1 + 2 steps, 128 and 16 on a
-CPU, where one paper-scale step takes many seconds (so ``make bench`` stays short there).
+[--eval-examples N] [--score-examples N] [--preset paper] [--batch-size 256]``. The defaults
+depend on the device: 5 warm-up + 200 timed steps, 1024 evaluation and 256 scoring examples on a
+GPU; 1 + 2 steps, 128 and 16 on a CPU, where one paper-scale step takes many seconds (so ``make
+bench`` stays short there; the CPU's end-to-end figures then rest on two steps). ``--preset
+tiny --batch-size 16`` is a seconds-long smoke run (``benchmarks/gpu_check.sh --device cpu``).
 """
 
 from __future__ import annotations
@@ -34,13 +46,13 @@ import time
 
 import torch
 
-from interp.data import MixtureSampler
-from interp.device import autocast_context, autocast_enabled, deterministic, resolve_device
+from interp.data import MixtureSampler, Prefetcher
+from interp.device import autocast_enabled, deterministic, resolve_device, tf32
 from interp.evaluate import accuracy_table
 from interp.heads import score_heads
 from interp.model import build_model
 from interp.spec import TrainSpec
-from interp.train import answer_loss, make_optimizer
+from interp.train import make_optimizer, train_step
 
 SPEC = {
     "name": "bench_paper_arith_a",
@@ -52,7 +64,7 @@ SPEC = {
     ],
     "model": {"preset": "paper"},
     "optim": {"lr": 1e-4, "warmup_steps": 1000},
-    "train": {"batch_size": 256, "steps": 50_000},
+    "train": {"batch_size": 256, "steps": 50_000, "tf32": True},
 }
 
 
@@ -61,35 +73,65 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _with_autocast(spec: TrainSpec, autocast: str) -> TrainSpec:
+    d = spec.to_dict()
+    d["train"]["autocast"] = autocast
+    return TrainSpec.from_dict(d)
+
+
+def _sampler(spec: TrainSpec) -> MixtureSampler:
+    return MixtureSampler(
+        spec.tasks, spec.train.batch_size, spec.seed, spec.train.n_buckets, n_ctx=spec.model.n_ctx
+    )
+
+
 def train_tokens_per_s(
-    spec: TrainSpec, dev: torch.device, autocast: str, steps: int, warmup: int
-) -> tuple[float, float]:
-    """``(tokens/s, mean real tokens per batch)`` over ``steps`` timed training steps."""
+    spec: TrainSpec, dev: torch.device, steps: int, warmup: int, prefetch: bool | None
+) -> float:
+    """Tokens/s over ``steps`` timed training steps after ``warmup`` untimed ones: end to end
+    (the batches made in the loop, ``prefetch=False``, or ahead in a thread, ``True``), or the
+    step alone (``None``: batches made beforehand, the device synchronised around each step)."""
     model = build_model(spec.model, dev)
     opt = make_optimizer(model, spec)
-    sampler = MixtureSampler(
-        spec.tasks, spec.train.batch_size, 0, spec.train.n_buckets, n_ctx=spec.model.n_ctx
-    )
+    sampler = _sampler(spec)
     model.train()
+    pin = bool(prefetch) and dev.type == "cuda"
     toks, elapsed = 0, 0.0
-    with deterministic(dev):
-        for i in range(warmup + steps):
-            batch = sampler.batch(i)
-            n = int(batch.seq_len.sum())
-            _sync(dev)
-            t0 = time.perf_counter()
-            batch = batch.to(dev)
-            with autocast_context(dev, autocast):
-                loss = answer_loss(model(batch.tokens), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
-            opt.step()
-            _sync(dev)
-            if i >= warmup:
+    with deterministic(dev), tf32(dev, spec.train.tf32):
+        for i in range(warmup):
+            train_step(model, opt, spec, sampler.batch(i).to(dev), i)
+        _sync(dev)
+        stop = warmup + steps
+        if prefetch is None:
+            for i in range(warmup, stop):
+                batch = sampler.batch(i)
+                toks += int(batch.seq_len.sum())
+                _sync(dev)
+                t0 = time.perf_counter()
+                train_step(model, opt, spec, batch.to(dev), i)
+                _sync(dev)
                 elapsed += time.perf_counter() - t0
-                toks += n
-    return toks / elapsed, toks / steps
+            return toks / elapsed
+        t0 = time.perf_counter()
+        source = Prefetcher(sampler, warmup, stop, pin=pin) if prefetch else sampler
+        try:
+            for i in range(warmup, stop):
+                batch = source.batch(i)
+                toks += int(batch.seq_len.sum())
+                train_step(model, opt, spec, batch.to(dev, non_blocking=pin), i)
+            _sync(dev)
+        finally:
+            if isinstance(source, Prefetcher):
+                source.close()
+        return toks / (time.perf_counter() - t0)
+
+
+def data_batches_per_s(spec: TrainSpec, n: int) -> tuple[float, float]:
+    """``(batches/s, mean real tokens per batch)`` of the sampler alone over ``n`` batches."""
+    sampler = _sampler(spec)
+    t0 = time.perf_counter()
+    toks = sum(int(sampler.batch(i).seq_len.sum()) for i in range(n))
+    return n / (time.perf_counter() - t0), toks / n
 
 
 def eval_examples_per_s(spec: TrainSpec, dev: torch.device, n: int) -> float:
@@ -127,39 +169,68 @@ def main() -> None:
     ap.add_argument("--eval-examples", type=int, help="0 skips evaluation (GPU 1024, CPU 128)")
     ap.add_argument("--score-examples", type=int, help="0 skips scoring (GPU 256, CPU 16)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--preset", default="paper", help="model preset (tiny: a smoke run)")
+    ap.add_argument("--batch-size", type=int, default=256, help="examples per step")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
     gpu = dev.type == "cuda"
     for key, on_gpu, on_cpu in (
-        ("steps", 20, 2),
-        ("warmup", 3, 1),
+        ("steps", 200, 2),
+        ("warmup", 5, 1),
         ("eval_examples", 1024, 128),
         ("score_examples", 256, 16),
     ):
         if getattr(args, key) is None:
             setattr(args, key, on_gpu if gpu else on_cpu)
-    spec = TrainSpec.from_dict(SPEC)
+    spec = TrainSpec.from_dict(
+        {
+            **SPEC,
+            "model": {"preset": args.preset},
+            "train": {**SPEC["train"], "batch_size": args.batch_size},
+        }
+    )
     load_before = os.getloadavg()[0]
     modes = ["off"] + (["bf16"] if autocast_enabled(dev, "bf16") else [])
-    rows = []
+    batches_s, per_batch = data_batches_per_s(spec, max(args.steps, 4))
+    rows = [
+        (
+            "data only (sampler, one core)",
+            f"{batches_s * per_batch:,.0f} tokens/s ({batches_s:,.1f} batches/s)",
+            f"{batches_s * 86_400:,.0f}",
+        )
+    ]
     for mode in modes:
-        tok_s, per_batch = train_tokens_per_s(spec, dev, mode, args.steps, args.warmup)
-        steps_day = tok_s / per_batch * 86_400
-        rows.append((f"training, autocast {mode}", f"{tok_s:,.0f} tokens/s", f"{steps_day:,.0f}"))
-        print(f"done training ({mode})", flush=True)
+        s_mode = _with_autocast(spec, mode)
+        for label, prefetch in (
+            ("end to end, prefetch off", False),
+            ("end to end, prefetch on", True),
+            ("step only (data excluded)", None),
+        ):
+            tok_s = train_tokens_per_s(s_mode, dev, args.steps, args.warmup, prefetch)
+            steps_day = tok_s / per_batch * 86_400
+            rows.append(
+                (
+                    f"training, autocast {mode}, {label}",
+                    f"{tok_s:,.0f} tokens/s",
+                    f"{steps_day:,.0f}",
+                )
+            )
+            print(f"done training ({mode}, {label})", flush=True)
     if args.eval_examples:
         ex_s = eval_examples_per_s(spec, dev, args.eval_examples)
         rows.append(("evaluation, reverse add L=16", f"{ex_s:,.0f} examples/s", ""))
     if args.score_examples:
         ex_s = score_examples_per_s(spec, dev, args.score_examples)
-        rows.append(("mean-ablation scoring, 36 heads, L=16", f"{ex_s:,.1f} examples/s", ""))
+        heads = spec.model.n_layers * spec.model.n_heads
+        rows.append((f"mean-ablation scoring, {heads} heads, L=16", f"{ex_s:,.1f} examples/s", ""))
     m = spec.model
     print(
-        f"\n{describe(dev)}; torch {torch.__version__}; paper preset ({m.n_layers}L "
+        f"\n{describe(dev)}; torch {torch.__version__}; {args.preset} preset ({m.n_layers}L "
         f"{m.n_heads}H d{m.d_model}, n_ctx {m.n_ctx}); arith_a at the paper's lengths, batch "
-        f"{spec.train.batch_size}; {args.warmup} warm-up + {args.steps} timed steps; "
+        f"{spec.train.batch_size}; {args.warmup} warm-up + {args.steps} timed steps; TF32 "
+        f"{'on' if spec.train.tf32 and gpu else 'off'}; "
         f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
     )
     print("| what | throughput | training steps per day |")
