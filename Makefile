@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint bench clean jupyter docs
+.PHONY: venv demo test test-fast lint bench gpu-check clean jupyter docs
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # The documentation site, notebooks executed, every link checked (--strict); into site/.
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
+
+# Every stage on the GPU in minutes (benchmarks/gpu_check.sh says how). Not on $(STAMP): on a GPU
+# machine the script keeps a torch that is already there instead of the CPU wheel pinned above.
+gpu-check:
+	bash benchmarks/gpu_check.sh --device $(or $(DEVICE),cuda)
 
 jupyter: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab
