@@ -9,7 +9,19 @@ Asking for a device the machine does not have is an :class:`~interp.errors.Inter
 silent fallback, so a run cannot end up on the CPU for days by accident.
 
 Resolution happens where the model is built: in the training process, in the sweep's worker
-(a Ray worker resolves ``auto`` to the GPU Ray gave it, whatever the driver machine has).
+(a Ray worker resolves ``auto`` to the GPU Ray gave it, whatever the driver machine has; a local
+pool gives each worker its own GPU, :mod:`interp.executors`). Models are placed with
+:func:`place_model`, which keeps the GPU index (``cuda:1``) that TransformerLens's own move drops.
+
+**Every tensor names its device.** The package never relies on the default device: data are
+built on the CPU, index and mask tensors are made where they are used, scores are written into
+tables on the device where they were computed and brought to the CPU once
+(``tests/test_cross_device.py`` checks every stage for tensors made without ``device=``).
+
+**Feeding a GPU.** Training batches are made ahead in a thread on CUDA (``[train] prefetch``,
+:func:`prefetch_enabled`; the stream is identical), copied from pinned memory without blocking,
+and the CUDA loss needs no host sync; ``[train] tf32`` lets the training step's float32 matmuls
+run in TF32 (:func:`tf32`).
 
 **Checkpoints are device-independent.** Tensors are saved from the CPU and loaded straight onto
 the target device (:func:`interp.checkpoint.load_tensors`' ``device``, the safetensors analogue
@@ -27,10 +39,11 @@ emulated, several-times-slower bf16) run. Evaluation and head scoring always run
 exact match is a verdict on argmaxes, and bf16 rounding could flip near-ties (measured in
 BENCHMARKS.md).
 
-**Determinism.** On CUDA, training turns on ``torch.use_deterministic_algorithms`` (with the
-cuBLAS workspace setting it requires), so the same spec on the same GPU model and software
-stack gives the same weights, and a killed run resumes to exactly the weights of an
-uninterrupted one. Across devices only the data stream, weights and optimizer state carry over
+**Determinism.** On CUDA, training turns on ``torch.use_deterministic_algorithms`` strictly (an
+operation without a deterministic kernel raises; :func:`deterministic`), with the cuBLAS
+workspace setting it requires set when the package is imported, so the same spec on the same GPU
+model and software stack gives the same weights, and a killed run resumes to exactly the weights
+of an uninterrupted one. Across devices only the data stream, weights and optimizer state carry over
 exactly; the arithmetic differs (kernels, reduction order, bf16), so results agree up to float
 rounding that grows over training, not bit for bit.
 """
