@@ -142,7 +142,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
         "--gpus-per-cell",
         type=float,
         default=1.0,
-        help="ray executor on CUDA: GPUs per cell, a fraction packs cells onto a GPU (default 1)",
+        help="on CUDA: GPUs per cell, a fraction packs cells onto a GPU (default 1)",
     )
 
     an = sub.add_parser("analyze", help="accuracy, head scores, overlap, transfer tables")

@@ -243,7 +243,7 @@ def run_sweep(
         progress: show a progress bar over cells.
         device: where every cell trains (default: ``[base.train] device``, else ``auto``),
             resolved in the worker that trains the cell.
-        gpus_per_cell: Ray only: GPUs (or a fraction of one) each cell requests on CUDA.
+        gpus_per_cell: GPUs (or a fraction of one) per cell on CUDA (local pool and Ray).
 
     Returns:
         The aggregated results (also in ``OUT_DIR/results.parquet``); ``df.attrs["failures"]``
