@@ -48,6 +48,7 @@ import torch
 
 from interp.data import MixtureSampler, Prefetcher
 from interp.device import autocast_enabled, deterministic, resolve_device, tf32
+from interp.errors import InterpError
 from interp.evaluate import accuracy_table
 from interp.heads import score_heads
 from interp.model import build_model
@@ -192,7 +193,10 @@ def main() -> None:
         }
     )
     load_before = os.getloadavg()[0]
-    modes = ["off"] + (["bf16"] if autocast_enabled(dev, "bf16") else [])
+    try:
+        modes = ["off"] + (["bf16"] if autocast_enabled(dev, "bf16") else [])
+    except InterpError:  # a CPU without bfloat16 units: float32 only
+        modes = ["off"]
     batches_s, per_batch = data_batches_per_s(spec, max(args.steps, 4))
     rows = [
         (
