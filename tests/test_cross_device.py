@@ -184,3 +184,44 @@ def test_demo_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         torch.set_num_threads(prev)
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "stage",
+    [causal_for_run, head_sets_for_run, dose_for_run, interchange_for_run],
+    ids=lambda f: f.__name__,
+)
+def test_causal_stages_on_cuda(
+    trained: tuple[Path, FactoryAudit], stage: Callable[..., Any]
+) -> None:
+    """The stages that once mixed devices, on a real GPU, against the CPU: the same tables up
+    to float rounding (head-set verdicts may flip only on exact ties, so compared loosely)."""
+    import pandas as pd
+
+    run = trained[0]
+    kwargs: dict[str, Any] = {"scores": None} if stage is causal_for_run else {}
+    cpu = stage(run, cfg=CFG, device="cpu", **kwargs)
+    gpu = stage(run, cfg=CFG, device="cuda", **kwargs)
+    for a, b in zip(
+        cpu if isinstance(cpu, tuple) else (cpu,),
+        gpu if isinstance(gpu, tuple) else (gpu,),
+        strict=True,
+    ):
+        assert list(a.columns) == list(b.columns) and len(a) == len(b)
+        num = a.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(a[num], b[num], atol=0.05, rtol=0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_a_model_on_the_second_gpu_stays_there() -> None:
+    from interp.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(n_layers=2, n_heads=2, d_model=16), "cuda:1")
+    assert model.cfg.device == "cuda:1"
+    out = model(torch.tensor([[1, 2, 3]], device="cuda:1"))
+    assert out.device == torch.device("cuda", 1)
+    assert torch.cuda.memory_allocated(0) == 0  # nothing ran on cuda:0
