@@ -115,6 +115,24 @@ def test_causal_stages(trained: tuple[Path, FactoryAudit], stage: Callable[..., 
     check(audited(lambda: stage(run, cfg=CFG, **kwargs)))
 
 
+def test_masked_run(tmp_path: Path) -> None:
+    """A run with per-task head masks (:mod:`interp.head_mask`): training, evaluation and the
+    head-set trie, whose fast path reads the masked ``z``."""
+    tasks = [
+        {"name": "reverse_add", "lengths": [1, 2], "heads": [0]},
+        {"name": "no_carry", "lengths": [1, 4], "heads": [1]},
+    ]
+    spec = TrainSpec.from_dict({**SPEC, "name": "xdev_masked", "tasks": tasks})
+    run = tmp_path / "run"
+
+    def go() -> None:
+        train(spec, run, progress=False, device="cpu")
+        assert main(["eval", str(run), "--examples", "4", "--quiet", "--device", "cpu"]) == 0
+        head_sets_for_run(run, CFG, device="cpu")
+
+    check(audited(go))
+
+
 def test_attention(trained: tuple[Path, FactoryAudit]) -> None:
     from interp.attention import attention_difference, attention_table
     from interp.data import task_batch
