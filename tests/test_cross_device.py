@@ -7,8 +7,12 @@ CPU tables. CI has no GPU, so each stage runs here with its model on the CPU und
 without naming its device (the lines that would put a tensor on the wrong device under any other
 default device, e.g. ``torch.set_default_device("meta")``). A stage passes when there are none.
 The stages: train, eval, score (all four methods), overlap, attention, the causal top-k test,
-head sets, dose, interchange, a sweep with ``--analyze`` (every analysis stage of a sweep, its
-report included) and ``demo --quick`` (run in this process so the audit sees it).
+head sets, dose, interchange, a run with per-task head masks, a sweep with ``--analyze`` (every
+analysis stage of a sweep, its report included) and ``demo --quick`` (run in this process so the
+audit sees it). The core stages (head sets, evaluation, the four scoring methods, attention) are
+also run literally under ``torch.set_default_device("meta")`` and must give the same numbers.
+
+Both kinds fail on the head-set code before the fix (checked by restoring it).
 """
 
 from __future__ import annotations
@@ -147,6 +151,55 @@ def test_attention(trained: tuple[Path, FactoryAudit]) -> None:
         attention_difference(model, a, b)
 
     check(audited(go))
+
+
+def _meta_stages() -> dict[str, Callable[[Any], Any]]:
+    from interp.attention import attention_table
+    from interp.data import task_batch
+    from interp.evaluate import accuracy_table
+    from interp.head_sets import ablate_sets, all_head_sets
+    from interp.heads import score_heads
+
+    def head_sets(m: Any) -> Any:
+        b = task_batch(m, "reverse_add", [2, 3], 4, 0)
+        return ablate_sets(m, b, all_head_sets(m.cfg.n_layers, m.cfg.n_heads, 2))
+
+    def score(m: Any) -> Any:
+        methods = ["mean_ablation", "zero_ablation", "activation_patching", "attribution_patching"]
+        return [score_heads(m, "reverse_add", k, lengths=[2, 3], n_examples=4) for k in methods]
+
+    return {
+        "head_sets": head_sets,
+        "eval": lambda m: accuracy_table(m, ["reverse_add"], {"reverse_add": [1, 2, 3]}, 4),
+        "score": score,
+        "attention": lambda m: attention_table(m, ["reverse_add", "no_carry"], [2], n_examples=4),
+    }
+
+
+@pytest.mark.parametrize("stage", ["head_sets", "eval", "score", "attention"])
+def test_stages_under_a_meta_default_device(trained: tuple[Path, FactoryAudit], stage: str) -> None:
+    """The literal version of the audit: with ``torch.set_default_device("meta")`` in force, a
+    tensor made without ``device=`` holds no data, so any that met the CPU model's outputs
+    would fail. The results must equal those made under the ordinary default (the head-set
+    code before the fix failed here: "Cannot copy out of meta tensor")."""
+    import pandas as pd
+
+    from interp.runs import load_run
+
+    model = load_run(trained[0], device="cpu").model
+    fn = _meta_stages()[stage]
+    want = fn(model)
+    torch.set_default_device("meta")
+    try:
+        got = fn(model)
+    finally:
+        torch.set_default_device(None)
+    pairs = list(zip(want, got, strict=True)) if isinstance(want, tuple | list) else [(want, got)]
+    for a, b in pairs:
+        if isinstance(a, pd.DataFrame):
+            pd.testing.assert_frame_equal(a, b)
+        else:
+            assert b.device == torch.device("cpu") and torch.equal(a, b)
 
 
 def test_sweep_analyze(tmp_path: Path) -> None:
