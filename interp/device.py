@@ -260,9 +260,10 @@ def deterministic(device: torch.device) -> Iterator[None]:
 
     ``torch.use_deterministic_algorithms(True)`` is strict: an operation without a
     deterministic CUDA kernel raises instead of silently making the run irreproducible. The
-    training step uses none (matmuls, embedding and boolean-mask indexing backward, whose
-    accumulating index-put has a deterministic CUDA path, and a 2-D ``cross_entropy``), so a
-    strict run stops only if a future change adds one. ``INTERP_DETERMINISTIC=warn`` downgrades
+    training step is built from operations that have deterministic CUDA kernels (matmuls, the
+    embedding's indexing backward, whose accumulating index-put has a deterministic path, and a
+    2-D ``cross_entropy``; by PyTorch's list, not yet seen on a GPU here:
+    ``benchmarks/gpu_check.sh`` trains under it). ``INTERP_DETERMINISTIC=warn`` downgrades
     the error to PyTorch's warning (a run that must go on; its weights are then not guaranteed
     to be reproducible).
 
