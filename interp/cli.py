@@ -275,6 +275,7 @@ def _zoo(args: argparse.Namespace) -> None:
         print(f"tables: {out / 'results.parquet'}, {out / 'results.md'}")
         return
     if args.zoo_cmd == "train":
+        zoo.check_name(args.name)  # before it becomes part of the default --out path
         out = args.out or str(Path("runs") / "zoo" / args.name)
         path = zoo.train_entry(args.name, out, export=args.export, progress=not args.quiet)
         print(f"trained zoo entry {args.name}: {path}")
@@ -283,11 +284,16 @@ def _zoo(args: argparse.Namespace) -> None:
     if df.empty:
         print("the model zoo is empty")
         return
+    bad = df[df["problem"] != ""]
+    df = df[df["problem"] == ""].copy()
     df["steps"] = [len(s) for s in df["steps"]]
     df = df.rename(columns={"steps": "ckpts"})
-    df["transfer_acc"] = df["transfer_acc"].round(3)
+    df["transfer_acc"] = df["transfer_acc"].astype(float).round(3)
     cols = ["name", "condition", "seed", "ckpts", "final_step", "transfer_range", "transfer_acc"]
-    print(df[cols].to_string(index=False))
+    if len(df):
+        print(df[cols].to_string(index=False))
+    for name, problem in zip(bad["name"], bad["problem"], strict=True):
+        print(f"{name}: corrupt: {problem}")
 
 
 @command("demo")
@@ -321,8 +327,9 @@ def _close_bars() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``interp`` console script."""
     parser = build_parser(__doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
     try:
+        # Inside the try: an option's type check can meet the file system's refusal too.
+        args = parser.parse_args(argv)
         rc = _COMMANDS[args.command](args)
     except InterpError as e:
         _close_bars()

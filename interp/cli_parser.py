@@ -43,8 +43,11 @@ def _out_dir(text: str) -> str:
     """An argparse type for ``--out``: not empty, and not an existing file."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a directory, got an empty path")
-    if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    try:
+        if Path(text).exists() and not Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    except OSError as e:  # e.g. a component longer than the file system allows
+        raise argparse.ArgumentTypeError(f"{e.strerror or e}: {text}") from None
     return text
 
 

@@ -128,11 +128,15 @@ def expand(d: dict[str, Any]) -> list[Cell]:
             "architecture)"
         )
     base = {k: v for k, v in d.items() if k not in _EXPERIMENT_KEYS}
-    name = str(d.get("name", "pretrained"))
+    name = d.get("name", "pretrained")
+    if not isinstance(name, str) or not name.strip():
+        raise InterpError(f"experiment spec: name must be a non-empty string, got {name!r}")
     cells, labels = [], set()
     for i, path in enumerate(paths):
         step = steps[i] if steps is not None else i
-        label = f"step{step}" if steps is not None else Path(path).name or f"checkpoint{i}"
+        label = f"step{step}" if steps is not None else Path(path).name
+        if label in ("", ".", ".."):  # a run directory's name, never a way out of OUT/runs
+            label = f"checkpoint{i}"
         if label in labels:
             raise InterpError(
                 f"experiment spec: two checkpoints get the run name {label!r}; give "

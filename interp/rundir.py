@@ -78,6 +78,11 @@ EXPERIMENT_GAP = "gap.parquet"
 EXPERIMENT_FIGURE = "pretrained.html"
 
 
+def _is_name(text: str) -> bool:
+    """Whether ``text`` is one path component (a cell's run name), never a path."""
+    return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
+
+
 def _step_name(step: int) -> str:
     return f"step_{int(step):06d}"
 
@@ -123,11 +128,15 @@ class TableDir:
         p = self.table_path(name)
         if not p.is_file():
             raise InterpError(f"no {name} table in {self.analysis_dir}")
-        return pd.read_parquet(p)
+        return read_parquet(p)
 
     def read_tables(self, names: Iterable[str]) -> dict[str, pd.DataFrame]:
-        """The tables among ``names`` that exist."""
-        return {n: pd.read_parquet(self.table_path(n)) for n in names if self.has_table(n)}
+        """The tables among ``names`` that exist.
+
+        Raises:
+            InterpError: for a table that exists but cannot be read (reported as corrupt).
+        """
+        return {n: read_parquet(self.table_path(n)) for n in names if self.has_table(n)}
 
     def write_table(self, name: str, df: pd.DataFrame) -> Path:
         """Atomically (re)write ``analysis/<name>.parquet``."""
@@ -327,11 +336,20 @@ class SweepDir(TableDir):
         """``cells.parquet``: one metadata row per cell.
 
         Raises:
-            InterpError: if this is not a sweep directory.
+            InterpError: if this is not a sweep directory, or its ``cells.parquet`` is not a
+                readable table with the cell columns (reported as corrupt).
         """
+        from interp.sweep_spec import META_COLUMNS  # (sweep_spec imports this module)
+
         if not self.is_sweep():
             raise InterpError(f"{self.path} is not a sweep directory (no {CELLS})")
-        return pd.read_parquet(self.cells_path)
+        df = read_parquet(self.cells_path)
+        missing = [c for c in META_COLUMNS if c not in df.columns]
+        if missing:
+            raise InterpError(f"corrupt table {self.cells_path}: no column(s) {', '.join(missing)}")
+        if df["run"].map(lambda r: isinstance(r, str) and _is_name(r)).all():
+            return df
+        raise InterpError(f"corrupt table {self.cells_path}: a 'run' is not a run name")
 
 
 def open_dir(path: str | Path) -> RunDir | SweepDir:
