@@ -55,7 +55,7 @@ from interp.evaluate import accuracy_table
 from interp.io import read_json, read_parquet, write_json, write_parquet, write_text
 from interp.model import ModelConfig
 from interp.resources import zoo_dir
-from interp.rundir import DONE, RunDir, ZooEntryDir
+from interp.rundir import DONE, ZOO_KIND, RunDir, ZooEntryDir, claim_dir
 from interp.runs import load_run
 from interp.spec import TrainSpec
 from interp.zoo_card import describe, range_mean, render_card
@@ -411,6 +411,7 @@ def export_run(
     final = root_dir / name
     if final.exists() and not overwrite:
         raise InterpError(f"zoo entry {name!r} already exists in {root_dir}")
+    claim_dir(final, ZOO_KIND)  # an entry replaces an entry, never a run or sweep beside it
     root_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root_dir))
     tmp.chmod(0o755)  # mkdtemp makes it private; the entry is meant to be shared
