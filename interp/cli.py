@@ -238,7 +238,7 @@ def _analyze(args: argparse.Namespace) -> None:
         overrides["causal"] = False
     from interp.rundir import SweepDir, open_dir
 
-    if SweepDir(args.path).is_sweep():
+    if isinstance(open_dir(args.path), SweepDir):  # (open_dir: neither a run nor a sweep)
         if args.out:
             raise InterpError(
                 "--out is for a run directory or zoo entry; a sweep's tables go into it"

@@ -511,8 +511,8 @@ def outputs_dir(source: str | Path, out: str | Path | None = None) -> RunDir:
 
     A run writes into itself unless ``out`` is given. A zoo entry never does: its outputs go to
     ``out``, default ``runs/zoo_outputs/<name>`` (:data:`ZOO_OUTPUTS`). Such an *output folder*
-    is an ordinary run directory made from the source (its ``config.json``, ``metrics.parquet``
-    and checkpoints, hard-linked where the file system allows, else copied) plus
+    is an ordinary run directory made from the source (copies of its ``config.json`` and
+    ``metrics.parquet``, its checkpoints hard-linked where the file system allows) plus
     ``outputs.json`` naming the source, so every command that reads a run reads it unchanged
     and writes ``eval/`` and ``analysis/`` there. It is reused while the source is the same;
     one made from another source, or from an older version of this one (a re-exported entry),
@@ -559,7 +559,7 @@ def outputs_dir(source: str | Path, out: str | Path | None = None) -> RunDir:
         write_json(marker, record)  # first: the folder is an output folder from then on
     for f in files:  # (the missing ones only: an interrupted first call is completed here)
         if not (dest.path / f).is_file():
-            _link_or_copy(src.path / f, dest.path / f)
+            _link_or_copy(src.path / f, dest.path / f, link=f.endswith(".safetensors"))
     return dest
 
 
@@ -569,16 +569,21 @@ def _index_entries(run: Path) -> list[dict[str, Any]]:
     return list(read_index(run).values())
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` at ``dst`` (files are only ever replaced by a rename, never changed
-    in place, so the link cannot change under either side), or copy it across file systems."""
+def _link_or_copy(src: Path, dst: Path, link: bool) -> None:
+    """Copy ``src`` to ``dst`` atomically, or with ``link`` hard-link it (checkpoints: large, and
+    only ever replaced by a rename, never changed in place, so a link cannot change under either
+    side), falling back to a copy across file systems. Small files are copied, so that editing
+    one by hand in the output folder can never change the source."""
     import os
     import shutil
 
+    from interp.io import atomic_write
+
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))

@@ -39,6 +39,9 @@ def test_open_dir_tells_runs_from_sweeps(tmp_path: Path):
     pd.DataFrame({"run": ["a"]}).to_parquet(sw.cells_path)
     d = open_dir(sw.path)
     assert isinstance(d, SweepDir) and d.run("a").path == sw.path / "runs" / "a"
+    with pytest.raises(InterpError, match=r"corrupt table .*no column\(s\) group, kind"):
+        d.cells()  # cells.parquet without the cell columns (issue 26)
+    pd.DataFrame([{c: "a" for c in sweep.META_COLUMNS}]).to_parquet(sw.cells_path)
     assert list(d.cells()["run"]) == ["a"]
     with pytest.raises(InterpError, match="not a sweep directory"):
         SweepDir(run).cells()
