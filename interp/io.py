@@ -85,7 +85,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InterpError(f"missing file: {p}")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # (a binary file is no JSON either)
         raise InterpError(f"malformed JSON in {p}: {e}") from None
 
 
@@ -99,7 +99,9 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         return pd.read_parquet(p)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
-        raise InterpError(f"corrupt table {p}: {type(e).__name__}: {e}") from None
+        # (pyarrow's messages can span lines; the CLI prints one)
+        why = " ".join(str(e).split())
+        raise InterpError(f"corrupt table {p}: {type(e).__name__}: {why}") from None
 
 
 def output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:

@@ -689,3 +689,125 @@ def test_fuzz_sweep_and_analysis_values():
         outcomes.append(_assert_clean(expand, d))
         outcomes.append(_assert_clean(AnalysisConfig.from_dict, analysis))
     assert "refused" in outcomes
+
+
+# Fuzz the inputs of zoo, analyze, report and finetune (issue 26): the files they read, damaged
+# at random, never escape as anything but InterpError (or, for the zoo listing, a row that
+# names the problem).
+
+
+def _damage_bytes(data: bytes, rng: random.Random) -> bytes:
+    how = rng.choice(["truncate", "flip", "junk", "empty", "append"])
+    if how == "truncate":
+        return data[: rng.randrange(len(data))]
+    if how == "flip":
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        return bytes(b)
+    if how == "junk":
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+    return b"" if how == "empty" else data + b"\0" * rng.randint(1, 16)
+
+
+def test_fuzz_zoo_entry_files(tmp_path: Path):
+    from interp import zoo
+
+    rng = random.Random(26)
+    root = tmp_path / "zoo"
+    shutil.copytree(ROOT / "models" / "zoo" / "string_b", root / "string_b")
+    entry = root / "string_b"
+    files = ("zoo.json", "config.json", "accuracy.parquet", "checkpoints/index.json")
+    originals = {f: (entry / f).read_bytes() for f in files}
+    problems = 0
+    for _ in range(300):
+        target = rng.choice(sorted(originals))
+        data = originals[target]
+        if target.endswith(".json") and rng.random() < 0.6:  # well-formed JSON, wrong values
+            d = json.loads(data)
+            if isinstance(d, dict) and rng.random() < 0.8:
+                _mutate(d, rng, [])
+            else:
+                d = rng.choice(JUNK)
+            new = json.dumps(d).encode()
+        else:
+            new = _damage_bytes(data, rng)
+        (entry / target).write_bytes(new)
+        row = zoo.list_models(root).iloc[0]  # never raises
+        assert row["name"] == "string_b" and isinstance(row["problem"], str)
+        assert "\n" not in row["problem"]
+        problems += bool(row["problem"])
+        (entry / target).write_bytes(data)
+    assert problems  # the fuzzer did reach the damaged-entry path
+    names = [j for j in JUNK if not isinstance(j, str)] + ["../x", "/etc", "a/../b", "..", "X"]
+    for name in names:
+        assert _assert_clean(zoo.check_name, name) == "refused"
+
+
+def test_fuzz_analyze_and_report_inputs(tmp_path: Path):
+    """``cells.parquet`` and ``analysis.json`` (what ``interp analyze SWEEP`` reads first) and
+    the analysis tables (what ``interp report`` reads), damaged at random."""
+    import pandas as pd
+
+    from interp.analysis import read_config
+    from interp.report import load_tables
+    from interp.rundir import SweepDir
+
+    rng = random.Random(2026)
+    sweep = _fake_sweep(tmp_path / "sweep")
+    (sweep / "analysis.json").write_text(json.dumps(AnalysisConfig().to_dict()))
+    cells = pd.read_parquet(sweep / "cells.parquet")
+    originals = {f: (sweep / f).read_bytes() for f in ("cells.parquet", "analysis.json",
+                 "analysis/accuracy.parquet", "analysis/scores.parquet")}  # fmt: skip
+    outcomes = []
+    for _ in range(300):
+        target = rng.choice(sorted(originals))
+        path = sweep / target
+        if target == "cells.parquet" and rng.random() < 0.5:  # a readable table, wrong content
+            df = cells.drop(columns=rng.sample(list(cells.columns), rng.randint(0, 3)))
+            if rng.random() < 0.5:  # (mixed types: pyarrow may refuse to write them at all)
+                junk = [rng.choice(["..", "a/b", "", "ok", "x/../y"]) for _ in range(len(df))]
+                df["run"] = junk if rng.random() < 0.7 else [rng.random() for _ in junk]
+            df.to_parquet(path)
+        elif target == "analysis.json" and rng.random() < 0.6:
+            d = AnalysisConfig().to_dict()
+            _mutate(d, rng, [])
+            path.write_text(json.dumps(d))
+        else:
+            path.write_bytes(_damage_bytes(originals[target], rng))
+        outcomes.append(_assert_clean(lambda: SweepDir(sweep).cells()))
+        outcomes.append(_assert_clean(read_config, sweep))
+        outcomes.append(_assert_clean(load_tables, sweep))
+        path.write_bytes(originals[target])
+    assert "refused" in outcomes and "accepted" in outcomes
+
+
+def test_fuzz_finetune_inputs(tiny_llama, tmp_path: Path):
+    """Experiment specs and Hugging Face ``config.json`` values, wrong at random."""
+    pytest.importorskip("transformers")
+    from interp.finetune import expand as expand_experiment
+    from interp.pretrained import model_config_dict
+
+    rng = random.Random(13)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_llama[0], ckpt)
+    base = {"name": "exp", "main": "reverse_add", "checkpoints": [str(ckpt)],
+            "tasks": [{"name": "reverse_add", "lengths": [1, 2]}],
+            "train": {"steps": 2, "batch_size": 4}, "eval": {"max_length": 3}}  # fmt: skip
+    extra = [("pretraining_steps",), ("model", "n_ctx"), ("model", "d_model"), ("optim", "lr")]
+    outcomes = []
+    for _ in range(120):
+        d = json.loads(json.dumps(base))
+        for _ in range(rng.randint(1, 2)):
+            _mutate(d, rng, extra)
+        outcomes.append(_assert_clean(expand_experiment, d))
+    cfg_path = ckpt / "config.json"
+    original = cfg_path.read_text()
+    for _ in range(120):
+        d = json.loads(original)
+        for _ in range(rng.randint(1, 2)):
+            d[rng.choice(sorted(d))] = rng.choice(JUNK)
+        cfg_path.write_text(json.dumps(d))
+        outcomes.append(_assert_clean(model_config_dict, ckpt))
+    cfg_path.write_text(original)
+    assert "refused" in outcomes and "accepted" in outcomes
