@@ -24,9 +24,10 @@ is printed; ``failures.json`` has the errors). Commands that draw progress bars 
 
 **Where outputs go.** ``eval``, ``score``, ``overlap`` and ``analyze`` write their tables into
 RUN_DIR, or into ``--out DIR`` (an output folder made from the run, see
-:func:`interp.rundir.outputs_dir`). RUN_DIR may be a zoo entry (``models/zoo/NAME``): an entry
-is never written into, so its outputs go to ``--out`` or, by default, ``runs/zoo_outputs/NAME``,
-where ``interp report models/zoo/NAME`` finds them. Each writer refuses a directory of another
+:func:`interp.rundir.outputs_dir`). RUN_DIR may be a shipped zoo entry (``models/zoo/NAME``):
+it is never written into, so its outputs go to ``--out`` or, by default,
+``runs/zoo_outputs/NAME`` (under the current directory), where ``interp report
+models/zoo/NAME`` finds them. Each writer refuses a directory of another
 kind (a run, a sweep, a zoo entry, an experiment: :func:`interp.rundir.claim_dir`).
 
 **Reproducibility.** ``interp train`` prints one ``interp: note: ...`` line when it starts with
@@ -260,9 +261,9 @@ def _analyze(args: argparse.Namespace) -> None:
 @command("report")
 def _report(args: argparse.Namespace) -> None:
     from interp.report import write_report
-    from interp.rundir import is_zoo_entry, outputs_dir
+    from interp.rundir import is_shipped_entry, outputs_dir
 
-    if is_zoo_entry(args.path):
+    if is_shipped_entry(args.path):
         # The tables `interp analyze` wrote to the entry's output folder; the report beside them.
         args.path = str(outputs_dir(args.path).path)
     path = write_report(args.path, out=args.out, progress=not args.quiet)

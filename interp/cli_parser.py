@@ -52,8 +52,8 @@ def _out_dir(text: str) -> str:
 
 
 _OUT_HELP = (
-    "folder for the tables and figures instead of RUN_DIR itself; a zoo entry is never written "
-    "into (default for one: runs/zoo_outputs/NAME)"
+    "folder for the tables and figures instead of RUN_DIR itself; a shipped zoo entry "
+    "(models/zoo/NAME) is never written into (default for one: runs/zoo_outputs/NAME)"
 )
 
 

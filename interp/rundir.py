@@ -154,11 +154,13 @@ class TableDir:
 
     def write_table(self, name: str, df: pd.DataFrame) -> Path:
         """Atomically (re)write ``analysis/<name>.parquet``."""
+        _refuse_shipped(self.path)
         return write_parquet(self.table_path(name), df)
 
     def upsert_table(self, name: str, df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         """Write ``df`` into table ``name``, keeping earlier rows whose ``keys`` it does not
         cover; returns what was written."""
+        _refuse_shipped(self.path)
         return upsert(self.table_path(name), df, keys)
 
 
@@ -268,6 +270,7 @@ class RunDir(TableDir):
         return self.eval_dir / f"accuracy_{_step_name(step)}.html"
 
     def write_eval(self, step: int, df: pd.DataFrame) -> Path:
+        _refuse_shipped(self.path)
         return write_parquet(self.eval_path(step), df)
 
     def wall_time(self) -> float | None:
@@ -506,11 +509,22 @@ def is_zoo_entry(path: str | Path) -> bool:
     return (Path(path) / ZOO_INFO).is_file()
 
 
+def is_shipped_entry(path: str | Path) -> bool:
+    """Whether ``path`` is an entry of the shipped zoo (``models/zoo/NAME``, or the installed
+    package's copy): part of the checkout, so never written into. A copy of an entry elsewhere
+    is the user's own run directory."""
+    from interp.resources import zoo_dir
+
+    p = Path(path)
+    return is_zoo_entry(p) and p.resolve().parent == zoo_dir().resolve()
+
+
 def outputs_dir(source: str | Path, out: str | Path | None = None) -> RunDir:
     """The run directory a reading command writes its tables and figures into.
 
-    A run writes into itself unless ``out`` is given. A zoo entry never does: its outputs go to
-    ``out``, default ``runs/zoo_outputs/<name>`` (:data:`ZOO_OUTPUTS`). Such an *output folder*
+    A run writes into itself unless ``out`` is given. An entry of the shipped zoo
+    (:func:`is_shipped_entry`) never does: its outputs go to ``out``, default
+    ``runs/zoo_outputs/<name>`` (:data:`ZOO_OUTPUTS`). Such an *output folder*
     is an ordinary run directory made from the source (copies of its ``config.json`` and
     ``metrics.parquet``, its checkpoints hard-linked where the file system allows) plus
     ``outputs.json`` naming the source, so every command that reads a run reads it unchanged
@@ -523,13 +537,14 @@ def outputs_dir(source: str | Path, out: str | Path | None = None) -> RunDir:
             kind of directory or the outputs of another source.
     """
     src = RunDir(source).check()
+    shipped = is_shipped_entry(src.path)
     if out is None:
-        if not is_zoo_entry(src.path):
+        if not shipped:
             return src
         out = ZOO_OUTPUTS / src.path.resolve().name
     dest = RunDir(out)
     if dest.path.resolve() == src.path.resolve():
-        if is_zoo_entry(src.path):
+        if shipped:
             raise InterpError(f"--out must not be the zoo entry {src.path} itself")
         return src
     claim_dir(dest.path, OUTPUTS_KIND)
@@ -567,6 +582,16 @@ def _index_entries(run: Path) -> list[dict[str, Any]]:
     from interp.checkpoint import read_index
 
     return list(read_index(run).values())
+
+
+def _refuse_shipped(path: Path) -> None:
+    """The last guard for code that writes a table into a shipped zoo entry through the API
+    (the CLI sends such writes to an output folder first)."""
+    if is_shipped_entry(path):
+        raise InterpError(
+            f"{path} is a shipped zoo entry and is never written into; give the command an "
+            "output folder (interp.rundir.outputs_dir, or --out on the command line)"
+        )
 
 
 def _link_or_copy(src: Path, dst: Path, link: bool) -> None:
