@@ -27,6 +27,7 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     steps = 3000
     batch_size = 128
     checkpoint_every = 500
+    threads = 1                  # CPU threads; 1 (the default) gives bit-identical runs/resumes
     device = "auto"              # cpu, cuda, cuda:N, mps; `--device` overrides it
     autocast = "off"             # "bf16": bfloat16 autocast (CUDA, or a CPU with bf16 units)
     compile = false              # true: torch.compile the training forward pass
