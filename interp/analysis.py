@@ -424,20 +424,12 @@ def head_sets_for_run(run_dir: str | Path, cfg: AnalysisConfig, max_size: int = 
 
 
 def causal_slopes(sets: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (its residual-on-sharedness slope) and the sign-flip test across runs of
-    each kind (:func:`interp.within.combine`): columns of ``combine`` plus ``view``."""
-    from interp.run_table import is_control
-    from interp.within import combine
+    """The sign-flip test across runs of each kind of the head-set slopes, with every run that
+    has none listed as not applicable (:func:`interp.within.head_set_summary`): columns of
+    :func:`interp.within.combine` plus ``not_applicable``."""
+    from interp.within import head_set_summary
 
-    per = sets.groupby("run", sort=True)["slope"].first().rename("value").reset_index()
-    m = meta.set_index("run")
-    per["kind"] = [
-        "control" if (str(m.loc[r, "kind"]) == "control" or is_control(str(m.loc[r].get(
-            "condition", "")))) else "related"
-        for r in per["run"]
-    ]  # fmt: skip
-    per["statistic"] = "residual_slope"
-    return combine(per, by=("kind",))
+    return head_set_summary(sets, meta)
 
 
 def _ranges(run_dir: str | Path) -> tuple[Any, tuple[int, int], tuple[int, int]] | None:

@@ -3,25 +3,40 @@
 The paper shows that head overlap between the main and auxiliary tasks *correlates* with
 transfer; reviewers called that evidence correlational. This module intervenes instead:
 
-1. **Rank heads by shared importance.** Score every head for the main task (on its training
-   range) and for the auxiliaries (on theirs) by mean ablation (:func:`interp.heads.score_heads`;
-   score = clean - ablated accuracy). Each task's scores are normalised to ``[0, 1]`` by
-   clipping at 0 (a head whose ablation helps is "unimportant", not "negatively important") and
-   dividing by the task's largest score; several auxiliaries are averaged. A head's shared
-   importance is ``min(main, aux)`` (default): high only if the head matters to *both* tasks, so
-   a head that is crucial for one and irrelevant for the other ranks low. ``combine="product"``
-   is the softer alternative. Ties break by ``main + aux``, then by ``(layer, head)``.
+1. **Rank heads by shared importance.** Score every head for the main task and for the
+   auxiliaries on one range, the main task's training lengths (the lengths every task of the run
+   was trained on: the one definition of sharedness used by the primary, causal, head-set and
+   dose analyses, so task is not confounded with length), by mean ablation
+   (:func:`interp.heads.score_heads`; score = clean - ablated accuracy). Each task's scores are
+   normalised to ``[0, 1]`` by clipping at 0 (a head whose ablation helps is "unimportant", not
+   "negatively important") and dividing by the task's largest score; several auxiliaries are
+   averaged. A head's shared importance is ``min(main, aux)`` (default): high only if the head
+   matters to *both* tasks, so a head that is crucial for one and irrelevant for the other ranks
+   low. ``combine="product"`` is the softer alternative. Ties break by ``main + aux``, then by
+   ``(layer, head)``.
 2. **Ablate the top-k shared heads** together (:func:`interp.ablation.ablate_heads`) and measure the
    main task's exact-match (and answer log-probability) *drop*, clean minus ablated, inside its
    training range and in the transfer range.
-3. **Control with matched random heads.** ``n_random`` sets of k heads drawn at random *with the
-   same number of heads in each layer* as the top-k set (from the heads outside the top-k set
-   when the layer has enough of them). Matching by layer matters: early-layer heads feed
-   everything after them, so an unmatched control would confound "shared" with "early".
-4. **Report with uncertainty** (:mod:`interp.stats`): the top-k drop with a bootstrap CI over
-   examples; the random drop with a bootstrap CI over draws (each draw's drop is a mean over the
-   same examples); their difference with a CI (both resampled independently) and a one-sided
-   rank p-value: ``(1 + #{random draws whose drop >= the top-k drop}) / (1 + n_random)``.
+3. **Control with random heads matched on in-distribution damage.** Up to
+   ``CANDIDATES_PER_SET * n_random`` *distinct* sets of k heads are drawn from the heads outside
+   the top-k set (all of them when there are fewer), each is ablated on the training-range
+   measurement set, and the ``n_random`` whose exact-match drop there is closest to the top-k
+   set's are the control. A set that breaks the task everywhere removes transfer too, so a
+   control that does less damage in distribution would credit "important" as "shared"; matched
+   on that damage, a larger transfer-range drop is transfer-specific. (The old control, matched
+   on layer only, could collapse to one repeated set with few heads per layer, and its repeats
+   counted as independent draws.) ``random_sets`` is the number of distinct control sets and
+   ``id_drop_random`` their mean in-distribution drop, beside the top-k set's ``id_drop_topk``.
+4. **One estimand, one test.** ``diff`` = the top-k drop minus the *median* drop of the control
+   sets. Its one-sided p-value is the rank of the top-k drop among the control sets' drops,
+   ``(1 + #{control >= top-k}) / (1 + n_sets)`` (exact when the top-k set is exchangeable with
+   the matched controls under the null), and its interval inverts that same rank test: the
+   shifts ``d`` for which ``top-k - d`` is not in the controls' upper 5% tail, i.e.
+   ``[top-k - c_(n+1-r), +inf)`` with ``c`` the sorted control drops (:func:`rank_shift_bound`).
+   It excludes 0 exactly when ``p <= 0.05``. With fewer than ``MIN_CONTROL_SETS`` (19) distinct
+   control sets no p-value of 0.05 is reachable: the p-value and interval are NaN and
+   ``reason`` says ``not testable (n=...)``. The ``topk`` row's interval is a bootstrap over
+   examples (hundreds of them); the ``random`` row's is the range of the controls' middle 95%.
 
 **Prediction.** If length transfer runs through shared heads, ablating them hurts the main task at
 *transferred* lengths (the transfer range) clearly more than matched random heads do. A top-k
@@ -34,6 +49,8 @@ does not inflate the measured top-k effect.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,10 +59,11 @@ from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
 from interp.ablation import ablate_heads
+from interp.between import not_testable
 from interp.data import Batch, task_batch
 from interp.errors import InterpError, unknown_choice
 from interp.heads import score_heads
-from interp.stats import bootstrap_diff_ci, bootstrap_mean_ci, rank_p_value
+from interp.stats import bootstrap_mean_ci, rank_p_value
 from interp.tasks import get_task
 
 COMBINE = ("min", "product")
@@ -68,7 +86,14 @@ COLUMNS = [
     "heads",
     "clean",
     "random_sets",
+    "id_drop_topk",
+    "id_drop_random",
+    "reason",
 ]
+CANDIDATES_PER_SET = 4
+"""Candidate control sets drawn per requested control set, before matching on damage."""
+MIN_CONTROL_SETS = 19
+"""The smallest one-sided rank p-value with n control sets is 1 / (1 + n): 0.05 needs 19."""
 
 Head = tuple[int, int]
 
@@ -192,6 +217,46 @@ def matched_random_heads(
     return draws
 
 
+def distinct_head_sets(
+    top: Sequence[Head], n_layers: int, n_heads: int, n_sets: int, rng: np.random.Generator
+) -> list[list[Head]]:
+    """Up to ``n_sets`` distinct sets of ``len(top)`` heads drawn from the heads outside ``top``
+    (every such set, in random order, when there are at most ``n_sets``)."""
+    k = len(top)
+    pool = [(a, b) for a in range(n_layers) for b in range(n_heads) if (a, b) not in set(top)]
+    if len(pool) < k:
+        return []
+    if math.comb(len(pool), k) <= n_sets:
+        out = [list(c) for c in itertools.combinations(pool, k)]
+        return [out[i] for i in rng.permutation(len(out))]
+    seen: set[tuple[Head, ...]] = set()
+    out = []
+    while len(out) < n_sets:  # rejection: the pool holds far more than n_sets sets here
+        pick = tuple(sorted(pool[i] for i in rng.choice(len(pool), size=k, replace=False)))
+        if pick not in seen:
+            seen.add(pick)
+            out.append(list(pick))
+    return out
+
+
+def rank_shift_bound(top: float, control: np.ndarray, alpha: float = 0.05) -> float:
+    """Lower end of the one-sided interval for ``top - control`` from inverting the rank test.
+
+    The rank p-value of ``top - d`` among ``control`` is ``(1 + #{c >= top - d}) / (1 + n)``;
+    it exceeds ``alpha`` exactly when at least ``r`` controls reach ``top - d``, ``r`` the
+    smallest count with ``(1 + r) / (1 + n) > alpha``, i.e. for ``d >= top - c_(n + 1 - r)``.
+
+    Returns:
+        The bound (NaN when ``r = 0``: too few controls for any p-value <= ``alpha``).
+    """
+    c = np.sort(np.asarray(control, np.float64))
+    n = len(c)
+    r = next(r for r in range(n + 1) if (1 + r) / (1 + n) > alpha)
+    if r == 0:
+        return float("nan")
+    return float(top - c[n - r])
+
+
 def _range_lengths(task: str, lo_hi: tuple[int, int], what: str) -> list[int]:
     if (
         not isinstance(lo_hi, tuple | list)
@@ -253,12 +318,13 @@ def causal_test(
         main_range: the main task's training range ``(lo, hi)``.
         transfer_range: the transfer range ``(main_max + 1, aux_max)``.
         k: number of shared heads to ablate.
-        n_random: matched random head sets (the control).
+        n_random: control head sets, matched on in-distribution damage (module docstring).
         n_examples: examples per length, for head scoring and for the measurement (disjoint
             sets; see the module docstring).
         seed: seed of the scoring sets; the measurement sets and random draws derive from it.
-        aux_range: lengths on which the auxiliaries are scored (default: ``main_range[0]`` to
-            ``transfer_range[1]``, their training range in a transfer run).
+        aux_range: lengths on which the auxiliaries are scored (default: ``main_range``, the
+            one range on which sharedness is defined in every analysis: the lengths all the
+            run's tasks were trained on).
         combine: ``"min"`` or ``"product"`` (see :func:`shared_head_ranking`).
         score_metric: metric of the head scores, ``exact_match`` (the paper's) or ``logprob``.
         scores: precomputed head scores (a :func:`interp.heads.score_heads` frame for ``main``
@@ -270,11 +336,14 @@ def causal_test(
     Returns:
         Tidy frame, one row per ``(range, metric, effect)``: ``range`` is ``train`` or
         ``transfer`` (``lo``, ``hi`` its lengths), ``metric`` is ``exact_match`` or ``logprob``,
-        ``effect`` is ``topk`` (mean drop over examples), ``random`` (mean over draws of the
-        per-draw mean drop) or ``diff`` (topk - random, with the one-sided rank ``p_value``).
-        ``estimate, ci_low, ci_high`` (95% percentile bootstrap), ``n`` (examples, draws, or
-        both for ``diff``), ``k``, ``heads`` (the top-k set, e.g. ``L0H1,L1H3``) and ``clean``
-        (the unablated mean metric in that range).
+        ``effect`` is ``topk`` (mean drop over examples, bootstrap interval over them),
+        ``random`` (median drop of the matched control sets, with their middle 95%) or ``diff``
+        (topk - random, with the one-sided rank ``p_value`` and the interval inverting it,
+        ``[low, inf)``; NaN with ``reason`` below ``MIN_CONTROL_SETS``). ``n`` (examples,
+        control sets, or both for ``diff``), ``k``, ``heads`` (the top-k set, e.g.
+        ``L0H1,L1H3``), ``clean`` (the unablated mean metric in that range), ``random_sets``
+        (distinct control sets), ``id_drop_topk`` / ``id_drop_random`` (the matching) and
+        ``reason``.
 
     Raises:
         InterpError: invalid ``k`` / ranges / counts, unknown tasks, lengths beyond the model's
@@ -289,7 +358,7 @@ def causal_test(
     train_L = _range_lengths(main, main_range, "main_range")
     transfer_L = _range_lengths(main, transfer_range, "transfer_range")
     if scores is None:
-        a_range = aux_range or (main_range[0], transfer_range[1])
+        a_range = aux_range or main_range
         parts = [
             score_heads(
                 model,
@@ -311,35 +380,56 @@ def causal_test(
     top = sorted(zip(ranking["layer"][:k], ranking["head"][:k], strict=True))
     top = [(int(a), int(b)) for a, b in top]
     rng = np.random.default_rng([seed, 1])
-    draws = matched_random_heads(top, n_layers, n_heads, n_random, rng)
-    # With few heads per layer the layer-matched control can collapse to one or two sets (the
-    # only heads left in the layer); reporting the count keeps such a control from looking
-    # like n_random independent draws.
-    n_sets = len({tuple(d) for d in draws})
+    m_seed = seed + MEASURE_SEED_OFFSET
+    batches = {
+        "train": task_batch(model, main, train_L, n_examples, m_seed),
+        "transfer": task_batch(model, main, transfer_L, n_examples, m_seed),
+    }
+    clean = {r: _ablate(model, b, [], ablation, batch_size) for r, b in batches.items()}
+    topk = {r: _ablate(model, b, top, ablation, batch_size) for r, b in batches.items()}
+    # Match on in-distribution damage: the candidates' exact-match drop in the training range,
+    # nearest to the top-k set's, on the same measurement examples.
+    cands = distinct_head_sets(top, n_layers, n_heads, CANDIDATES_PER_SET * n_random, rng)
+    c_train = [_ablate(model, batches["train"], d, ablation, batch_size) for d in cands]
+    id_top = float(np.mean(clean["train"][0] - topk["train"][0]))
+    id_c = np.array([float(np.mean(clean["train"][0] - r[0])) for r in c_train])
+    order = np.argsort(np.abs(id_c - id_top), kind="stable")[:n_random]
+    controls = [cands[i] for i in order]
+    ablated = {
+        "train": [c_train[i] for i in order],
+        "transfer": [
+            _ablate(model, batches["transfer"], d, ablation, batch_size) for d in controls
+        ],
+    }
+    n_sets = len(controls)  # distinct by construction
+    why = (
+        ""
+        if n_sets >= MIN_CONTROL_SETS
+        else not_testable(
+            n_sets, f"distinct control sets; a one-sided p of 0.05 needs {MIN_CONTROL_SETS}"
+        )
+    )
 
     rows = []
     aux_label = ",".join(aux)
-    m_seed = seed + MEASURE_SEED_OFFSET
     for ri, (rname, lengths) in enumerate((("train", train_L), ("transfer", transfer_L))):
-        batch = task_batch(model, main, lengths, n_examples, m_seed)
-        clean = _ablate(model, batch, [], ablation, batch_size)
-        topk = _ablate(model, batch, top, ablation, batch_size)
-        cache: dict[tuple[Head, ...], tuple[np.ndarray, np.ndarray]] = {}
-        rand = []
-        for d in draws:
-            key = tuple(d)
-            if key not in cache:  # identical draws (small layers) are computed once
-                cache[key] = _ablate(model, batch, d, ablation, batch_size)
-            rand.append(cache[key])
         for mi, metric in enumerate(("exact_match", "logprob")):
-            c = clean[mi]
-            top_drop = c - topk[mi]
-            rand_drop = np.array([float(np.mean(c - r[mi])) for r in rand])
-            bseed = seed * 1000 + ri * 10 + mi
-            t_ci = bootstrap_mean_ci(top_drop, n_boot, seed=bseed)
-            r_ci = bootstrap_mean_ci(rand_drop, n_boot, seed=bseed + 1)
-            d_ci = bootstrap_diff_ci(top_drop, rand_drop, n_boot, seed=bseed + 2)
-            p = rank_p_value(float(top_drop.mean()), rand_drop, greater=True)
+            c = clean[rname][mi]
+            top_drop = c - topk[rname][mi]
+            rand_drop = np.array([float(np.mean(c - r[mi])) for r in ablated[rname]])
+            t_ci = bootstrap_mean_ci(top_drop, n_boot, seed=seed * 1000 + ri * 10 + mi)
+            top_mean = float(top_drop.mean())
+            nan = float("nan")
+            if len(rand_drop):
+                med = float(np.median(rand_drop))
+                r_lo, r_hi = (float(v) for v in np.quantile(rand_drop, [0.025, 0.975]))
+            else:
+                med = r_lo = r_hi = nan
+            if why:
+                p, d_lo, d_hi = nan, nan, nan
+            else:
+                p = rank_p_value(top_mean, rand_drop, greater=True)
+                d_lo, d_hi = rank_shift_bound(top_mean, rand_drop), float("inf")
             common = {
                 "main": main,
                 "aux": aux_label,
@@ -351,21 +441,24 @@ def causal_test(
                 "heads": _fmt_heads(top),
                 "clean": float(c.mean()),
                 "random_sets": n_sets,
+                "id_drop_topk": id_top,
+                "id_drop_random": float(id_c[order].mean()) if n_sets else nan,
             }
-            for effect, ci, pv in (
-                ("topk", t_ci, float("nan")),
-                ("random", r_ci, float("nan")),
-                ("diff", d_ci, p),
+            for effect, est, lo, hi, pv, n, reason in (
+                ("topk", t_ci.estimate, t_ci.ci_low, t_ci.ci_high, nan, t_ci.n, ""),
+                ("random", med, r_lo, r_hi, nan, n_sets, ""),
+                ("diff", top_mean - med, d_lo, d_hi, p, t_ci.n + n_sets, why),
             ):
                 rows.append(
                     {
                         **common,
                         "effect": effect,
-                        "estimate": ci.estimate,
-                        "ci_low": ci.ci_low,
-                        "ci_high": ci.ci_high,
+                        "estimate": est,
+                        "ci_low": lo,
+                        "ci_high": hi,
                         "p_value": pv,
-                        "n": ci.n,
+                        "n": n,
+                        "reason": reason,
                     }
                 )
     return pd.DataFrame(rows)[COLUMNS]

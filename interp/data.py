@@ -154,12 +154,15 @@ def encode(
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task of a training mixture: its name, training length range and sampling weight."""
+    """One task of a training mixture: its name, training length range and sampling weight, and
+    optionally the attention heads its examples may use (``heads``, in every layer; None: all;
+    :mod:`interp.head_mask`)."""
 
     name: str
     min_length: int
     max_length: int
     weight: float = 1.0
+    heads: tuple[int, ...] | None = None
 
     def validate(self) -> Task:
         task = get_task(self.name)

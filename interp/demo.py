@@ -97,6 +97,11 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
                     if r.reason
                     else f"mean r = {r.mean:+.2f} [{r.ci_low:+.2f}, "
                     f"{r.ci_high:+.2f}], p = {r.p_value:.3f}, {r.n_runs} runs"
+                    + (
+                        f"; detectable with 80% power: {r.mde:.2f}"
+                        if r.p_value > 0.05 and pd.notna(getattr(r, "mde", None))
+                        else ""
+                    )
                 )
             )
     acc = tables.get("accuracy")
@@ -139,15 +144,17 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     if causal is not None and len(causal):
         d = causal[(causal["effect"] == "diff") & (causal["metric"] == "exact_match")]
         for r in d.itertuples(index=False):
+            # A p-value only from enough distinct control sets (interp.causal.MIN_CONTROL_SETS).
+            test = (
+                f"[{r.ci_low:+.3f}, +inf), one-sided p = {r.p_value:.3f} "
+                f"({r.random_sets} distinct control sets)"
+                if pd.notna(r.p_value)
+                else f"no p-value: {getattr(r, 'reason', '') or 'degenerate control'}"
+            )
             lines.append(
                 f"causal: ablating the top-{r.k} shared heads {r.heads} drops {r.range}-range "
-                f"accuracy by {r.estimate:+.3f} more than matched random heads "
-                f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}], p = {r.p_value:.3f}"
-                + (
-                    f" (control degenerate: only {r.random_sets} distinct random head set(s))"
-                    if r.random_sets < 5
-                    else ""
-                )
+                f"accuracy by {r.estimate:+.3f} more than random heads matched on in-distribution "
+                f"damage (median); {test}"
             )
     return lines
 

@@ -24,6 +24,11 @@ against transfer. The paper gives no formula; this is the project's choice.
 same configuration trained without auxiliaries (a baseline run). Positive means the auxiliary
 helped the main task extrapolate.
 
+**Head masks.** A run trained with per-task head masks (``[[tasks]] heads``;
+:mod:`interp.head_mask`) is evaluated masked with no argument here: the masks are part of the
+model that :func:`interp.runs.load_run` and training build, and each row's task token selects its
+heads.
+
 **Devices.** Batches are built on the CPU and moved to the model's device chunk by chunk
 (``batch_size`` rows per forward pass; by default 512 on a CPU and 8192 on a GPU, so a
 1024-example evaluation set is one pass there); per-example results come back to the CPU.

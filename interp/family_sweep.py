@@ -38,15 +38,28 @@ from interp.rundir import SweepDir, ZooEntryDir
 from interp.tasks import GROUPS
 
 _NAME = re.compile(r"^(?P<prefix>.+?)_(?P<condition>[a-z0-9]+)_s(?P<seed>\d+)$")
+INTERVENTIONS = ("disjoint", "shared")
+"""Conditions that are training-time interventions (per-task head masks, :mod:`interp.head_mask`),
+not observations: they are analysed on their own, never pooled into the observational family."""
 
 
-def family_names(prefix: str, root: str | Path | None = None) -> list[str]:
+def family_names(
+    prefix: str, root: str | Path | None = None, interventions: bool = False
+) -> list[str]:
     """Zoo entries named ``PREFIX<condition>_s<seed>`` (e.g. ``a4_both_s0``), sorted.
+
+    Args:
+        prefix: the family's name prefix.
+        root: zoo root (default: ``models/zoo``).
+        interventions: also list the head-mask intervention entries (:data:`INTERVENTIONS`);
+            off by default, so the observational family never pools them.
 
     Raises:
         InterpError: if none exist.
     """
     names = [n for n in zoo.names(root) if n.startswith(prefix) and _NAME.match(n)]
+    if not interventions:
+        names = [n for n in names if _NAME.match(n)["condition"] not in INTERVENTIONS]
     if not names:
         raise InterpError(f"no zoo entries named {prefix}<condition>_s<seed>")
     return sorted(names, key=lambda n: (condition_of(n), int(_NAME.match(n)["seed"])))

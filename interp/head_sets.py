@@ -231,7 +231,8 @@ def causal_sets(
     if scores is None:
         parts = [score_heads(model, main, lengths=id_L, n_examples=n_examples, seed=seed)]
         for a in aux:
-            a_L = _range_lengths(a, (main_range[0], transfer_range[1]), "aux_range")
+            # One definition of sharedness everywhere: every task on the main training range.
+            a_L = _range_lengths(a, main_range, "aux_range")
             parts.append(score_heads(model, a, lengths=a_L, n_examples=n_examples, seed=seed))
         scores = pd.concat(parts, ignore_index=True)
     ranking = shared_head_ranking(scores, main, aux)

@@ -32,6 +32,7 @@ from transformer_lens import HookedTransformer
 from interp.data import Batch, layout_groups, row_chunks, task_batch
 from interp.device import default_batch_size, model_device
 from interp.errors import InterpError
+from interp.head_mask import refuse_masked
 from interp.tasks import get_task
 from interp.tokenizer import VOCAB
 
@@ -127,6 +128,7 @@ def interchange_scores(
     if getattr(model, "tokenizer", None) is not None:
         raise InterpError("interchange patching swaps the package's task tokens; this model "
                           "reads a pretrained tokenizer's text")  # fmt: skip
+    refuse_masked(model, "interchange patching")
     batch = task_batch(model, main, lengths, n_examples, seed)
     frames = []
     for a in aux:

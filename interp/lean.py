@@ -16,6 +16,10 @@ two, and the scorer's results with TransformerLens's patching loop). :func:`lean
 models it covers: every model :func:`interp.model.build_model` makes (pre-norm blocks, causal
 attention, RoPE or additive positions, LayerNorm or RMSNorm, a GELU or gated-SiLU MLP); other
 models keep the TransformerLens forward.
+
+A model trained with per-task head masks (:mod:`interp.head_mask`) keeps them here: the lean
+attention zeroes the masked heads' ``z`` exactly as the model's own ``hook_z`` hook does, with the
+mask of the model's last token forward (one task; the scorers rerun one layout group at a time).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from transformer_lens import HookedTransformer
 from transformer_lens.components import LayerNorm, RMSNorm
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.components.mlps.mlp import MLP
+
+from interp.head_mask import get_mask
 
 _ATTN_FLAGS_OFF = (
     "use_local_attn",
@@ -84,6 +90,7 @@ class LeanStack:
         self.rotary = c.positional_embedding_type == "rotary"
         self.rotary_dim = c.rotary_dim or 0
         self.adjacent = bool(getattr(c, "rotary_adjacent_pairs", False))
+        self.mask = get_mask(model)
         self.layers = []
         for block in model.blocks:
             a = block.attn
@@ -136,7 +143,10 @@ class LeanStack:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         else:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-        z = z.transpose(1, 2).reshape(b, p - q_start, h * e)
+        z = z.transpose(1, 2)
+        if self.mask is not None:
+            z = self.mask.apply(z)  # what the model's hook_z hook does (interp.head_mask)
+        z = z.reshape(b, p - q_start, h * e)
         return F.linear(z, w_o, block.attn.b_O)
 
     def mlp(self, layer: int, x: Float[Tensor, "b pos d_model"]) -> Float[Tensor, "b pos d_model"]:

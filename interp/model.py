@@ -19,6 +19,7 @@ positional schemes:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -187,26 +188,47 @@ def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> Hooke
     )
 
 
-def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformer:
+def build_model(
+    cfg: ModelConfig,
+    device: str | torch.device = "cpu",
+    task_heads: Mapping[str, Sequence[int]] | None = None,
+) -> HookedTransformer:
     """Build the ``HookedTransformer`` for ``cfg``: freshly initialised, or, with
     ``cfg.pretrained`` set, loaded from that checkpoint directory (its tokenizer attached as
     ``model.tokenizer``; see :mod:`interp.pretrained`).
+
+    Args:
+        cfg: the architecture.
+        device: where the model lives.
+        task_heads: per-task head masks (:mod:`interp.head_mask`; a run's
+            :attr:`interp.spec.TrainSpec.task_heads`): each listed task's rows use only these
+            heads, in every layer. None or empty: no mask and no hook, the plain model.
 
     Returns:
         The model, with ``W_pos`` zeroed and frozen for ``nope``.
     """
     cfg.validate()
     if cfg.pretrained:
+        if task_heads:
+            raise InterpError("per-task head masks are not supported on a pretrained model")
         from interp.pretrained import load_for_config
 
         return load_for_config(cfg, device)
     with global_rng_preserved():  # HookedTransformerConfig(seed=...) seeds globally
         hcfg = hooked_config(cfg, device)
+    if task_heads:
+        # The masks read each row's task token; the hook point adds no parameter and leaves
+        # the initial weights unchanged.
+        hcfg.use_hook_tokens = True
     model = construct(hcfg)
     if cfg.positional == "nope":
         with torch.no_grad():
             model.W_pos.zero_()
         model.W_pos.requires_grad_(False)
+    if task_heads:
+        from interp.head_mask import install
+
+        install(model, task_heads)
     return model.to(device, print_details=False)
 
 

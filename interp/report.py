@@ -237,7 +237,7 @@ def _over_checkpoints_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> Non
         doc.fig(fig)
     corr = tables.get("correlations")
     if corr is not None and len(corr):
-        doc.h("Correlations (descriptive over checkpoints; tested over seeds and groups)", 3)
+        doc.h("Correlations (descriptive over checkpoints and groups; tested over 5+ seeds)", 3)
         doc.p(
             "Over checkpoints within a run (the paper's view) the coefficient is descriptive "
             "only: one run's checkpoints are autocorrelated and share its training trajectory, "
@@ -282,15 +282,17 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
             "primary); every row below is exploratory."
         )
     doc.p(
-        "Unit: the run (final checkpoint). Model: logit(transfer-range accuracy) ~ overlap + "
-        "in-distribution competence + auxiliary transfer-range accuracy + condition, by least "
-        "squares; p-value: Freedman-Lane permutation within condition; interval: bootstrap over "
-        "runs within condition. The pre-declared primary combination is marked primary; the "
-        "other rows are exploratory (no correction for multiplicity)."
+        "Unit: the run (final checkpoint; runs with in-distribution competence below 0.9 "
+        "excluded and listed). Primary model (analyses/family/PLAN.md): within-condition rank of "
+        "the transfer-range count ~ overlap + condition, by least squares; secondary rows add "
+        "competence or use the empirical logit. p-value: Freedman-Lane permutation within "
+        "condition; interval: classical t interval; mde: the coefficient detectable with 80% "
+        "power. The single pre-declared primary row is marked primary; the other rows are "
+        "secondary or exploratory (no correction for multiplicity)."
     )
-    want = ("primary", "method", "metric", "statistic", "estimate", "ci_low", "ci_high", "t",
-            "p_value", "n_runs", "n_conditions", "df_resid", "covariates", "dropped",
-            "reason")  # fmt: skip
+    want = ("primary", "method", "metric", "statistic", "model", "estimate", "ci_low", "ci_high",
+            "t", "p_value", "mde", "n_runs", "n_conditions", "df_resid", "covariates", "dropped",
+            "excluded", "reason")  # fmt: skip
     doc.table(between[[c for c in want if c in between.columns]])
     runs = tables.get("runs")
     if row is not None and runs is not None and len(runs) and not row.get("reason"):
@@ -316,10 +318,12 @@ def _within_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         return
     doc.h("Within runs, after convergence (sign-flip test across runs)", 3)
     doc.p(
-        "A run enters once the main task is >= 0.95 at its longest training length and each "
-        "auxiliary >= 0.9 on its own lengths; each run gives one number (the correlation of the "
-        "first differences of overlap and logit transfer, with the log-step trend removed), and "
-        "the runs are combined by a sign-flip test. No run is tested on its own checkpoints."
+        "A checkpoint is kept once the main task and each auxiliary are >= 0.9 pooled over the "
+        "main training lengths (from the first such checkpoint on); a run enters with >= 5 kept "
+        "checkpoints and some transfer. Each run gives one number (the correlation of the first "
+        "differences of overlap and logit transfer, log-step and saturating trends removed), "
+        "and the runs are combined by a sign-flip test; the interval inverts it, mde is the "
+        "shift detectable with 80% power. No run is tested on its own checkpoints."
     )
     doc.table(within)
     want = ("run", "condition", "statistic", "n_checkpoints", "value", "reason")
@@ -392,15 +396,17 @@ def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.h("Causal test: ablate the shared heads")
     doc.p(
         "Drop in the main task's exact match when the top-k heads shared by main and auxiliary "
-        "are mean-ablated together, against k random heads matched by layer (many draws), inside "
-        "the main training range and in the transfer range. diff = top-k minus random, with a "
-        "one-sided rank p-value. Heads were selected on other examples than those measured. "
-        "random_sets counts the distinct random head sets drawn: with few heads per layer the "
-        "layer-matched control can collapse to a single set, and then it has no spread."
+        "are mean-ablated together, against distinct sets of k other heads matched on the damage "
+        "they do in the main training range (id_drop_topk vs id_drop_random), inside the main "
+        "training range and in the transfer range. diff = top-k minus the median control set, "
+        "with a one-sided rank p-value and the interval inverting that test; with fewer distinct "
+        "control sets than a p of 0.05 needs (random_sets < 19) there is no p-value (reason). "
+        "Heads were selected on other examples than those measured."
     )
     em = causal[causal["metric"] == "exact_match"]
     want = ("run", "range", "lo", "hi", "effect", "estimate", "ci_low", "ci_high", "p_value",
-            "n", "k", "heads", "clean", "random_sets")  # fmt: skip
+            "n", "k", "heads", "clean", "random_sets", "id_drop_topk", "id_drop_random",
+            "reason")  # fmt: skip
     cols = [c for c in want if c in em.columns]
     doc.table(em[cols])
     fig = go.Figure()

@@ -66,7 +66,7 @@ def load_run(
     step = resolve_step(run_dir, checkpoint)
     dev = resolve_device(device if device is not None else spec.train.device)
     tensors, _ = load_tensors(run_dir, step, device=dev)
-    model = build_model(spec.model, dev)
+    model = build_model(spec.model, dev, spec.task_heads)
     load_model_weights(model, tensors)
     model.eval()
     return LoadedRun(model, spec, step, Path(run_dir))

@@ -32,6 +32,7 @@ from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from interp.data import Batch, repeat_batch, row_chunks
 from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
+from interp.head_mask import other_hooks
 
 Head = tuple[int, int]
 Node = tuple[float | None, tuple[Head, ...]]
@@ -91,7 +92,8 @@ def fast_path_ok(model: HookedTransformer) -> bool:
     """Whether every block of ``model`` is the plain pre-norm wiring the fast path rebuilds
     (``resid_mid = resid_pre + attn_out``, ``resid_post = resid_mid + mlp(ln2(resid_mid))``,
     ``attn_out = z @ W_O + b_O``, the attention reading ``ln1(resid_pre)``) and no hook is
-    attached (the fast path calls the block's parts directly, past most of its hook points)."""
+    attached (the fast path calls the block's parts directly, past most of its hook points) but
+    per-task head masks (:mod:`interp.head_mask`), which act on the ``z`` it reads."""
     cfg = model.cfg
     plain = not (
         cfg.attn_only
@@ -106,7 +108,7 @@ def fast_path_ok(model: HookedTransformer) -> bool:
         or cfg.n_devices != 1
     )
     blocks = all(type(b) is TransformerBlock for b in model.blocks)
-    hooked = any(hp.fwd_hooks for hp in model.hook_dict.values())
+    hooked = other_hooks(model)
     return plain and blocks and not hooked
 
 

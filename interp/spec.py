@@ -15,6 +15,8 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     name = "no_carry"
     lengths = [1, 12]
     weight = 1.0
+    # heads = [2, 3]             # optional: this task's examples use only these heads
+    #                            # (every layer; interp.head_mask)
 
     [model]
     preset = "cpu"               # models/presets/cpu.json; other keys override it
@@ -58,6 +60,7 @@ from typing import Any, ClassVar
 from interp.config import check_fields, check_keys, is_int, is_number, read_config_file
 from interp.data import TaskSpec
 from interp.errors import InterpError
+from interp.head_mask import check_spec_heads, parse_heads
 from interp.model import ModelConfig, load_preset
 from interp.tasks import get_task
 
@@ -344,6 +347,11 @@ class TrainSpec:
         return [t.name for t in self.tasks]
 
     @property
+    def task_heads(self) -> dict[str, tuple[int, ...]]:
+        """The per-task head masks (:mod:`interp.head_mask`): tasks with ``heads`` only."""
+        return {t.name: t.heads for t in self.tasks if t.heads is not None}
+
+    @property
     def aux(self) -> list[str]:
         return [t.name for t in self.tasks if t.name != self.main]
 
@@ -365,8 +373,10 @@ class TrainSpec:
             "group": self.group,
             "main": self.main,
             "seed": self.seed,
+            # "heads" only where set, so a maskless run's config.json is what it always was
             "tasks": [
                 {"name": t.name, "lengths": [t.min_length, t.max_length], "weight": t.weight}
+                | ({"heads": list(t.heads)} if t.heads is not None else {})
                 for t in self.tasks
             ],
             "model": self.model.to_dict(),
@@ -396,7 +406,7 @@ class TrainSpec:
             lo_hi = t["lengths"]
             if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(is_int, lo_hi))):
                 raise InterpError(f"spec: task {t['name']!r}: lengths must be [min, max] integers")
-            check_keys(t, {"name", "lengths", "weight"}, f"spec: task {t['name']!r}")
+            check_keys(t, {"name", "lengths", "weight", "heads"}, f"spec: task {t['name']!r}")
             weight = t.get("weight", 1.0)
             if not is_number(weight):
                 raise InterpError(f"spec: task {t['name']!r}: weight must be a number")
@@ -405,7 +415,8 @@ class TrainSpec:
                     f"spec: task {t['name']!r}: weight must be positive and at most 1e6, "
                     f"got {weight!r}"
                 )
-            spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(weight))
+            heads = parse_heads(t["heads"], t["name"]) if "heads" in t else None
+            spec = TaskSpec(t["name"], lo_hi[0], lo_hi[1], float(weight), heads)
             spec.validate()
             tasks.append(spec)
         names = [t.name for t in tasks]
@@ -463,6 +474,9 @@ class TrainSpec:
                     f"length {ev.max_length}, which needs {needed} tokens; "
                     "raise n_ctx or lower eval.max_length"
                 )
+        check_spec_heads(
+            spec.task_heads, spec.model.n_heads, bool(spec.model.pretrained), spec.train.compile
+        )
         if spec.train.steps < 1 or spec.train.batch_size < 1:
             raise InterpError("spec: train.steps and train.batch_size must be positive")
         _check_execution(spec)

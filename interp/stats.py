@@ -34,6 +34,7 @@ the global numpy state is never touched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -429,3 +430,36 @@ def empirical_logit(k: Sequence[float] | float, n: Sequence[float] | float) -> n
     k_a = np.asarray(k, dtype=np.float64)
     n_a = np.asarray(n, dtype=np.float64)
     return np.log((k_a + 0.5) / (n_a - k_a + 0.5))
+
+
+def mde_t(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable effect of a two-sided t test: ``(t_{1-alpha/2} + t_power) * se``.
+
+    The normal-theory shift a test with standard error ``se`` and ``df`` degrees of freedom
+    detects with probability ``power`` at level ``alpha``. Beside a "no evidence" line it says
+    what the design could have seen: an effect below it may well be there. It is an
+    approximation for permutation and sign-flip tests (exact under normal errors), which is why
+    the plan's simulated power (:mod:`interp.power`) is the reference.
+
+    Returns:
+        The MDE (NaN for a non-finite ``se`` or ``df < 1``).
+    """
+    from scipy.stats import t as t_dist
+
+    if not np.isfinite(se) or not df >= 1:
+        return float("nan")
+    return float((t_dist.ppf(1 - alpha / 2, df) + t_dist.ppf(power, df)) * se)
+
+
+def mde_mean(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """:func:`mde_t` for a mean of ``n`` values with spread ``sd`` (``se = sd / sqrt(n)``)."""
+    if n < 2:
+        return float("nan")
+    return mde_t(sd / math.sqrt(n), n - 1, alpha, power)
+
+
+def mde_two_groups(sd: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """:func:`mde_t` for a difference of two means with pooled spread ``sd``."""
+    if n_a < 1 or n_b < 1 or n_a + n_b < 3:
+        return float("nan")
+    return mde_t(sd * math.sqrt(1 / n_a + 1 / n_b), n_a + n_b - 2, alpha, power)

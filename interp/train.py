@@ -186,7 +186,7 @@ def train(
     # Everything that can be refused is checked before the directory is touched, so a rejected
     # spec leaves nothing behind that would then refuse the corrected one.
     TrainSpec.from_dict(spec.to_dict())  # a spec built in code gets the file spec's checks
-    model = build_model(spec.model, dev)
+    model = build_model(spec.model, dev, spec.task_heads)
     optimizer = make_optimizer(model, spec)
     sampler = MixtureSampler(
         spec.tasks,

@@ -41,9 +41,17 @@ Spearman, bootstrap CI, permutation p-value; :mod:`interp.stats`) in three views
   about 17% of datasets, not 5%. The honest within-run test is :mod:`interp.within`; the
   primary test is between runs (:mod:`interp.between`).
 * ``seeds``: within each group and configuration, across runs (seeds), one point per run at its
-  last checkpoint (``at="last"``) or averaged over checkpoints (``at="mean"``).
-* ``groups``: across task groups, controls included, one point per group (mean over seeds);
-  the controls should sit at low overlap and large gap if the story holds.
+  last checkpoint (``at="last"``) or averaged over checkpoints (``at="mean"``). The same
+  not-testable rule as every other test (:func:`interp.between.not_testable`): with fewer than
+  ``MIN_SEEDS`` (5) runs there are fewer than 40 distinct permutations and no p-value below
+  0.05 is reachable, so the interval and p-value are NaN with ``not testable (n=...)`` (n = 3
+  gave p = 0.34 beside a "95%" bootstrap interval [0.9996, 1.0]). The interval is the classical
+  Fisher-z interval (Bonett-Wright's standard error for Spearman), not a percentile bootstrap
+  over a handful of runs.
+* ``groups``: across task groups, controls included, one point per group (mean over seeds).
+  **Descriptive only, across conditions (confounded)**: groups differ in task, lengths and
+  recipe as well as in overlap, so ``r`` is reported with no interval and no p-value
+  (``GROUPS_REASON``); the controls should sit at low overlap and large gap if the story holds.
 """
 
 from __future__ import annotations
@@ -64,6 +72,11 @@ ACC_COLS = ("run", "step", "task", "length", "accuracy")
 # Columns that, besides the seed and the group, define a configuration; used when present.
 CONFIG_COLS = ("main_max", "aux_max", "positional", "preset", "score_method", "score_metric")
 CHECKPOINT_REASON = "descriptive only: checkpoints of one run are not independent units"
+GROUPS_REASON = (
+    "descriptive only: across conditions (confounded: groups differ in task, lengths and recipe)"
+)
+MIN_SEEDS = 5
+"""Fewer runs give fewer than 40 distinct permutations (4! = 24): no two-sided p below 0.05."""
 METRICS = ("gap", "transfer_strength")
 VIEWS = ("checkpoints", "seeds", "groups")
 CM_COLS = [
@@ -263,6 +276,31 @@ def _summarise_runs(
     raise InterpError(f"unknown 'at' {at!r}; valid choices: last, mean")
 
 
+def _seed_rules(res: pd.DataFrame) -> pd.DataFrame:
+    """The seeds view's not-testable rule and Fisher-z interval (module docstring)."""
+    from scipy.stats import norm
+
+    from interp.between import not_testable
+
+    res = res.copy()
+    n = res["n"].to_numpy(float)
+    r = res["r"].to_numpy(float)
+    few = np.isfinite(r) & (n < MIN_SEEDS)
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(np.where(res["method"] == "spearman", 1 + r**2 / 2, 1.0) / (n - 3))
+    q = norm.ppf(0.975)
+    ok = np.isfinite(r) & ~few
+    res["ci_low"] = np.where(ok, np.tanh(z - q * se), np.nan)
+    res["ci_high"] = np.where(ok, np.tanh(z + q * se), np.nan)
+    res.loc[few, "p_value"] = np.nan
+    res.loc[few, "reason"] = [
+        not_testable(int(k), f"fewer than {MIN_SEEDS} runs: fewer than 40 permutations")
+        for k in n[few]
+    ]
+    return res
+
+
 def transfer_correlations(
     table: pd.DataFrame,
     views: Sequence[str] = VIEWS,
@@ -325,6 +363,11 @@ def transfer_correlations(
             if view == "checkpoints":
                 res[["ci_low", "ci_high", "p_value"]] = float("nan")
                 res["reason"] = np.where(res["r"].notna(), CHECKPOINT_REASON, res["reason"])
+            elif view == "groups":
+                res[["ci_low", "ci_high", "p_value"]] = float("nan")
+                res["reason"] = np.where(res["r"].notna(), GROUPS_REASON, res["reason"])
+            else:
+                res = _seed_rules(res)
             res.insert(0, "view", view)
             frames.append(res)
     cols = [

@@ -242,8 +242,18 @@ def transfer_range(s: TrainSpec) -> tuple[int, int]:
 
 
 def condition(s: TrainSpec) -> str:
-    """A run's condition: its auxiliary tasks joined by ``+``, or ``none`` for the main alone."""
-    return "+".join(s.aux) if s.aux else "none"
+    """A run's condition: its auxiliary tasks joined by ``+``, or ``none`` for the main alone;
+    a run with per-task head masks (:mod:`interp.head_mask`) adds them, e.g.
+    ``no_carry+carry_only [heads reverse_add 0,1 | no_carry 2,3 | carry_only 2,3]``."""
+    base = "+".join(s.aux) if s.aux else "none"
+    masks = s.task_heads
+    if not masks:
+        return base
+    return (
+        f"{base} [heads "
+        + " | ".join(f"{t} {','.join(map(str, h))}" for t, h in masks.items())
+        + "]"
+    )
 
 
 def list_models(root: str | Path | None = None) -> pd.DataFrame:

@@ -163,13 +163,18 @@ def test_causal_frame_structure(model) -> None:
     assert tuple(lohi.loc["train"]) == (1, 2) and tuple(lohi.loc["transfer"]) == (3, 4)
     n = df.set_index(["range", "metric", "effect"])["n"]
     assert (n.xs("topk", level="effect") == 2 * n_ex).all()  # examples
-    assert (n.xs("random", level="effect") == 10).all()  # draws
+    assert (n.xs("random", level="effect") == 10).all()  # distinct control sets
     assert (n.xs("diff", level="effect") == 2 * n_ex + 10).all()
     assert df.loc[df["effect"] != "diff", "p_value"].isna().all()
-    diff_p = df.loc[df["effect"] == "diff", "p_value"]
-    assert ((diff_p >= 1 / 11) & (diff_p <= 1)).all()
-    assert (df["ci_low"] <= df["estimate"] + 1e-12).all()
-    assert (df["estimate"] <= df["ci_high"] + 1e-12).all()
+    # 8 heads, k = 2: at most C(6, 2) = 15 distinct control sets, 10 requested: fewer than the
+    # 19 a one-sided p of 0.05 needs, so no p-value and no interval, with the reason.
+    diff = df[df["effect"] == "diff"]
+    assert diff[["p_value", "ci_low", "ci_high"]].isna().all().all()
+    assert diff["reason"].str.startswith("not testable (n=10").all()
+    assert (df.loc[df["effect"] != "diff", "reason"] == "").all()
+    ok = df["effect"] != "diff"
+    assert (df.loc[ok, "ci_low"] <= df.loc[ok, "estimate"] + 1e-12).all()
+    assert (df.loc[ok, "estimate"] <= df.loc[ok, "ci_high"] + 1e-12).all()
     assert df["heads"].nunique() == 1 and len(df["heads"].iloc[0].split(",")) == 2
     assert (df["main"] == "copy").all() and (df["aux"] == "reverse").all()
     # The difference row is the top-k row minus the random row.
@@ -200,7 +205,8 @@ def test_selected_heads_follow_real_scores(model) -> None:
     sc = pd.concat(
         [
             score_heads(model, "copy", lengths=[1, 2], n_examples=n_ex, seed=seed),
-            score_heads(model, "reverse", lengths=[1, 2, 3, 4], n_examples=n_ex, seed=seed),
+            # One range for sharedness: the auxiliary is scored on the main training lengths.
+            score_heads(model, "reverse", lengths=[1, 2], n_examples=n_ex, seed=seed),
         ]
     )
     top = shared_head_ranking(sc, "copy", "reverse").head(3)
@@ -229,12 +235,13 @@ def test_forced_top_set_and_ablation_that_matters(model) -> None:
     em = df[(df["metric"] == "exact_match") & (df["range"] == "train")].set_index("effect")
     # The whole first layer is the only route from the input characters to the answer.
     assert em.loc["topk", "estimate"] > 0.3 and em.loc["topk", "ci_low"] > 0
-    # Matched by layer with the whole layer taken: every random draw is the same set, so the
-    # control equals the top-k effect exactly and the rank test cannot reject.
-    assert em.loc["random", "estimate"] == pytest.approx(em.loc["topk", "estimate"])
-    assert em.loc["diff", "estimate"] == pytest.approx(0.0) and em.loc["diff", "p_value"] == 1.0
+    # Only layer 1's four heads are left: one possible control set. The old layer-matched
+    # control printed "p = ..." from such a degenerate control; now there is no p-value.
+    assert (em["random_sets"] == 1).all()
+    assert np.isnan(em.loc["diff", "p_value"]) and np.isnan(em.loc["diff", "ci_low"])
+    assert em.loc["diff", "reason"].startswith("not testable (n=1")
 
-    # Now a set of two layer-1 heads: the random control draws the other two layer-1 heads.
+    # Now a set of two layer-1 heads: the controls are other pairs, nearest in damage first.
     maps2 = np.zeros((N_LAYERS, N_HEADS))
     maps2[1, [0, 2]] = 1.0
     df2 = causal_test(
@@ -249,9 +256,8 @@ def test_forced_top_set_and_ablation_that_matters(model) -> None:
         scores=_scores({"copy": maps2, "reverse": maps2}),
         n_boot=50,
     )
-    assert (df2["heads"] == "L1H0,L1H2").all()
+    assert (df2["heads"] == "L1H0,L1H2").all() and (df2["random_sets"] == 5).all()
     lp = df2[(df2["metric"] == "logprob") & (df2["range"] == "train")].set_index("effect")
-    assert lp.loc["random", "ci_low"] == lp.loc["random", "ci_high"]  # one possible draw
     # Different head sets really were ablated: their log-prob drops differ.
     assert lp.loc["topk", "estimate"] != pytest.approx(lp.loc["random", "estimate"])
 
@@ -283,31 +289,52 @@ def test_causal_bad_input(model) -> None:
         causal_test(model, "copy", "reverse", (1, 2), (3, 60), k=1, n_examples=2, n_random=1)
 
 
-def test_random_sets_counts_distinct_control_sets(model) -> None:
-    """With k equal to half a layer's heads the layer-matched control collapses to one set."""
-    from interp.heads import score_heads
+def test_control_sets_are_distinct_and_matched_on_in_distribution_damage(model) -> None:
+    """The controls are the distinct sets whose training-range damage is nearest the top-k
+    set's: their mean damage is closer to it than that of all candidate sets."""
+    from interp.causal import MEASURE_SEED_OFFSET, _ablate, distinct_head_sets
+    from interp.data import task_batch
 
-    scores = pd.concat(
-        [score_heads(model, t, lengths=[1, 2], n_examples=16) for t in ("copy", "reverse")]
-    )
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    # Force the top-k to be the first half of layer 0's heads, for both tasks.
-    forced = scores.assign(score=0.0)
-    half = n_heads // 2
-    forced.loc[(forced["layer"] == 0) & (forced["head"] < half), "score"] = 1.0
     df = causal_test(
-        model, "copy", "reverse", (1, 2), (3, 4), k=half, n_random=12, n_examples=8,
-        n_boot=50, scores=forced,
-    )  # fmt: skip
-    expected = len(
-        {
-            tuple(d)
-            for d in matched_random_heads(
-                [(0, h) for h in range(half)], n_layers, n_heads, 12, np.random.default_rng([0, 1])
-            )
-        }
+        model, "copy", "reverse", (1, 2), (3, 4), k=2, n_random=5, n_examples=32, n_boot=50
     )
-    assert (df["random_sets"] == expected).all()
-    # n_heads is even, so exactly as many heads lie outside the top set as in it: every
-    # layer-matched draw is the same set, and the control has no spread.
-    assert n_heads % 2 == 0 and expected == 1
+    r = df.iloc[0]
+    top = [(int(h[1]), int(h[3])) for h in r["heads"].split(",")]
+    allsets = distinct_head_sets(top, N_LAYERS, N_HEADS, 100, np.random.default_rng(0))
+    assert len(allsets) == 15 and len({tuple(s) for s in allsets}) == 15
+    assert not any(set(s) & set(top) for s in allsets)
+    batch = task_batch(model, "copy", [1, 2], 32, MEASURE_SEED_OFFSET)
+    clean = _ablate(model, batch, [], "mean", None)[0]
+    drops = np.array([np.mean(clean - _ablate(model, batch, s, "mean", None)[0]) for s in allsets])
+    dist = np.abs(drops - r["id_drop_topk"])
+    nearest = np.argsort(dist, kind="stable")[:5]
+    # The control's mean damage is that of the 5 candidates nearest the top-k set's damage,
+    # and matching brings it closer than the average candidate.
+    assert r["id_drop_random"] == pytest.approx(drops[nearest].mean())
+    assert abs(r["id_drop_random"] - r["id_drop_topk"]) <= dist.mean() + 1e-12
+    assert (df["random_sets"] == 5).all()
+
+
+def test_p_value_and_interval_invert_one_rank_test(model, monkeypatch) -> None:
+    """With enough distinct control sets the diff row carries the rank p-value and the interval
+    inverting it: the interval excludes 0 exactly when p <= 0.05 (the old bootstrap interval
+    compared with the mean control drop while the p-value ranked single draws)."""
+    import interp.causal as causal
+    from interp.causal import rank_shift_bound
+    from interp.stats import rank_p_value
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        c = rng.normal(0, 1, int(rng.integers(19, 60)))
+        top = float(rng.normal(1.5, 1))
+        p = rank_p_value(top, c)
+        assert (p <= 0.05) == (rank_shift_bound(top, c) > 0)
+    assert np.isnan(rank_shift_bound(1.0, np.zeros(18)))
+    monkeypatch.setattr(causal, "MIN_CONTROL_SETS", 5)  # the tiny model has only 15 sets
+    df = causal_test(
+        model, "copy", "reverse", (1, 2), (3, 4), k=2, n_random=15, n_examples=16, n_boot=50
+    )
+    d = df[df["effect"] == "diff"]
+    assert d["p_value"].between(1 / 16, 1).all() and (d["reason"] == "").all()
+    assert np.isinf(d["ci_high"]).all()
+    assert ((d["p_value"] <= 0.05) == (d["ci_low"] > 0)).all()

@@ -77,3 +77,27 @@ def test_aux_gate(fam):
         assert row.passes == (row.min_acc >= family.AUX_GATE)
     strict = family.aux_gate(fam, gate=1.01)
     assert not strict["passes"].any()
+
+
+def test_family_names_keep_interventions_out(tmp_path) -> None:  # noqa: ANN001
+    """Head-mask intervention entries share the family's prefix but are never pooled into the
+    observational family unless asked for; their condition names their masks."""
+    from interp import family_sweep
+    from interp.spec import load_spec
+
+    for name in ("r4_both_s0", "r4_main_s0", "r4_disjoint_s0", "r4_shared_s1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    assert family_sweep.family_names("r4_", tmp_path) == ["r4_both_s0", "r4_main_s0"]
+    assert family_sweep.family_names("r4_", tmp_path, interventions=True) == [
+        "r4_both_s0", "r4_disjoint_s0", "r4_main_s0", "r4_shared_s1",
+    ]  # fmt: skip
+    from interp.resources import zoo_dir
+
+    specs = zoo_dir() / "specs"
+    both = zoo.condition(load_spec(specs / "r4_both_s0.toml"))
+    disjoint = zoo.condition(load_spec(specs / "r4_disjoint_s0.toml"))
+    shared = zoo.condition(load_spec(specs / "r4_shared_s0.toml"))
+    assert both == "no_carry+carry_only"
+    assert disjoint.startswith(both + " [heads") and "no_carry 2,3" in disjoint
+    assert len({both, disjoint, shared}) == 3

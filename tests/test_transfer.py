@@ -294,3 +294,37 @@ def test_bad_inputs_raise_interp_error(synthetic) -> None:
     t = transfer_table(overlap, acc, meta)
     with pytest.raises(InterpError, match="unknown view"):
         transfer_correlations(t, views=["runs"])
+
+
+def test_seeds_view_is_not_testable_below_five_runs_and_groups_view_is_descriptive(
+    synthetic,
+) -> None:
+    """n = 3 seeds once gave p = 0.34 beside a '95%' interval [0.9996, 1.0]: now not testable,
+    with the same phrase as every other test; the groups view (across conditions) never tests."""
+    from interp.transfer import GROUPS_REASON
+
+    overlap, acc, meta = synthetic
+    t = transfer_table(overlap, acc, meta)
+    c = transfer_correlations(t, n_boot=50, n_perm=200, seed=0)
+    seeds = c[c["view"] == "seeds"]
+    assert (seeds["n"] < 5).all()  # the fixture has fewer than 5 seeds per group
+    assert seeds[["ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert seeds["reason"].str.startswith("not testable (n=").all()
+    groups = c[c["view"] == "groups"]
+    assert groups[["ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert (groups.loc[groups["r"].notna(), "reason"] == GROUPS_REASON).all()
+    assert "confounded" in GROUPS_REASON and "across conditions" in GROUPS_REASON
+
+
+def test_seeds_view_interval_is_fisher_z_with_enough_runs() -> None:
+    from interp.transfer import _seed_rules
+
+    res = pd.DataFrame(
+        {"r": [0.5, 0.5], "n": [12, 12], "method": ["pearson", "spearman"],
+         "ci_low": 0.0, "ci_high": 0.0, "p_value": 0.1, "reason": ""}
+    )  # fmt: skip
+    out = _seed_rules(res)
+    z, q = np.arctanh(0.5), 1.959964
+    assert out["ci_low"].iloc[0] == pytest.approx(np.tanh(z - q / 3), rel=1e-5)
+    assert out["ci_high"].iloc[1] == pytest.approx(np.tanh(z + q * np.sqrt(1.125) / 3), rel=1e-5)
+    assert (out["p_value"] == 0.1).all() and (out["reason"] == "").all()

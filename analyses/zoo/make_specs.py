@@ -12,6 +12,12 @@ length buckets; the recipe of issue 9):
 Seeds are 0..n-1 for every condition, declared here before any run, so a family is not a
 selection of lucky seeds.
 
+The ``r4`` family also gets the head-sharing intervention of issue 21 (``docs/intervention.md``,
+:mod:`interp.head_mask`): the ``both`` condition with per-task head masks, ``disjoint`` (reverse
+add heads {0, 1}, the auxiliaries heads {2, 3}, in every layer: no head can be shared) and
+``shared`` (every task heads {0, 1}: the same capacity per task, sharing forced). Seed ``k`` of
+either is ``r4_both_s{k}`` but for the masks: same initial weights, same training batches.
+
     python analyses/zoo/make_specs.py a4
     python analyses/zoo/make_specs.py r4
 """
@@ -23,14 +29,41 @@ from pathlib import Path
 
 SPECS = Path(__file__).resolve().parents[2] / "models" / "zoo" / "specs"
 
-# condition -> (auxiliary tasks, number of seeds, description)
+# condition -> (auxiliary tasks, number of seeds, description). The seed counts are issue 21's
+# r4 family (analyses/family/PLAN.md): 20 seeds with both auxiliaries, 6 of every other
+# condition; seeds 0..n-1, declared before any of the new runs trained. The retired a4 family
+# keeps the 5/3/3/2/2 seeds it was trained with (SEEDS_A4).
 CONDITIONS = {
-    "both": (["no_carry", "carry_only"], 5, "reverse add 1..6 with no carry + carry only 1..12"),
-    "main": ([], 3, "reverse add 1..6 alone (no auxiliary)"),
-    "control1": (["copy_first_op"], 3, "reverse add 1..6 with copy-first-op 1..12 (control 1)"),
-    "nocarry": (["no_carry"], 2, "reverse add 1..6 with no carry 1..12 only"),
-    "carry": (["carry_only"], 2, "reverse add 1..6 with carry only 1..12 only"),
+    "both": (["no_carry", "carry_only"], 20, "reverse add 1..6 with no carry + carry only 1..12"),
+    "main": ([], 6, "reverse add 1..6 alone (no auxiliary)"),
+    "control1": (["copy_first_op"], 6, "reverse add 1..6 with copy-first-op 1..12 (control 1)"),
+    "nocarry": (["no_carry"], 6, "reverse add 1..6 with no carry 1..12 only"),
+    "carry": (["carry_only"], 6, "reverse add 1..6 with carry only 1..12 only"),
 }
+# masked condition -> (heads of the main task, heads of each auxiliary, seeds, description);
+# everything else is the `both` condition's. Written for the r4 family only.
+MASKED = {
+    "disjoint": (
+        [0, 1],
+        [2, 3],
+        8,
+        "reverse add 1..6 with no carry + carry only 1..12, disjoint heads",
+    ),
+    "shared": (
+        [0, 1],
+        [0, 1],
+        8,
+        "reverse add 1..6 with no carry + carry only 1..12, shared heads",
+    ),
+}
+MASKED_FAMILIES = ("r4",)
+SEEDS_A4 = {"both": 5, "main": 3, "control1": 3, "nocarry": 2, "carry": 2}
+NOTE = """\
+# Head-sharing intervention (issue 21; docs/intervention.md): the r4_both_s{seed} run but for
+# per-task head masks. Reverse add's examples use heads {main} only, the auxiliaries' heads {aux}
+# only, in every layer (the other heads' outputs zeroed for that example, in training and in
+# every evaluation; interp/head_mask.py).
+"""
 # family -> (d_mlp, norm, mlp): all that differs between families
 FAMILIES = {"a4": (512, "ln", "gelu"), "r4": (344, "rms", "gated_silu")}
 # Dense in the second half for the within-run view; every step here is also a resume point.
@@ -39,7 +72,7 @@ CHECKPOINTS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 
 TEMPLATE = """\
 # Model zoo entry "{name}" (condition {cond}, seed {seed}): {desc}.
 # Arithmetic group A on the 4-layer CPU recipe; written by analyses/zoo/make_specs.py.
-# Rebuild: interp zoo train {name}   (= interp train models/zoo/specs/{name}.toml --out RUN_DIR,
+{note}# Rebuild: interp zoo train {name}   (= interp train models/zoo/specs/{name}.toml --out RUN_DIR,
 #          then interp zoo export RUN_DIR {name})
 name = "{name}"
 group = "arith_a4"
@@ -49,7 +82,7 @@ seed = {seed}
 [[tasks]]
 name = "reverse_add"
 lengths = [1, 6]
-{aux}
+{main_heads}{aux}
 [model]
 n_layers = 4
 n_heads = 4
@@ -79,25 +112,48 @@ examples = 128
 """
 
 
-def main(family: str) -> None:
+def _write(family: str, cond: str, seed: int, desc: str, aux: list[str], **masks: str) -> None:
+    """Write one spec; ``masks`` (``note``, ``main_heads``, ``aux_heads``) only for the masked
+    conditions, so every other spec is byte for byte what it was before they existed."""
     d_mlp, norm, mlp = FAMILIES[family]
+    name = f"{family}_{cond}_s{seed}"
+    aux_heads = masks.get("aux_heads", "")
+    aux_txt = "".join(
+        f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n{aux_heads}' for a in aux
+    )
+    text = TEMPLATE.format(
+        name=name,
+        cond=cond,
+        seed=seed,
+        desc=desc,
+        note=masks.get("note", ""),
+        main_heads=masks.get("main_heads", ""),
+        aux=aux_txt,
+        ckpts=CHECKPOINTS,
+        d_mlp=d_mlp,
+        norm=norm,
+        mlp=mlp,
+    )
+    (SPECS / f"{name}.toml").write_text(text)
+    print(SPECS / f"{name}.toml")
+
+
+def main(family: str) -> None:
     for cond, (aux, n_seeds, desc) in CONDITIONS.items():
+        if family == "a4":
+            n_seeds = SEEDS_A4[cond]
         for seed in range(n_seeds):
-            name = f"{family}_{cond}_s{seed}"
-            aux_txt = "".join(f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n' for a in aux)
-            text = TEMPLATE.format(
-                name=name,
-                cond=cond,
-                seed=seed,
-                desc=desc,
-                aux=aux_txt,
-                ckpts=CHECKPOINTS,
-                d_mlp=d_mlp,
-                norm=norm,
-                mlp=mlp,
-            )
-            (SPECS / f"{name}.toml").write_text(text)
-            print(SPECS / f"{name}.toml")
+            _write(family, cond, seed, desc, aux)
+    if family not in MASKED_FAMILIES:
+        return
+    aux = CONDITIONS["both"][0]
+    for cond, (main_h, aux_h, n_seeds, desc) in MASKED.items():
+        for seed in range(n_seeds):
+            note = NOTE.format(seed=seed, main=set(main_h), aux=set(aux_h))
+            _write(
+                family, cond, seed, desc, aux,
+                note=note, main_heads=f"heads = {main_h}\n", aux_heads=f"heads = {aux_h}\n",
+            )  # fmt: skip
 
 
 if __name__ == "__main__":
