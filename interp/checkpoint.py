@@ -130,8 +130,14 @@ def save_checkpoint(
         tensors["rng.torch"] = torch.get_rng_state()
         meta["rng_python"] = json.dumps(random.getstate())
     path = run_dir / CKPT_DIR / ckpt_name(step)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    # A failed write (a full disk) leaves the previous checkpoints and the index as they were:
+    # the temporary file is removed and the index only ever names complete files, so the run
+    # resumes from its last good checkpoint once there is room again.
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except SafetensorError as e:  # safetensors reports the OS's error (ENOSPC) as its own type
+        raise InterpError(f"cannot write checkpoint {path}: {e}") from None
     index = read_index(run_dir)
     index[str(step)] = {"file": path.name, "sha256": sha256(path)}
     write_json(_index_path(run_dir), index)

@@ -9,17 +9,29 @@ is printed; ``failures.json`` has the errors). Commands that draw progress bars 
     interp tasks list | interp tasks show TASK --length N -n K
     interp groups list
     interp train SPEC --out RUN_DIR [--device auto|cpu|cuda[:N]|mps]
-    interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N]
+    interp eval RUN_DIR [--checkpoint STEP] [--lengths A:B] [--examples N] [--out DIR]
     interp score RUN_DIR --tasks T1,T2 --method M --metric K [--checkpoint STEP] [--lengths A:B]
-    interp overlap RUN_DIR [--k K]
+        [--out DIR]
+    interp overlap RUN_DIR [--k K] [--out DIR]
     interp sweep SPEC --out SWEEP_DIR [--executor local|ray] [--workers N] [--scale cpu|paper]
         [--analyze]
-    interp analyze SWEEP_OR_RUN_DIR [--examples N] [--k K] [--no-causal]
-    interp report SWEEP_OR_RUN_DIR
+    interp analyze SWEEP_OR_RUN_DIR [--examples N] [--k K] [--no-causal] [--out DIR]
+    interp report SWEEP_OR_RUN_DIR [--out HTML]
     interp zoo list | interp zoo train NAME [--out RUN_DIR] [--export]
     interp zoo export RUN_DIR NAME | interp zoo results [--prefix PREFIX] [--out DIR]
     interp demo --out DIR
     interp finetune SPEC --out DIR [--device cuda]
+
+**Where outputs go.** ``eval``, ``score``, ``overlap`` and ``analyze`` write their tables into
+RUN_DIR, or into ``--out DIR`` (an output folder made from the run, see
+:func:`interp.rundir.outputs_dir`). RUN_DIR may be a shipped zoo entry (``models/zoo/NAME``):
+it is never written into, so its outputs go to ``--out`` or, by default,
+``runs/zoo_outputs/NAME`` (under the current directory), where ``interp report
+models/zoo/NAME`` finds them. Each writer refuses a directory of another
+kind (a run, a sweep, a zoo entry, an experiment: :func:`interp.rundir.claim_dir`).
+
+**Reproducibility.** ``interp train`` prints one ``interp: note: ...`` line when it starts with
+a setting whose weights are not bit-reproducible (``[train] threads`` other than 1 on the CPU).
 """
 
 from __future__ import annotations
@@ -94,18 +106,31 @@ def _groups(args: argparse.Namespace) -> None:
 
 @command("train")
 def _train(args: argparse.Namespace) -> None:
-    from interp.spec import load_spec
+    from interp.device import resolve_device
+    from interp.spec import load_spec, reproducibility_note
     from interp.train import train
 
     spec = load_spec(args.spec)
+    note = reproducibility_note(spec, resolve_device(args.device or spec.train.device))
+    if note:
+        print(f"interp: {note}", file=sys.stderr)
     train(spec, args.out, resume=True, progress=not args.quiet, device=args.device)
     print(f"trained {spec.name}: {args.out}")
+
+
+def _target(path: str, out: str | None) -> str:
+    """Where a reading command writes: the run itself, ``--out``, or for a zoo entry its output
+    folder (:func:`interp.rundir.outputs_dir`): a zoo entry is never written into."""
+    from interp.rundir import outputs_dir
+
+    return str(outputs_dir(path, out).path)
 
 
 @command("eval")
 def _eval(args: argparse.Namespace) -> None:
     from interp.evaluate import eval_run
 
+    args.run_dir = _target(args.run_dir, args.out)
     acc = eval_run(
         args.run_dir,
         checkpoint=args.checkpoint,
@@ -133,6 +158,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from interp.pipeline import score_run
 
+    args.run_dir = _target(args.run_dir, args.out)
     df = score_run(
         args.run_dir,
         tasks=args.tasks.split(",") if args.tasks else None,
@@ -153,6 +179,7 @@ def _overlap(args: argparse.Namespace) -> None:
     from interp.pipeline import overlap_run
     from interp.plots import write_overlap_figures
 
+    args.run_dir = _target(args.run_dir, args.out)
     df = overlap_run(
         args.run_dir,
         checkpoint=args.checkpoint,
@@ -212,7 +239,15 @@ def _analyze(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in (("n_examples", args.examples), ("k", args.k)) if v is not None}
     if args.no_causal:
         overrides["causal"] = False
-    from interp.rundir import open_dir
+    from interp.rundir import SweepDir, open_dir
+
+    if isinstance(open_dir(args.path), SweepDir):  # (open_dir: neither a run nor a sweep)
+        if args.out:
+            raise InterpError(
+                "--out is for a run directory or zoo entry; a sweep's tables go into it"
+            )
+    else:
+        args.path = _target(args.path, args.out)
 
     tables = analyze_path(
         args.path,
@@ -228,7 +263,11 @@ def _analyze(args: argparse.Namespace) -> None:
 @command("report")
 def _report(args: argparse.Namespace) -> None:
     from interp.report import write_report
+    from interp.rundir import is_shipped_entry, outputs_dir
 
+    if is_shipped_entry(args.path):
+        # The tables `interp analyze` wrote to the entry's output folder; the report beside them.
+        args.path = str(outputs_dir(args.path).path)
     path = write_report(args.path, out=args.out, progress=not args.quiet)
     print(f"report: {path}")
 
@@ -277,6 +316,7 @@ def _zoo(args: argparse.Namespace) -> None:
         print(f"tables: {out / 'results.parquet'}, {out / 'results.md'}")
         return
     if args.zoo_cmd == "train":
+        zoo.check_name(args.name)  # before it becomes part of the default --out path
         out = args.out or str(Path("runs") / "zoo" / args.name)
         path = zoo.train_entry(args.name, out, export=args.export, progress=not args.quiet)
         print(f"trained zoo entry {args.name}: {path}")
@@ -285,11 +325,16 @@ def _zoo(args: argparse.Namespace) -> None:
     if df.empty:
         print("the model zoo is empty")
         return
+    bad = df[df["problem"] != ""]
+    df = df[df["problem"] == ""].copy()
     df["steps"] = [len(s) for s in df["steps"]]
     df = df.rename(columns={"steps": "ckpts"})
-    df["transfer_acc"] = df["transfer_acc"].round(3)
+    df["transfer_acc"] = df["transfer_acc"].astype(float).round(3)
     cols = ["name", "condition", "seed", "ckpts", "final_step", "transfer_range", "transfer_acc"]
-    print(df[cols].to_string(index=False))
+    if len(df):
+        print(df[cols].to_string(index=False))
+    for name, problem in zip(bad["name"], bad["problem"], strict=True):
+        print(f"{name}: corrupt: {problem}")
 
 
 @command("demo")
@@ -323,8 +368,9 @@ def _close_bars() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``interp`` console script."""
     parser = build_parser(__doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
     try:
+        # Inside the try: an option's type check can meet the file system's refusal too.
+        args = parser.parse_args(argv)
         rc = _COMMANDS[args.command](args)
     except InterpError as e:
         _close_bars()

@@ -43,9 +43,18 @@ def _out_dir(text: str) -> str:
     """An argparse type for ``--out``: not empty, and not an existing file."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a directory, got an empty path")
-    if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    try:
+        if Path(text).exists() and not Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    except OSError as e:  # e.g. a component longer than the file system allows
+        raise argparse.ArgumentTypeError(f"{e.strerror or e}: {text}") from None
     return text
+
+
+_OUT_HELP = (
+    "folder for the tables and figures instead of RUN_DIR itself; a shipped zoo entry "
+    "(models/zoo/NAME) is never written into (default for one: runs/zoo_outputs/NAME)"
+)
 
 
 def _device_args(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -107,6 +116,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     ev.add_argument("--lengths", help="A:B or A,B,C")
     ev.add_argument("--examples", type=_positive, help="examples per length (default 1024)")
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--out", type=_out_dir, help=_OUT_HELP)
     _device_args(ev)
 
     sc = sub.add_parser("score", help="score every head per task")
@@ -119,11 +129,13 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     sc.add_argument("--examples", type=_positive, default=256)
     _device_args(sc)
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sc.add_argument("--out", type=_out_dir, help=_OUT_HELP)
 
     ov = sub.add_parser("overlap", help="head-overlap statistics between the run's tasks")
     ov.add_argument("run_dir")
     ov.add_argument("--checkpoint", type=_int_in(0, 10**9))
     ov.add_argument("--k", type=_positive, default=4)
+    ov.add_argument("--out", type=_out_dir, help=_OUT_HELP)
     _device_args(ov)
 
     sw = sub.add_parser("sweep", help="run a grid of training runs")
@@ -151,11 +163,16 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     an.add_argument("--k", type=_positive, help="top-k for the Jaccard overlap (default 4)")
     an.add_argument("--no-causal", action="store_true", help="skip the causal shared-head test")
     an.add_argument("--quiet", action="store_true", help="no progress bars")
+    an.add_argument("--out", type=_out_dir, help=_OUT_HELP + "; not for a sweep")
     _device_args(an)
 
     rp = sub.add_parser("report", help="write a self-contained HTML report")
-    rp.add_argument("path", help="a run or sweep directory")
-    rp.add_argument("--out", help="output HTML path (default: PATH/report.html)")
+    rp.add_argument("path", help="a run or sweep directory, or a zoo entry")
+    rp.add_argument(
+        "--out",
+        help="output HTML path (default: PATH/report.html; for a zoo entry, in its output "
+        "folder runs/zoo_outputs/NAME, where `interp analyze` put the tables)",
+    )
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     zo = sub.add_parser("zoo", help="list the model zoo, retrain an entry, or export a run")

@@ -53,6 +53,7 @@ everywhere beyond them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,8 @@ from transformer_lens import HookedTransformer
 from interp.config import read_config_file
 from interp.errors import InterpError
 from interp.evaluate import AUX_SOLVED, accuracy_table, generalization_gap
-from interp.io import write_json, write_parquet
-from interp.rundir import ExperimentDir, RunDir
+from interp.io import read_json, write_json, write_parquet
+from interp.rundir import EXPERIMENT_KIND, ExperimentDir, RunDir, claim_dir
 from interp.spec import TrainSpec, is_int, load_spec
 
 _EXPERIMENT_KEYS = {"checkpoints", "pretraining_steps"}
@@ -128,11 +129,15 @@ def expand(d: dict[str, Any]) -> list[Cell]:
             "architecture)"
         )
     base = {k: v for k, v in d.items() if k not in _EXPERIMENT_KEYS}
-    name = str(d.get("name", "pretrained"))
+    name = d.get("name", "pretrained")
+    if not isinstance(name, str) or not name.strip():
+        raise InterpError(f"experiment spec: name must be a non-empty string, got {name!r}")
     cells, labels = [], set()
     for i, path in enumerate(paths):
         step = steps[i] if steps is not None else i
-        label = f"step{step}" if steps is not None else Path(path).name or f"checkpoint{i}"
+        label = f"step{step}" if steps is not None else Path(path).name
+        if label in ("", ".", ".."):  # a run directory's name, never a way out of OUT/runs
+            label = f"checkpoint{i}"
         if label in labels:
             raise InterpError(
                 f"experiment spec: two checkpoints get the run name {label!r}; give "
@@ -230,6 +235,12 @@ def run_experiment(
     d = spec if isinstance(spec, dict) else read_spec_file(spec)
     cells = expand(d)
     exp = ExperimentDir(out)
+    claim_dir(exp.path, EXPERIMENT_KIND)  # not a run, sweep or zoo entry
+    if exp.spec_path.is_file() and read_json(exp.spec_path) != json.loads(json.dumps(d)):
+        raise InterpError(
+            f"{out} already holds an experiment with a different spec; use a new --out "
+            "directory (or delete the old experiment)"
+        )
     write_json(exp.spec_path, d)
     acc_frames, gap_rows = [], []
     for c in cells:

@@ -85,7 +85,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InterpError(f"missing file: {p}")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # (a binary file is no JSON either)
         raise InterpError(f"malformed JSON in {p}: {e}") from None
 
 
@@ -99,7 +99,9 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         return pd.read_parquet(p)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
-        raise InterpError(f"corrupt table {p}: {type(e).__name__}: {e}") from None
+        # (pyarrow's messages can span lines; the CLI prints one)
+        why = " ".join(str(e).split())
+        raise InterpError(f"corrupt table {p}: {type(e).__name__}: {why}") from None
 
 
 def output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -114,9 +116,10 @@ def output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     if not str(path).strip():
         raise InterpError(f"{what} must name a directory, got an empty path")
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InterpError(f"{what} {p} exists and is not a directory")
     try:
+        # Even asking can fail: a component longer than the file system allows (ENAMETOOLONG).
+        if p.exists() and not p.is_dir():
+            raise InterpError(f"{what} {p} exists and is not a directory")
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InterpError(f"cannot create directory {p}: {e.strerror or e}") from None
@@ -146,19 +149,25 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
 LOCK = ".lock"
 
 
+# Linux caps pids at 2**22; anything outside 1..2**31-1 is no pid of any system (os.kill would
+# raise OverflowError for it), so such a lock was not written by interp and counts as unreadable.
+_PID_MAX = 2**31 - 1
+
+
 def _holder(path: Path) -> tuple[int, str]:
-    """``(pid, host)`` written in a lock file (``(0, "")`` if unreadable)."""
+    """``(pid, host)`` written in a lock file (``(0, "")`` if unreadable or not a real pid)."""
     try:
         pid, host = path.read_text().split()
-        return int(pid), host
-    except (OSError, ValueError):
+        pid_int = int(pid)
+    except (OSError, ValueError, UnicodeDecodeError):
         return 0, ""
+    return (pid_int, host) if 0 < pid_int <= _PID_MAX else (0, "")
 
 
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # someone else's live process
         return True

@@ -42,10 +42,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.construct import construct
 from interp.errors import InterpError
+
+try:  # transformers' strict config fields raise this (an Exception, neither ValueError nor
+    # TypeError) for a field of the wrong type
+    from huggingface_hub.errors import StrictDataclassError
+except ImportError:  # pragma: no cover - older huggingface_hub
+    StrictDataclassError = ValueError  # type: ignore[misc,assignment]
+
 
 if TYPE_CHECKING:
     from interp.model import ModelConfig
@@ -99,10 +107,9 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
             f"{d}: unsupported architecture {found}; interp loads Llama-family checkpoints "
             f"({', '.join(ARCHITECTURES)}, e.g. SmolLM)"
         )
+    _check_numbers(cfg, cfg_path)
     head_dim = cfg.get("head_dim")
     hidden, heads = cfg.get("hidden_size"), cfg.get("num_attention_heads")
-    if not (isinstance(hidden, int) and isinstance(heads, int) and heads > 0):
-        raise InterpError(f"{cfg_path}: hidden_size and num_attention_heads must be integers")
     if head_dim is not None and head_dim != hidden // heads:
         raise InterpError(
             f"{d}: head_dim={head_dim} differs from hidden_size / num_attention_heads; "
@@ -124,7 +131,51 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
                 "convert them to model.safetensors first"
             )
         raise InterpError(f"{d}: no model.safetensors weights")
+    _check_weights_header(d / WEIGHT_FILES[0])
     return cfg
+
+
+# The config fields the conversion reads as numbers: (required, integer). A string where a
+# number belongs ("2" from a hand-edited file) must be refused here, with the field's name,
+# not deep inside transformers' config validation.
+_NUMBER_FIELDS = {
+    "hidden_size": (True, True),
+    "num_attention_heads": (True, True),
+    "num_hidden_layers": (True, True),
+    "intermediate_size": (True, True),
+    "vocab_size": (True, True),
+    "num_key_value_heads": (False, True),
+    "max_position_embeddings": (False, True),
+    "head_dim": (False, True),
+    "rope_theta": (False, False),
+    "rms_norm_eps": (False, False),
+}
+
+
+def _check_numbers(cfg: dict[str, Any], cfg_path: Path) -> None:
+    """Refuse a missing, non-numeric or non-positive architecture field of ``config.json``."""
+    for key, (required, integer) in _NUMBER_FIELDS.items():
+        v = cfg.get(key)
+        if v is None and not required:
+            continue
+        ok = isinstance(v, int) if integer else isinstance(v, int | float)
+        if isinstance(v, bool) or not ok or not v > 0 or v != v or v == float("inf"):
+            kind = "a positive integer" if integer else "a positive number"
+            raise InterpError(f"{cfg_path}: {key} must be {kind}, got {v!r}")
+
+
+def _check_weights_header(path: Path) -> None:
+    """Refuse a truncated or garbled ``model.safetensors`` before anything is trained: its
+    header must parse and cover the file (what safetensors checks on opening it)."""
+    if not path.is_file():
+        return  # sharded weights: each shard is checked when it is loaded
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InterpError(f"corrupt weights {path}: {e}") from None
 
 
 def hooked_config(
@@ -152,8 +203,12 @@ def hooked_config(
         shutil.copyfile(Path(path) / "config.json", tmp / "config.json")
         try:
             d = convert_hf_model_config(str(tmp), local_files_only=True)
-        except (ValueError, OSError, KeyError, AttributeError) as e:
-            raise InterpError(f"{path}: TransformerLens cannot convert its config: {e}") from None
+        except Exception as e:  # noqa: BLE001
+            # A foreign file parsed by two foreign libraries: a field of the wrong type fails
+            # anywhere in them (TypeError, IndexError, their own validation errors). Whatever
+            # it is, the checkpoint's config is what the user must fix.
+            msg = " ".join(str(e).split()) or type(e).__name__
+            raise InterpError(f"{path}: TransformerLens cannot convert its config: {msg}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     d.update(
@@ -229,8 +284,9 @@ def load(
         hf = tf.LlamaForCausalLM.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32
         )
-    except (ValueError, OSError, RuntimeError) as e:
-        raise InterpError(f"{path}: cannot load its weights: {e}") from None
+    except (ValueError, OSError, RuntimeError, SafetensorError, StrictDataclassError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InterpError(f"{path}: cannot load its weights: {msg}") from None
     finally:
         if bars:
             tf.utils.logging.enable_progress_bar()

@@ -28,6 +28,19 @@ A zoo entry (:mod:`interp.zoo`) is a run directory with a few more files
 (:class:`ZooEntryDir`), and a fine-tuning experiment (:mod:`interp.finetune`) is a folder of
 run directories with its own tables (:class:`ExperimentDir`).
 
+**Directory kinds.** Each writer's first file names what a directory holds, so a directory is
+never written by two kinds of command and their files never mix (:func:`dir_kind`,
+:func:`claim_dir`)::
+
+    experiment.json              a fine-tuning experiment (interp finetune with checkpoints)
+    zoo.json                     a zoo entry (interp zoo export); never written into otherwise
+    sweep.json / cells.parquet   a sweep (interp sweep, interp demo)
+    outputs.json                 an output folder of a zoo entry or run (:func:`outputs_dir`)
+    config.json                  a run (interp train, interp finetune with one run spec)
+
+These are the files each kind has always written first, so directories made before the kinds
+were checked are recognised unchanged.
+
 **Analysis tables.** Every table is ``analysis/<name>.parquet``, written atomically.
 :meth:`TableDir.upsert_table` merges a new slice into the table on disk by key columns, so a
 single-checkpoint command adds to the multi-checkpoint table instead of replacing it.
@@ -66,6 +79,7 @@ RESULTS = "results.parquet"
 FAILURES = "failures.json"
 SWEEP_JSON = "sweep.json"
 ANALYSIS_JSON = "analysis.json"
+OUTPUTS_JSON = "outputs.json"
 
 ZOO_ACCURACY = "accuracy.parquet"
 ZOO_INFO = "zoo.json"
@@ -76,6 +90,11 @@ EXPERIMENT_JSON = "experiment.json"
 EXPERIMENT_ACCURACY = "accuracy.parquet"
 EXPERIMENT_GAP = "gap.parquet"
 EXPERIMENT_FIGURE = "pretrained.html"
+
+
+def _is_name(text: str) -> bool:
+    """Whether ``text`` is one path component (a cell's run name), never a path."""
+    return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
 
 
 def _step_name(step: int) -> str:
@@ -123,19 +142,25 @@ class TableDir:
         p = self.table_path(name)
         if not p.is_file():
             raise InterpError(f"no {name} table in {self.analysis_dir}")
-        return pd.read_parquet(p)
+        return read_parquet(p)
 
     def read_tables(self, names: Iterable[str]) -> dict[str, pd.DataFrame]:
-        """The tables among ``names`` that exist."""
-        return {n: pd.read_parquet(self.table_path(n)) for n in names if self.has_table(n)}
+        """The tables among ``names`` that exist.
+
+        Raises:
+            InterpError: for a table that exists but cannot be read (reported as corrupt).
+        """
+        return {n: read_parquet(self.table_path(n)) for n in names if self.has_table(n)}
 
     def write_table(self, name: str, df: pd.DataFrame) -> Path:
         """Atomically (re)write ``analysis/<name>.parquet``."""
+        _refuse_shipped(self.path)
         return write_parquet(self.table_path(name), df)
 
     def upsert_table(self, name: str, df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         """Write ``df`` into table ``name``, keeping earlier rows whose ``keys`` it does not
         cover; returns what was written."""
+        _refuse_shipped(self.path)
         return upsert(self.table_path(name), df, keys)
 
 
@@ -245,6 +270,7 @@ class RunDir(TableDir):
         return self.eval_dir / f"accuracy_{_step_name(step)}.html"
 
     def write_eval(self, step: int, df: pd.DataFrame) -> Path:
+        _refuse_shipped(self.path)
         return write_parquet(self.eval_path(step), df)
 
     def wall_time(self) -> float | None:
@@ -327,11 +353,20 @@ class SweepDir(TableDir):
         """``cells.parquet``: one metadata row per cell.
 
         Raises:
-            InterpError: if this is not a sweep directory.
+            InterpError: if this is not a sweep directory, or its ``cells.parquet`` is not a
+                readable table with the cell columns (reported as corrupt).
         """
+        from interp.sweep_spec import META_COLUMNS  # (sweep_spec imports this module)
+
         if not self.is_sweep():
             raise InterpError(f"{self.path} is not a sweep directory (no {CELLS})")
-        return pd.read_parquet(self.cells_path)
+        df = read_parquet(self.cells_path)
+        missing = [c for c in META_COLUMNS if c not in df.columns]
+        if missing:
+            raise InterpError(f"corrupt table {self.cells_path}: no column(s) {', '.join(missing)}")
+        if df["run"].map(lambda r: isinstance(r, str) and _is_name(r)).all():
+            return df
+        raise InterpError(f"corrupt table {self.cells_path}: a 'run' is not a run name")
 
 
 def open_dir(path: str | Path) -> RunDir | SweepDir:
@@ -407,3 +442,173 @@ class ExperimentDir:
 
     def run(self, label: str) -> RunDir:
         return RunDir(self.path / RUNS / label)
+
+
+# --------------------------------------------------------------------------------------------
+# Directory kinds (see the module docstring)
+
+RUN_KIND = "run"
+SWEEP_KIND = "sweep"
+ZOO_KIND = "zoo entry"
+EXPERIMENT_KIND = "fine-tuning experiment"
+OUTPUTS_KIND = "output folder"
+
+# Most specific first: a zoo entry and an output folder also hold a config.json.
+_KIND_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (EXPERIMENT_KIND, (EXPERIMENT_JSON,)),
+    (ZOO_KIND, (ZOO_INFO,)),
+    (SWEEP_KIND, (SWEEP_JSON, CELLS)),
+    (OUTPUTS_KIND, (OUTPUTS_JSON,)),
+    (RUN_KIND, (CONFIG,)),
+)
+
+
+def dir_kind(path: str | Path) -> str | None:
+    """What ``path`` holds: one of the ``*_KIND`` names, or ``None`` (missing, empty, other)."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    for kind, markers in _KIND_MARKERS:
+        if any((p / m).is_file() for m in markers):
+            return kind
+    return None
+
+
+def claim_dir(path: str | Path, kind: str) -> None:
+    """Refuse to write a ``kind`` into a directory that holds another kind.
+
+    Called by every writer before it touches the directory: ``interp train --out`` an existing
+    sweep, ``interp sweep --out`` an existing run, anything into a zoo entry would otherwise mix
+    their files.
+
+    Raises:
+        InterpError: if ``path`` holds a different kind of directory.
+    """
+    found = dir_kind(path)
+    if found is not None and found != kind:
+        raise InterpError(
+            f"{path} holds {_a(found)}, not {_a(kind)}; give a new or empty --out directory"
+        )
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+# --------------------------------------------------------------------------------------------
+# Output folders: commands on a zoo entry never write inside it
+
+ZOO_OUTPUTS = Path("runs") / "zoo_outputs"
+"""Where ``interp eval/score/overlap/analyze/report`` on a zoo entry write when no ``--out`` is
+given: ``runs/zoo_outputs/<entry name>/`` (relative to the current directory), never the entry
+itself (a shipped entry is part of the checkout, and its tables describe its stored weights)."""
+
+
+def is_zoo_entry(path: str | Path) -> bool:
+    """Whether ``path`` is a zoo entry (it has a ``zoo.json``)."""
+    return (Path(path) / ZOO_INFO).is_file()
+
+
+def is_shipped_entry(path: str | Path) -> bool:
+    """Whether ``path`` is an entry of the shipped zoo (``models/zoo/NAME``, or the installed
+    package's copy): part of the checkout, so never written into. A copy of an entry elsewhere
+    is the user's own run directory."""
+    from interp.resources import zoo_dir
+
+    p = Path(path)
+    return is_zoo_entry(p) and p.resolve().parent == zoo_dir().resolve()
+
+
+def outputs_dir(source: str | Path, out: str | Path | None = None) -> RunDir:
+    """The run directory a reading command writes its tables and figures into.
+
+    A run writes into itself unless ``out`` is given. An entry of the shipped zoo
+    (:func:`is_shipped_entry`) never does: its outputs go to ``out``, default
+    ``runs/zoo_outputs/<name>`` (:data:`ZOO_OUTPUTS`). Such an *output folder*
+    is an ordinary run directory made from the source (copies of its ``config.json`` and
+    ``metrics.parquet``, its checkpoints hard-linked where the file system allows) plus
+    ``outputs.json`` naming the source, so every command that reads a run reads it unchanged
+    and writes ``eval/`` and ``analysis/`` there. It is reused while the source is the same;
+    one made from another source, or from an older version of this one (a re-exported entry),
+    is refused rather than mixed.
+
+    Raises:
+        InterpError: ``source`` is not a run directory or zoo entry, or ``out`` holds another
+            kind of directory or the outputs of another source.
+    """
+    src = RunDir(source).check()
+    shipped = is_shipped_entry(src.path)
+    if out is None:
+        if not shipped:
+            return src
+        out = ZOO_OUTPUTS / src.path.resolve().name
+    dest = RunDir(out)
+    if dest.path.resolve() == src.path.resolve():
+        if shipped:
+            raise InterpError(f"--out must not be the zoo entry {src.path} itself")
+        return src
+    claim_dir(dest.path, OUTPUTS_KIND)
+    marker = dest.path / OUTPUTS_JSON
+    record = {"source": str(src.path.resolve())}
+    files = [CONFIG, f"{CKPT_DIR}/index.json"]
+    files += [f"{CKPT_DIR}/{e['file']}" for e in _index_entries(src.path)]
+    files += [n for n in (METRICS, DONE) if (src.path / n).is_file()]
+    if marker.is_file():
+        old = read_json(marker)
+        if not isinstance(old, dict) or old.get("source") != record["source"]:
+            got = old.get("source") if isinstance(old, dict) else old
+            raise InterpError(
+                f"{dest.path} holds the outputs of {got}, not of {src.path}; give another --out"
+            )
+        for f in (CONFIG, f"{CKPT_DIR}/index.json"):
+            have = dest.path / f
+            if have.is_file() and have.read_bytes() != (src.path / f).read_bytes():
+                raise InterpError(
+                    f"{dest.path} holds the outputs of an older version of {src.path} (its "
+                    f"{f} differs); delete that folder or give another --out"
+                )
+    else:
+        from interp.io import output_dir
+
+        output_dir(dest.path)
+        write_json(marker, record)  # first: the folder is an output folder from then on
+    for f in files:  # (the missing ones only: an interrupted first call is completed here)
+        if not (dest.path / f).is_file():
+            _link_or_copy(src.path / f, dest.path / f, link=f.endswith(".safetensors"))
+    return dest
+
+
+def _index_entries(run: Path) -> list[dict[str, Any]]:
+    from interp.checkpoint import read_index
+
+    return list(read_index(run).values())
+
+
+def _refuse_shipped(path: Path) -> None:
+    """The last guard for code that writes a table into a shipped zoo entry through the API
+    (the CLI sends such writes to an output folder first)."""
+    if is_shipped_entry(path):
+        raise InterpError(
+            f"{path} is a shipped zoo entry and is never written into; give the command an "
+            "output folder (interp.rundir.outputs_dir, or --out on the command line)"
+        )
+
+
+def _link_or_copy(src: Path, dst: Path, link: bool) -> None:
+    """Copy ``src`` to ``dst`` atomically, or with ``link`` hard-link it (checkpoints: large, and
+    only ever replaced by a rename, never changed in place, so a link cannot change under either
+    side), falling back to a copy across file systems. Small files are copied, so that editing
+    one by hand in the output folder can never change the source."""
+    import os
+    import shutil
+
+    from interp.io import atomic_write
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))

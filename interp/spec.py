@@ -29,6 +29,7 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     steps = 3000
     batch_size = 128
     checkpoint_every = 500
+    threads = 1                  # CPU threads; 1 (the default) gives bit-identical runs/resumes
     device = "auto"              # cpu, cuda, cuda:N, mps; `--device` overrides it
     autocast = "off"             # "bf16": bfloat16 autocast (CUDA, or a CPU with bf16 units)
     compile = false              # true: torch.compile the training forward pass
@@ -131,7 +132,12 @@ class TrainConfig(_Section):
         checkpoint_every: save every this many steps (0: only at the end).
         checkpoint_steps: extra explicit steps to checkpoint at.
         log_every: record the training loss every this many steps.
-        threads: torch CPU threads (0: torch's default).
+        threads: torch CPU threads for training (0: torch's default, one per core). The
+            default, 1, makes CPU training bit-reproducible: two runs of one spec, and a run
+            killed and resumed, end with identical weights. With more than one thread the
+            reductions inside matrix products are split differently from run to run, and the
+            weights differ in the last bits, then more as training amplifies them (``interp
+            train`` says so when it starts). Sweep cells always use one thread.
         device: where to train and, by default, analyse the run: ``auto`` (a CUDA GPU when
             one is visible, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
             (:mod:`interp.device`). ``--device`` overrides it.
@@ -161,7 +167,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = 0
     checkpoint_steps: list[int] = field(default_factory=list)
     log_every: int = 25
-    threads: int = 0
+    threads: int = 1
     device: str = "auto"
     autocast: str = "off"
     compile: bool = False
@@ -201,11 +207,36 @@ class EvalConfig(_Section):
 
 
 EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("device", "autocast", "compile", "tf32", "prefetch"),
+    "train": ("device", "autocast", "compile", "tf32", "prefetch", "threads"),
     "eval": ("batch_size",),
 }
 """Settings that say *where and how fast* a run executes, not *what* it trains. A resume may
-change them (a GPU run resumed on a CPU), so they are left out of :func:`run_identity`."""
+change them (a GPU run resumed on a CPU; a run whose ``config.json`` records the old default
+``threads = 0`` resumed under today's default of 1), so they are left out of
+:func:`run_identity`."""
+
+
+def reproducibility_note(spec: TrainSpec, device: Any) -> str | None:
+    """One line when training ``spec`` on ``device`` will not be bit-reproducible, else None.
+
+    On the CPU that is a thread count other than 1 (see :class:`TrainConfig`); with one thread,
+    and on CUDA (deterministic kernels, :func:`interp.device.deterministic`), two runs of one
+    spec and a killed-and-resumed run give identical weights.
+    """
+    threads = spec.train.threads
+    if str(device).split(":")[0] != "cpu" or threads == 1:
+        return None
+    import torch
+
+    n = threads or torch.get_num_threads()
+    if n == 1:
+        return None
+    what = "threads = 0 (torch's default" + f", {n} here)" if not threads else f"threads = {n}"
+    return (
+        f"note: [train] {what}: training on several CPU threads is not bit-reproducible "
+        "(two runs, or a resumed run, differ in the last bits); set threads = 1 for identical "
+        "weights"
+    )
 
 
 def run_identity(d: dict[str, Any]) -> dict[str, Any]:

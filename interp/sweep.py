@@ -79,6 +79,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.device import check_gpu_fraction, parse_device, resolve_device
+from interp.errors import InterpError
 from interp.executors import (
     CELL_THREADS,
     EXECUTORS,
@@ -92,12 +93,22 @@ from interp.executors import (
 from interp.io import (
     dir_lock,
     output_dir,
+    read_json,
     read_parquet,
     remove_stale_temps,
     write_json,
     write_parquet,
 )
-from interp.rundir import CELLS, FAILURES, RESULTS, RUNS, SWEEP_JSON, SweepDir
+from interp.rundir import (
+    CELLS,
+    FAILURES,
+    RESULTS,
+    RUNS,
+    SWEEP_JSON,
+    SWEEP_KIND,
+    SweepDir,
+    claim_dir,
+)
 from interp.spec import TrainSpec
 from interp.sweep_monitor import CellMonitor
 from interp.sweep_spec import (
@@ -107,6 +118,7 @@ from interp.sweep_spec import (
     expand,
     load_sweep_spec,
     parse_sweep_spec,
+    sweep_identity,
     sweep_metadata,
 )
 
@@ -134,6 +146,7 @@ __all__ = [
     "parse_sweep_spec",
     "run_cell",
     "run_sweep",
+    "check_same_sweep",
     "sweep_metadata",
 ]
 
@@ -262,12 +275,37 @@ def run_sweep(
     if executor in ("local", "serial"):
         resolve_device(device)  # cells train on this machine: fail now, not once per cell
     check_gpu_fraction(gpus_per_cell)
+    claim_dir(out_dir, SWEEP_KIND)  # not a run, zoo entry or experiment
+    check_same_sweep(out_dir, sw)
     out = output_dir(out_dir)
     # A second sweep into the same directory would train the same cells twice over.
     with dir_lock(out):
         remove_stale_temps(out)
         return _run_sweep_locked(
             sw, cells, out, executor, workers, address, progress, device, gpus_per_cell
+        )
+
+
+def check_same_sweep(out_dir: str | Path, sw: SweepSpec) -> None:
+    """Refuse to continue the sweep in ``out_dir`` with a different spec (as a run refuses a
+    different config): its cells and tables would mix two grids. Execution settings (device,
+    threads, ...) may differ; a ``sweep.json`` of an older version is read through today's
+    parser, so defaults added since do not count as a difference.
+
+    Raises:
+        InterpError: if ``out_dir`` holds a sweep with another spec, or an unreadable one.
+    """
+    path = SweepDir(out_dir).sweep_json_path
+    if not path.is_file():
+        return
+    try:
+        old = sweep_identity(load_sweep_spec(read_json(path)))
+    except InterpError as e:
+        raise InterpError(f"corrupt {path}: {e}") from None
+    if old != sweep_identity(sw):
+        raise InterpError(
+            f"{out_dir} already holds a sweep with a different spec; use a new --out directory "
+            "(or delete the old sweep)"
         )
 
 

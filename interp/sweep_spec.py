@@ -227,6 +227,17 @@ def parse_sweep_spec(d: dict[str, Any]) -> SweepSpec:
     )
 
 
+def sweep_identity(sw: SweepSpec) -> dict[str, Any]:
+    """What a second ``interp sweep`` into the same directory must match: the spec without the
+    execution settings of its ``[base]`` sections (:data:`interp.spec.EXECUTION_KEYS`: where
+    and how fast the cells run, not what they train), as for a run's resume."""
+    from interp.spec import run_identity
+
+    d = sw.to_dict()
+    d["base"] = run_identity(d.get("base") or {})
+    return d
+
+
 def load_sweep_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> SweepSpec:
     """Read a sweep spec from a TOML file, a dict, or pass a :class:`SweepSpec` through.
 

@@ -69,7 +69,7 @@ from interp.io import (
     write_text,
 )
 from interp.model import build_model, check_context
-from interp.rundir import CONFIG, DONE, METRICS, STATUS
+from interp.rundir import CONFIG, DONE, METRICS, RUN_KIND, STATUS, claim_dir
 from interp.spec import TrainSpec, run_identity
 from interp.text import vocab_for
 
@@ -227,14 +227,19 @@ def train(
         n_ctx=spec.model.n_ctx,
         vocab=vocab_for(model),
     )
+    claim_dir(run_dir, RUN_KIND)  # not a sweep, zoo entry or experiment
     output_dir(run_dir)
+    prev_threads = torch.get_num_threads()
     with dir_lock(run_dir), deterministic(dev):
         remove_stale_temps(run_dir)
         remove_stale_temps(run_dir / CKPT_DIR)
-        return _train_locked(
-            spec, run_dir, dev, model, optimizer, sampler, resume, progress, stop_after, status,
-            prefetch_enabled(dev, spec.train.prefetch if prefetch is None else prefetch),
-        )  # fmt: skip
+        try:
+            return _train_locked(
+                spec, run_dir, dev, model, optimizer, sampler, resume, progress, stop_after, status,
+                prefetch_enabled(dev, spec.train.prefetch if prefetch is None else prefetch),
+            )  # fmt: skip
+        finally:  # [train] threads is the run's setting, not the caller's (a notebook's)
+            torch.set_num_threads(prev_threads)
 
 
 def _train_locked(

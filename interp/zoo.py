@@ -52,10 +52,10 @@ from interp.checkpoint import resolve_step, save_checkpoint
 from interp.config import read_config_file
 from interp.errors import InterpError
 from interp.evaluate import accuracy_table
-from interp.io import read_json, write_json, write_parquet, write_text
+from interp.io import read_json, read_parquet, write_json, write_parquet, write_text
 from interp.model import ModelConfig
 from interp.resources import zoo_dir
-from interp.rundir import DONE, RunDir, ZooEntryDir
+from interp.rundir import DONE, ZOO_KIND, RunDir, ZooEntryDir, claim_dir
 from interp.runs import load_run
 from interp.spec import TrainSpec
 from interp.zoo_card import describe, range_mean, render_card
@@ -82,6 +82,7 @@ LIST_COLUMNS = [
     "transfer_range",
     "transfer_acc",
     "description",
+    "problem",
 ]
 
 
@@ -103,6 +104,17 @@ def names(root: str | Path | None = None) -> list[str]:
         for p in r.iterdir()
         if p.is_dir() and not p.name.startswith(".") and RunDir(p).is_run()
     )
+
+
+def check_name(name: object) -> str:
+    """Refuse anything but an entry name: lowercase letters, digits and ``_``, starting with a
+    letter. A name is never a path (``../../x`` would reach outside the zoo)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InterpError(
+            f"zoo name must be lowercase letters, digits and '_' (starting with a letter), "
+            f"got {name!r}"
+        )
+    return name
 
 
 def entry_dir(name: str, root: str | Path | None = None) -> Path:
@@ -133,8 +145,16 @@ def spec(name: str, root: str | Path | None = None) -> TrainSpec:
 
 
 def info(name: str, root: str | Path | None = None) -> dict[str, Any]:
-    """The entry's ``zoo.json``: description, source, wall time, evaluation settings."""
-    return read_json(ZooEntryDir(entry_dir(name, root)).info_path)
+    """The entry's ``zoo.json``: description, source, wall time, evaluation settings.
+
+    Raises:
+        InterpError: a missing or malformed ``zoo.json`` (one that is not a JSON object).
+    """
+    path = ZooEntryDir(entry_dir(name, root)).info_path
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise InterpError(f"corrupt {path}: expected a JSON object, got {type(d).__name__}")
+    return d
 
 
 def checkpoints(name: str, root: str | Path | None = None) -> list[int]:
@@ -149,7 +169,7 @@ def card(name: str, root: str | Path | None = None) -> str:
 
 def metrics(name: str, root: str | Path | None = None) -> pd.DataFrame:
     """Training metrics of the run the entry came from (loss and periodic accuracy)."""
-    return pd.read_parquet(RunDir(entry_dir(name, root)).metrics_path)
+    return read_parquet(RunDir(entry_dir(name, root)).metrics_path)
 
 
 def accuracy(
@@ -166,7 +186,11 @@ def accuracy(
         Columns ``step, task, length, accuracy, n, logprob``.
     """
     d = entry_dir(name, root)
-    df = pd.read_parquet(ZooEntryDir(d).accuracy_path)
+    path = ZooEntryDir(d).accuracy_path
+    df = read_parquet(path)
+    missing = {"step", "task", "length", "accuracy"} - set(df.columns)
+    if missing:
+        raise InterpError(f"corrupt table {path}: no column(s) {', '.join(sorted(missing))}")
     if checkpoint == -1:
         return df
     step = resolve_step(d, checkpoint)
@@ -233,45 +257,49 @@ def condition(s: TrainSpec) -> str:
 
 
 def list_models(root: str | Path | None = None) -> pd.DataFrame:
-    """One row per zoo entry.
+    """One row per zoo entry; a damaged entry gets a row too, naming what is wrong.
 
     Returns:
         Columns ``name, group, main, aux`` (comma-separated), ``condition`` (auxiliaries joined
         by ``+``, or ``none``), ``seed``, ``steps`` (list of stored checkpoint steps),
         ``final_step``, ``transfer_range`` (``"A-B"``, see :func:`transfer_range`),
         ``transfer_acc`` (the main task's stored accuracy at the final step, mean over the
-        transfer range) and ``description``.
+        transfer range), ``description`` and ``problem``: ``""`` for a sound entry, else why
+        it could not be read (a corrupt ``zoo.json``, ``accuracy.parquet``, config or
+        checkpoint index); such a row has only its name besides.
     """
     rows = []
     for n in names(root):
-        s = spec(n, root)
-        steps = checkpoints(n, root)
         try:
-            desc = info(n, root).get("description", "")
-        except InterpError:
-            desc = ""
-        lo, hi = transfer_range(s)
-        try:
-            acc = accuracy(n, None, root)
-            transfer_acc = range_mean(acc, s.main, lo, hi)
-        except (InterpError, FileNotFoundError):
-            transfer_acc = float("nan")
-        rows.append(
-            {
-                "name": n,
-                "group": s.group,
-                "main": s.main,
-                "aux": ",".join(s.aux),
-                "condition": condition(s),
-                "seed": s.seed,
-                "steps": steps,
-                "final_step": steps[-1] if steps else None,
-                "transfer_range": f"{lo}-{hi}",
-                "transfer_acc": transfer_acc,
-                "description": desc,
-            }
-        )
+            rows.append(_list_row(n, root))
+        # One damaged entry must not take the listing of the others down with it.
+        except (InterpError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            problem = str(e) if isinstance(e, InterpError) else f"{type(e).__name__}: {e}"
+            first = problem.splitlines()[0] if problem else "unreadable"
+            rows.append({"name": n, "steps": [], "transfer_acc": float("nan"), "problem": first})
     return pd.DataFrame(rows, columns=LIST_COLUMNS)
+
+
+def _list_row(n: str, root: str | Path | None) -> dict[str, Any]:
+    s = spec(n, root)
+    steps = checkpoints(n, root)
+    desc = info(n, root).get("description", "")
+    lo, hi = transfer_range(s)
+    transfer_acc = range_mean(accuracy(n, None, root), s.main, lo, hi)
+    return {
+        "name": n,
+        "group": s.group,
+        "main": s.main,
+        "aux": ",".join(s.aux),
+        "condition": condition(s),
+        "seed": s.seed,
+        "steps": steps,
+        "final_step": steps[-1] if steps else None,
+        "transfer_range": f"{lo}-{hi}",
+        "transfer_acc": transfer_acc,
+        "description": desc if isinstance(desc, str) else str(desc),
+        "problem": "",
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,11 +397,7 @@ def export_run(
     """
     run = RunDir(run_dir)
     run_dir = run.path
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InterpError(
-            f"zoo name must be lowercase letters, digits and '_' (starting with a letter), "
-            f"got {name!r}"
-        )
+    check_name(name)
     train_spec = run.spec()
     if not run.is_done():
         raise InterpError(f"{run_dir} is not a finished run (no {DONE} marker); train it first")
@@ -397,6 +421,7 @@ def export_run(
     final = root_dir / name
     if final.exists() and not overwrite:
         raise InterpError(f"zoo entry {name!r} already exists in {root_dir}")
+    claim_dir(final, ZOO_KIND)  # an entry replaces an entry, never a run or sweep beside it
     root_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root_dir))
     tmp.chmod(0o755)  # mkdtemp makes it private; the entry is meant to be shared
@@ -483,6 +508,7 @@ def train_entry(
     from interp.spec import load_spec
     from interp.train import train
 
+    check_name(name)
     src = SPEC_DIR / f"{name}.toml"
     if not src.is_file():
         known = sorted(p.stem for p in SPEC_DIR.glob("*.toml"))

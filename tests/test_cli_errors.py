@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from tinyscale import to_toml
 
 from interp.analysis import AnalysisConfig
 from interp.cli import main
 from interp.errors import InterpError
 from interp.spec import TrainSpec
-from interp.sweep import expand
+from interp.sweep import expand, sweep_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,8 +57,27 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
     afile = d / "afile"
     afile.write_text("not a directory\n")
+    # Directories of other kinds, as their writers leave them (their first file names them).
+    other = tomllib.loads((ROOT / "analyses" / "demo_quick.toml").read_text())
+    other.pop("analysis")
+    other["seeds"] = [7]  # a different grid than the spec the tests sweep
+    fake_sweep = d / "fake_sweep"
+    fake_sweep.mkdir()
+    (fake_sweep / "sweep.json").write_text(json.dumps(other))
+    sweep_metadata(expand(other)).to_parquet(fake_sweep / "cells.parquet", index=False)
+    fake_experiment = d / "fake_experiment"
+    fake_experiment.mkdir()
+    (fake_experiment / "experiment.json").write_text(json.dumps({"checkpoints": ["x"]}))
     return {"dir": d, "spec": spec, "run": run, "file": afile,
-            "sweep": ROOT / "analyses" / "demo_quick.toml"}  # fmt: skip
+            "sweep": ROOT / "analyses" / "demo_quick.toml", "fake_sweep": fake_sweep,
+            "fake_experiment": fake_experiment,
+            "zoo_entry": ROOT / "models" / "zoo" / "arith_a"}  # fmt: skip
+
+
+def _listing(path: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``path`` with its size and mtime: what "nothing written" compares."""
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*"))}  # fmt: skip
 
 
 def _argv(template: list[str], work: dict[str, Path], tmp_path: Path) -> list[str]:
@@ -115,12 +135,43 @@ CASES = [
     ("report-missing", ["report", "{tmp}/nope"], "not found"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
     ("missing-argument", ["train", "{spec}"], "--out"),
+    # issue 26
+    ("train-out-long-component", ["train", "{spec}", "--out", "{tmp}/" + "x" * 300],
+     "File name too long"),
+    ("train-out-under-long-component", ["train", "{spec}", "--out", "{tmp}/" + "y" * 300 + "/r"],
+     "File name too long"),
+    ("sweep-out-long-component", ["sweep", "{sweep}", "--out", "{tmp}/" + "x" * 300],
+     "File name too long"),
+    ("eval-long-component", ["eval", "{tmp}/" + "x" * 300], "File name too long"),
+    ("zoo-train-relative-path", ["zoo", "train", "../../../../specs/good"], "zoo name must"),
+    ("zoo-train-absolute-path", ["zoo", "train", "/etc/passwd"], "zoo name must"),
+    ("zoo-train-dot-dot", ["zoo", "train", ".."], "zoo name must"),
+    ("zoo-export-path-name", ["zoo", "export", "{run}", "../x"], "zoo name must"),
+    ("train-into-sweep", ["train", "{spec}", "--out", "{fake_sweep}"],
+     "holds a sweep, not a run"),
+    ("train-into-zoo-entry", ["train", "{spec}", "--out", "{zoo_entry}"],
+     "holds a zoo entry, not a run"),
+    ("train-into-experiment", ["train", "{spec}", "--out", "{fake_experiment}"],
+     "holds a fine-tuning experiment, not a run"),
+    ("sweep-into-run", ["sweep", "{sweep}", "--out", "{run}"], "holds a run, not a sweep"),
+    ("sweep-into-zoo-entry", ["sweep", "{sweep}", "--out", "{zoo_entry}"],
+     "holds a zoo entry, not a sweep"),
+    ("sweep-into-other-sweep", ["sweep", "{sweep}", "--out", "{fake_sweep}"],
+     "already holds a sweep with a different spec"),
+    ("analyze-sweep-with-out", ["analyze", "{fake_sweep}", "--out", "{tmp}/o"],
+     "--out is for a run directory or zoo entry"),
+    ("eval-out-is-zoo-entry", ["eval", "{zoo_entry}", "--out", "{zoo_entry}", "--quiet"],
+     "must not be the zoo entry"),
+    ("eval-out-is-run", ["eval", "{zoo_entry}", "--out", "{run}", "--quiet"],
+     "holds a run, not an output folder"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("argv, needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_argument(argv, needle, work, tmp_path: Path, capsys):
     args = _argv(argv, work, tmp_path)
+    kinds = ["fake_sweep", "fake_experiment", "zoo_entry"]
+    before = {k: _listing(work[k]) for k in kinds + (["run"] if "{run}" in argv[2:] else [])}
     try:
         rc = main(args)
     except SystemExit as e:  # argparse errors exit from inside parse_args
@@ -128,6 +179,8 @@ def test_bad_argument(argv, needle, work, tmp_path: Path, capsys):
     assert rc == 2
     _one_line_error(capsys, needle)
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+    # Nothing was written into a directory of another kind (or into the shipped zoo entry).
+    assert before == {k: _listing(work[k]) for k in before}
 
 
 SPEC_CASES = [
@@ -326,6 +379,247 @@ def test_two_trainings_on_one_directory(work, tmp_path: Path):
 
 
 # --------------------------------------------------------------------------------------------
+# Issue 26: faults and inputs found by trying the newer features as a new user would.
+
+
+@pytest.mark.parametrize("pid", ["99999999999999999999", "-5", "0x10", "0"])
+def test_lock_with_an_absurd_pid_is_stale(pid, work, tmp_path: Path, capsys):
+    """A lock whose pid no system can have (os.kill raised OverflowError) was not written by
+    interp's dir_lock: it is taken over like a dead process's lock."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(f"{pid} {socket.gethostname()}\n")
+    assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 0
+    assert (run / "DONE").is_file() and not (run / ".lock").exists()
+
+
+def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    from interp.checkpoint import load_tensors
+
+    tensors, _ = load_tensors(run, step)
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}
+
+
+def _assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("error", ["safetensors", "oserror"])
+def test_disk_full_at_a_checkpoint_keeps_the_last_good_one_and_resumes(
+    error, work, tmp_path: Path, capsys, monkeypatch
+):
+    """The disk fills while step 6's checkpoint is written: one line, exit 2, step 3's checkpoint
+    and the index intact, no temporary file left; once there is room, the resumed run ends with
+    the uninterrupted run's weights, bit for bit."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    from interp import checkpoint
+
+    real = checkpoint.save_file
+
+    def full_disk(tensors, filename, metadata=None):
+        if metadata and metadata.get("step") == "6":
+            real(tensors, filename, metadata=metadata)  # (a partial file on disk, as in life)
+            Path(filename).write_bytes(Path(filename).read_bytes()[:100])
+            if error == "safetensors":  # what safetensors raises for ENOSPC
+                raise SafetensorError("Error while serializing: IoError(No space left on device)")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    run = tmp_path / "run"
+    assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 2
+    _one_line_error(capsys, "No space left on device")
+    from interp.checkpoint import list_checkpoints
+
+    assert list_checkpoints(run) == [3]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "index.json", "step_000003.safetensors"]  # fmt: skip
+    assert not (run / "DONE").exists() and not (run / ".lock").exists()
+    _assert_bit_identical(_weights(run, 3), _weights(work["run"], 3))
+    monkeypatch.setattr(checkpoint, "save_file", real)  # the disk has room again
+    assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 0
+    assert list_checkpoints(run) == [3, 6] and (run / "DONE").is_file()
+    _assert_bit_identical(_weights(run, 6), _weights(work["run"], 6))
+
+
+def test_an_old_config_with_threads_0_still_resumes(work, tmp_path: Path, capsys):
+    """Runs made before threads defaulted to 1 recorded ``threads = 0``; the thread count is an
+    execution setting, so today's default spec still resumes them."""
+    run = tmp_path / "run"
+    shutil.copytree(work["run"], run)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["threads"] == 1  # today's default, recorded
+    cfg["train"]["threads"] = 0
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "DONE").unlink()
+    assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 0
+    assert (run / "DONE").is_file()
+    assert capsys.readouterr().err == ""  # the default setting is reproducible: no note
+
+
+def test_train_notes_a_setting_that_is_not_reproducible(tmp_path: Path, capsys):
+    d = json.loads(json.dumps(TINY))
+    d["train"]["threads"] = 2
+    spec = tmp_path / "two.toml"
+    spec.write_text(to_toml(d))
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interp: note: [train] threads = 2"), err
+    assert "threads = 1" in err[0]
+    assert torch.get_num_threads() == 1  # training's setting is not left behind (conftest's 1)
+
+
+def test_two_default_trainings_give_identical_weights(tmp_path: Path):
+    """Two ``interp train`` processes of one spec with default settings (torch free to use
+    every core, as for a user) end with bit-identical weights and optimizer state."""
+    d = json.loads(json.dumps(TINY))
+    d["train"].update(steps=20, checkpoint_every=10, batch_size=16)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(to_toml(d))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        cmd = [sys.executable, "-m", "interp.cli", "train", str(spec), "--out", str(out)]
+        proc = subprocess.run(cmd + ["--quiet"], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "note" not in proc.stderr  # the default is the reproducible setting
+        assert json.loads((out / "config.json").read_text())["train"]["threads"] == 1
+        runs.append(out)
+    _assert_bit_identical(_weights(runs[0], 20), _weights(runs[1], 20))
+
+
+def test_sweep_spec_identity_ignores_execution_settings_only(tmp_path: Path):
+    from interp.sweep import check_same_sweep, load_sweep_spec
+
+    base = tomllib.loads((ROOT / "analyses" / "demo_quick.toml").read_text())
+    base.pop("analysis")
+    (tmp_path / "sweep.json").write_text(json.dumps(base))
+    same = json.loads(json.dumps(base))
+    same["base"]["train"].update(device="cpu", threads=2, compile=True)
+    same["base"]["eval"]["batch_size"] = 64
+    check_same_sweep(tmp_path, load_sweep_spec(same))  # accepted
+    for key, value in (("seeds", [0, 1]), ("lengths", [[3, 7]]), ("baseline", False)):
+        other = {**base, key: value}
+        with pytest.raises(InterpError, match="different spec"):
+            check_same_sweep(tmp_path, load_sweep_spec(other))
+    other = json.loads(json.dumps(base))
+    other["base"]["train"]["steps"] = 41
+    with pytest.raises(InterpError, match="different spec"):
+        check_same_sweep(tmp_path, load_sweep_spec(other))
+    (tmp_path / "sweep.json").write_text('{"groups": 3}')
+    with pytest.raises(InterpError, match="corrupt"):
+        check_same_sweep(tmp_path, load_sweep_spec(base))
+
+
+def _fake_sweep(path: Path) -> Path:
+    """A sweep directory as far as analyze and report read it before computing anything."""
+    import pandas as pd
+
+    from interp.sweep_spec import expand as expand_cells
+    from interp.sweep_spec import sweep_metadata
+
+    spec = tomllib.loads((ROOT / "analyses" / "demo_quick.toml").read_text())
+    spec.pop("analysis")
+    path.mkdir()
+    (path / "sweep.json").write_text(json.dumps(spec))
+    sweep_metadata(expand_cells(spec)).to_parquet(path / "cells.parquet", index=False)
+    (path / "analysis").mkdir()
+    acc = pd.DataFrame({"run": ["r"], "step": [1], "task": ["copy"], "length": [1],
+                        "accuracy": [0.5]})  # fmt: skip
+    acc.to_parquet(path / "analysis" / "accuracy.parquet", index=False)
+    acc.to_parquet(path / "analysis" / "scores.parquet", index=False)
+    return path
+
+
+CORRUPT_SWEEP = [
+    ("analyze", "cells.parquet", b"PAR1 not a table", "corrupt table"),
+    ("analyze", "cells.parquet", "wrong columns", "no column(s) run, group"),
+    ("analyze", "cells.parquet", "a path as a run", "a 'run' is not a run name"),
+    ("analyze", "cells.parquet", b"", "corrupt table"),
+    ("analyze", "analysis.json", b"[1, 2", "malformed JSON"),
+    ("analyze", "analysis.json", b'{"k": "many"}', "corrupt"),
+    ("report", "analysis/scores.parquet", b"garbage", "corrupt table"),
+    ("report", "analysis/accuracy.parquet", b"PAR1\x00\x00PAR1", "corrupt table"),
+    ("report", "cells.parquet", "wrong columns", "no column(s)"),
+]
+
+
+@pytest.mark.parametrize(
+    "command, target, content, needle", CORRUPT_SWEEP, ids=[str(i) for i in range(9)]
+)
+def test_corrupt_sweep_tables(command, target, content, needle, tmp_path: Path, capsys):
+    import pandas as pd
+
+    sweep = _fake_sweep(tmp_path / "sweep")
+    path = sweep / target
+    if content == "wrong columns":
+        pd.DataFrame({"a": [1]}).to_parquet(path)
+    elif content == "a path as a run":
+        cells = pd.read_parquet(path)
+        cells.loc[0, "run"] = "../../elsewhere"
+        cells.to_parquet(path, index=False)
+    else:
+        path.write_bytes(content)
+    before = _listing(sweep)
+    assert main([command, str(sweep), "--quiet"]) == 2
+    _one_line_error(capsys, needle)
+    assert _listing(sweep) == before
+
+
+def test_commands_on_a_zoo_entry_never_write_inside_it(tmp_path: Path, monkeypatch, capsys):
+    """``interp eval``/``overlap``/``report`` on the shipped entry write to its output folder
+    (default ``runs/zoo_outputs/NAME`` under the current directory, or ``--out``)."""
+    entry = ROOT / "models" / "zoo" / "arith_a"
+    before = _listing(entry)
+    monkeypatch.chdir(tmp_path)
+    fast = ["--examples", "4", "--lengths", "1:2", "--quiet"]
+    assert main(["eval", str(entry), *fast]) == 0
+    default = tmp_path / "runs" / "zoo_outputs" / "arith_a"
+    step = json.loads((entry / "zoo.json").read_text())["steps"][-1]
+    assert (default / "eval" / f"step_{step:06d}.parquet").is_file()
+    assert main(["eval", str(entry), *fast]) == 0  # the output folder is reused
+    assert main(["eval", str(entry), *fast, "--out", str(tmp_path / "mine")]) == 0
+    assert (tmp_path / "mine" / "eval" / f"step_{step:06d}.parquet").is_file()
+    assert main(["report", str(entry), "--quiet"]) == 0
+    assert (default / "report.html").is_file()
+    assert _listing(entry) == before
+    capsys.readouterr()
+    # An output folder belongs to one source; another entry's outputs are refused, not mixed.
+    other = ROOT / "models" / "zoo" / "arith_a_baseline"
+    assert main(["eval", str(other), *fast, "--out", str(default)]) == 2
+    _one_line_error(capsys, "holds the outputs of")
+    # ... and a source that changed since (a re-exported entry) is refused too.
+    copy = tmp_path / "entry_copy"
+    shutil.copytree(entry, copy)
+    assert main(["eval", str(copy), *fast, "--out", str(tmp_path / "of_copy")]) == 0
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["seed"] = 5
+    (copy / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["eval", str(copy), *fast, "--out", str(tmp_path / "of_copy")]) == 2
+    _one_line_error(capsys, "an older version of")
+
+
+def test_kinds_of_old_directories_are_recognised(work):
+    from interp.rundir import RUN_KIND, SWEEP_KIND, ZOO_KIND, dir_kind
+
+    assert dir_kind(work["run"]) == RUN_KIND
+    assert dir_kind(work["fake_sweep"]) == SWEEP_KIND
+    zoo_root = ROOT / "models" / "zoo"
+    entries = [p for p in zoo_root.iterdir() if (p / "config.json").is_file()]
+    assert entries and all(dir_kind(p) == ZOO_KIND for p in entries)
+    assert dir_kind(zoo_root) is None and dir_kind(work["dir"] / "nope") is None
+
+
+# --------------------------------------------------------------------------------------------
 # Fuzz: random wrong-type / out-of-range values never escape as anything but InterpError.
 
 JUNK: list[Any] = [
@@ -395,3 +689,125 @@ def test_fuzz_sweep_and_analysis_values():
         outcomes.append(_assert_clean(expand, d))
         outcomes.append(_assert_clean(AnalysisConfig.from_dict, analysis))
     assert "refused" in outcomes
+
+
+# Fuzz the inputs of zoo, analyze, report and finetune (issue 26): the files they read, damaged
+# at random, never escape as anything but InterpError (or, for the zoo listing, a row that
+# names the problem).
+
+
+def _damage_bytes(data: bytes, rng: random.Random) -> bytes:
+    how = rng.choice(["truncate", "flip", "junk", "empty", "append"])
+    if how == "truncate":
+        return data[: rng.randrange(len(data))]
+    if how == "flip":
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        return bytes(b)
+    if how == "junk":
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+    return b"" if how == "empty" else data + b"\0" * rng.randint(1, 16)
+
+
+def test_fuzz_zoo_entry_files(tmp_path: Path):
+    from interp import zoo
+
+    rng = random.Random(26)
+    root = tmp_path / "zoo"
+    shutil.copytree(ROOT / "models" / "zoo" / "string_b", root / "string_b")
+    entry = root / "string_b"
+    files = ("zoo.json", "config.json", "accuracy.parquet", "checkpoints/index.json")
+    originals = {f: (entry / f).read_bytes() for f in files}
+    problems = 0
+    for _ in range(300):
+        target = rng.choice(sorted(originals))
+        data = originals[target]
+        if target.endswith(".json") and rng.random() < 0.6:  # well-formed JSON, wrong values
+            d = json.loads(data)
+            if isinstance(d, dict) and rng.random() < 0.8:
+                _mutate(d, rng, [])
+            else:
+                d = rng.choice(JUNK)
+            new = json.dumps(d).encode()
+        else:
+            new = _damage_bytes(data, rng)
+        (entry / target).write_bytes(new)
+        row = zoo.list_models(root).iloc[0]  # never raises
+        assert row["name"] == "string_b" and isinstance(row["problem"], str)
+        assert "\n" not in row["problem"]
+        problems += bool(row["problem"])
+        (entry / target).write_bytes(data)
+    assert problems  # the fuzzer did reach the damaged-entry path
+    names = [j for j in JUNK if not isinstance(j, str)] + ["../x", "/etc", "a/../b", "..", "X"]
+    for name in names:
+        assert _assert_clean(zoo.check_name, name) == "refused"
+
+
+def test_fuzz_analyze_and_report_inputs(tmp_path: Path):
+    """``cells.parquet`` and ``analysis.json`` (what ``interp analyze SWEEP`` reads first) and
+    the analysis tables (what ``interp report`` reads), damaged at random."""
+    import pandas as pd
+
+    from interp.analysis import read_config
+    from interp.report import load_tables
+    from interp.rundir import SweepDir
+
+    rng = random.Random(2026)
+    sweep = _fake_sweep(tmp_path / "sweep")
+    (sweep / "analysis.json").write_text(json.dumps(AnalysisConfig().to_dict()))
+    cells = pd.read_parquet(sweep / "cells.parquet")
+    originals = {f: (sweep / f).read_bytes() for f in ("cells.parquet", "analysis.json",
+                 "analysis/accuracy.parquet", "analysis/scores.parquet")}  # fmt: skip
+    outcomes = []
+    for _ in range(300):
+        target = rng.choice(sorted(originals))
+        path = sweep / target
+        if target == "cells.parquet" and rng.random() < 0.5:  # a readable table, wrong content
+            df = cells.drop(columns=rng.sample(list(cells.columns), rng.randint(0, 3)))
+            if rng.random() < 0.5:  # (mixed types: pyarrow may refuse to write them at all)
+                junk = [rng.choice(["..", "a/b", "", "ok", "x/../y"]) for _ in range(len(df))]
+                df["run"] = junk if rng.random() < 0.7 else [rng.random() for _ in junk]
+            df.to_parquet(path)
+        elif target == "analysis.json" and rng.random() < 0.6:
+            d = AnalysisConfig().to_dict()
+            _mutate(d, rng, [])
+            path.write_text(json.dumps(d))
+        else:
+            path.write_bytes(_damage_bytes(originals[target], rng))
+        outcomes.append(_assert_clean(lambda: SweepDir(sweep).cells()))
+        outcomes.append(_assert_clean(read_config, sweep))
+        outcomes.append(_assert_clean(load_tables, sweep))
+        path.write_bytes(originals[target])
+    assert "refused" in outcomes and "accepted" in outcomes
+
+
+def test_fuzz_finetune_inputs(tiny_llama, tmp_path: Path):
+    """Experiment specs and Hugging Face ``config.json`` values, wrong at random."""
+    pytest.importorskip("transformers")
+    from interp.finetune import expand as expand_experiment
+    from interp.pretrained import model_config_dict
+
+    rng = random.Random(13)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_llama[0], ckpt)
+    base = {"name": "exp", "main": "reverse_add", "checkpoints": [str(ckpt)],
+            "tasks": [{"name": "reverse_add", "lengths": [1, 2]}],
+            "train": {"steps": 2, "batch_size": 4}, "eval": {"max_length": 3}}  # fmt: skip
+    extra = [("pretraining_steps",), ("model", "n_ctx"), ("model", "d_model"), ("optim", "lr")]
+    outcomes = []
+    for _ in range(120):
+        d = json.loads(json.dumps(base))
+        for _ in range(rng.randint(1, 2)):
+            _mutate(d, rng, extra)
+        outcomes.append(_assert_clean(expand_experiment, d))
+    cfg_path = ckpt / "config.json"
+    original = cfg_path.read_text()
+    for _ in range(120):
+        d = json.loads(original)
+        for _ in range(rng.randint(1, 2)):
+            d[rng.choice(sorted(d))] = rng.choice(JUNK)
+        cfg_path.write_text(json.dumps(d))
+        outcomes.append(_assert_clean(model_config_dict, ckpt))
+    cfg_path.write_text(original)
+    assert "refused" in outcomes and "accepted" in outcomes

@@ -213,3 +213,127 @@ def test_finetune_one_run_spec_cli(tiny_llama, tmp_path, capsys):
     assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 0
     assert "ft: reverse_add (fine-tuned <= 2) accuracy by length 1:" in capsys.readouterr().out
     assert (out / "DONE").is_file() and (out / "eval" / "step_000004.parquet").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 26: damaged checkpoint directories and experiment specs end in one line, write nothing
+
+
+def _one_line(capsys, needle: str) -> None:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("interp: error: ") and needle in err, err
+
+
+BAD_HF_CONFIGS = [
+    ("num_hidden_layers", "2", "num_hidden_layers must be a positive integer"),
+    ("rope_theta", "big", "rope_theta must be a positive number"),
+    ("hidden_size", 32.5, "hidden_size must be a positive integer"),
+    ("vocab_size", "x", "vocab_size must be a positive integer"),
+    ("num_key_value_heads", "2", "num_key_value_heads must be a positive integer"),
+    ("max_position_embeddings", -1, "max_position_embeddings must be a positive integer"),
+    ("rms_norm_eps", [1e-5], "rms_norm_eps must be a positive number"),
+    ("intermediate_size", None, "intermediate_size must be a positive integer"),
+    ("num_attention_heads", True, "num_attention_heads must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("key, value, needle", BAD_HF_CONFIGS, ids=[c[0] for c in BAD_HF_CONFIGS])
+def test_finetune_refuses_a_config_with_a_wrong_type(key, value, needle, tiny_llama, tmp_path,
+                                                     capsys):  # fmt: skip
+    import shutil
+
+    from tinyscale import to_toml
+
+    from interp.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_llama[0], ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg[key] = value
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    spec = tmp_path / "ft.toml"
+    spec.write_text(to_toml(_run(ckpt, steps=2)))
+    out = tmp_path / "out"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 2
+    _one_line(capsys, needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled header", "empty"])
+def test_finetune_refuses_damaged_weights_before_writing(damage, tiny_llama, tmp_path, capsys):
+    import shutil
+
+    from interp.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_llama[0], ckpt)
+    weights = ckpt / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(
+        {"truncated": data[: len(data) // 2], "garbled header": b"\xff" * 64, "empty": b""}[damage]
+    )
+    # As one experiment with a sound checkpoint first: nothing may be trained or written.
+    spec = tmp_path / "exp.json"
+    spec.write_text(json.dumps(_experiment([tiny_llama[0], ckpt], steps=[1, 2])))
+    out = tmp_path / "out"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 2
+    _one_line(capsys, "model.safetensors")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "over, needle",
+    [
+        ({"name": ["x"]}, "name must be a non-empty string"),
+        ({"name": ""}, "name must be a non-empty string"),
+        ({"tasks": [1]}, "every [[tasks]] entry needs"),
+        ({"optim": 3}, "[optim] must be a table"),
+        ({"pretraining_steps": [True]}, "one non-negative integer per checkpoint"),
+        ({"checkpoints": [None]}, "'checkpoints' must be a non-empty list of paths"),
+        ({"checkpoints": "ckpt"}, "'checkpoints' must be a non-empty list of paths"),
+        ({"train": {"steps": "many"}}, "steps must be"),
+    ],
+)
+def test_finetune_refuses_an_experiment_spec_with_a_bad_entry(over, needle, tiny_llama, tmp_path,
+                                                              capsys):  # fmt: skip
+    from interp.cli import main
+
+    d = _experiment([tiny_llama[0]])
+    d.update(over)
+    spec = tmp_path / "exp.json"
+    spec.write_text(json.dumps(d))
+    out = tmp_path / "out"
+    assert main(["finetune", str(spec), "--out", str(out), "--quiet"]) == 2
+    _one_line(capsys, needle)
+    assert not out.exists()
+
+
+def test_a_checkpoint_named_dot_dot_stays_inside_the_experiment(tiny_llama, tmp_path):
+    """The run directory's name comes from the checkpoint's directory name; ``CKPT/sub/..``
+    would have put the run at ``OUT/runs/..``, the experiment directory itself."""
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_llama[0], ckpt)
+    (ckpt / "sub").mkdir()
+    (cell,) = expand(_experiment([ckpt / "sub" / ".."]))
+    assert cell.label == "checkpoint0"
+
+
+def test_finetune_refuses_other_kinds_of_directory(tiny_llama, tmp_path, capsys):
+    from interp.cli import main
+
+    spec = tmp_path / "exp.json"
+    spec.write_text(json.dumps(_experiment([tiny_llama[0]])))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main(["finetune", str(spec), "--out", str(run), "--quiet"]) == 2
+    _one_line(capsys, "holds a run, not a fine-tuning experiment")
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "experiment.json").write_text(json.dumps({"checkpoints": ["elsewhere"]}))
+    assert main(["finetune", str(spec), "--out", str(other), "--quiet"]) == 2
+    _one_line(capsys, "already holds an experiment with a different spec")

@@ -39,6 +39,9 @@ def test_open_dir_tells_runs_from_sweeps(tmp_path: Path):
     pd.DataFrame({"run": ["a"]}).to_parquet(sw.cells_path)
     d = open_dir(sw.path)
     assert isinstance(d, SweepDir) and d.run("a").path == sw.path / "runs" / "a"
+    with pytest.raises(InterpError, match=r"corrupt table .*no column\(s\) group, kind"):
+        d.cells()  # cells.parquet without the cell columns (issue 26)
+    pd.DataFrame([{c: "a" for c in sweep.META_COLUMNS}]).to_parquet(sw.cells_path)
     assert list(d.cells()["run"]) == ["a"]
     with pytest.raises(InterpError, match="not a sweep directory"):
         SweepDir(run).cells()
@@ -96,3 +99,27 @@ def test_meta_row_matches_the_sweep_cells():
     assert (row["main_max"], row["aux_max"], row["aux"], row["baseline"]) == (2, 3, "no_carry", "b")
     assert row["kind"] == "transfer"
     assert set(row) <= set(sweep.META_COLUMNS)
+
+
+def test_a_shipped_zoo_entry_is_never_written_through_the_api(tmp_path: Path):
+    """The CLI sends outputs of commands on a shipped entry to an output folder; code that
+    writes a table into the entry directly is refused (issue 26)."""
+    entry = zoo.entry_dir("arith_a")
+    assert rundir.is_shipped_entry(entry)
+    df = pd.DataFrame({"step": [1], "x": [0.5]})
+    with pytest.raises(InterpError, match="never written into"):
+        RunDir(entry).write_eval(1, df)
+    with pytest.raises(InterpError, match="never written into"):
+        RunDir(entry).upsert_table("scores", df, ["step"])
+    assert not (entry / "eval").exists() and not (entry / "analysis").exists()
+    # A copy elsewhere is the user's own run directory.
+    import shutil
+
+    copy = tmp_path / "arith_a"
+    shutil.copytree(entry, copy)
+    assert rundir.is_zoo_entry(copy) and not rundir.is_shipped_entry(copy)
+    RunDir(copy).write_eval(1, df)
+    assert rundir.outputs_dir(copy).path == copy
+    out = rundir.outputs_dir(entry, tmp_path / "out")
+    assert rundir.dir_kind(out.path) == rundir.OUTPUTS_KIND and out.spec().name == "arith_a"
+    assert out.checkpoints() == zoo.checkpoints("arith_a")

@@ -267,3 +267,54 @@ def test_train_entry_trains_and_exports(smoke_run, tmp_path, monkeypatch):
     # a second call resumes the finished run (no retraining) and re-exports identically
     again = zoo.train_entry("tiny_entry", tmp_path / "run", **kw)
     assert again == entry
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 26: one damaged entry is listed as damaged; the others still list
+
+
+def _wrong_columns(path: Path) -> None:
+    pd.DataFrame({"a": [1]}).to_parquet(path)
+
+
+DAMAGE = [
+    ("accuracy.parquet", b"junk"),
+    ("accuracy.parquet", _wrong_columns),
+    ("zoo.json", b"[1, 2]"),
+    ("zoo.json", b"{half"),
+    ("config.json", b"[]"),
+    ("config.json", b'{"name": "x"}'),
+    ("checkpoints/index.json", b"{}{"),
+    ("checkpoints/index.json", b'{"5": 1}'),
+]
+
+
+@pytest.mark.parametrize("target, damage", DAMAGE, ids=[f"{t}-{i}" for i, (t, _) in
+                                                         enumerate(DAMAGE)])  # fmt: skip
+def test_zoo_list_names_a_corrupt_entry_and_lists_the_others(target, damage, tmp_path, monkeypatch,
+                                                             capsys):  # fmt: skip
+    import shutil
+
+    root = tmp_path / "zoo"
+    for n in ("arith_a", "string_b"):
+        shutil.copytree(zoo.ZOO_DIR / n, root / n)
+    path = root / "arith_a" / target
+    damage(path) if callable(damage) else path.write_bytes(damage)
+    listed = zoo.list_models(root).set_index("name")
+    assert listed.loc["arith_a", "problem"] and listed.loc["string_b", "problem"] == ""
+    good = zoo.list_models(zoo.ZOO_DIR).set_index("name").loc["string_b", "transfer_acc"]
+    assert listed.loc["string_b", "transfer_acc"] == good
+    monkeypatch.setattr(zoo, "ZOO_DIR", root)
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("arith_a: corrupt: ") for line in out), out
+    assert any(line.split()[0] == "string_b" for line in out), out
+
+
+@pytest.mark.parametrize("name", ["../../../../specs/good", "/etc/passwd", "..", "a/b", "A", ""])
+def test_zoo_names_are_never_paths(name, tmp_path):
+    with pytest.raises(InterpError, match="zoo name must be"):
+        zoo.train_entry(name, tmp_path / "out")
+    with pytest.raises(InterpError):
+        zoo.load(name)
+    assert not (tmp_path / "out").exists()
