@@ -286,6 +286,23 @@ class RunDir(TableDir):
         return meta_row(spec if spec is not None else self.spec(), baseline, kind)
 
 
+META_COLUMNS = [
+    "run",
+    "group",
+    "kind",
+    "main",
+    "aux",
+    "main_max",
+    "aux_max",
+    "seed",
+    "positional",
+    "preset",
+    "baseline",
+]
+"""The metadata columns of a sweep's ``cells.parquet``, one row per cell (:func:`meta_row`
+gives all but ``preset``, which the sweep adds)."""
+
+
 def meta_row(spec: TrainSpec, baseline: str | None = None, kind: str | None = None) -> dict:
     """One metadata row from a run's spec: ``run, group, seed, main, aux`` (comma-joined),
     ``main_max, aux_max`` (training maxima), ``kind`` (``baseline`` without auxiliaries, else
@@ -356,7 +373,6 @@ class SweepDir(TableDir):
             InterpError: if this is not a sweep directory, or its ``cells.parquet`` is not a
                 readable table with the cell columns (reported as corrupt).
         """
-        from interp.sweep_spec import META_COLUMNS  # (sweep_spec imports this module)
 
         if not self.is_sweep():
             raise InterpError(f"{self.path} is not a sweep directory (no {CELLS})")

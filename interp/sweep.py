@@ -105,6 +105,7 @@ from interp.rundir import (
     RESULTS,
     RUNS,
     SWEEP_JSON,
+    META_COLUMNS,
     SWEEP_KIND,
     SweepDir,
     claim_dir,
@@ -112,7 +113,6 @@ from interp.rundir import (
 from interp.spec import TrainSpec
 from interp.sweep_monitor import CellMonitor
 from interp.sweep_spec import (
-    META_COLUMNS,
     Cell,
     SweepSpec,
     expand,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from interp.config import check_keys, is_int, read_config_file
 from interp.errors import InterpError
-from interp.rundir import meta_row
+from interp.rundir import META_COLUMNS, meta_row
 from interp.spec import TrainSpec
 from interp.tasks import get_group, get_task
 
@@ -43,19 +43,6 @@ _SWEEP_KEYS = {
     "base",
 }
 _BASE_KEYS = {"model", "optim", "train", "eval"}
-META_COLUMNS = [
-    "run",
-    "group",
-    "kind",
-    "main",
-    "aux",
-    "main_max",
-    "aux_max",
-    "seed",
-    "positional",
-    "preset",
-    "baseline",
-]
 
 
 @dataclass(frozen=True)
