@@ -102,10 +102,10 @@ from interp.io import (
 from interp.rundir import (
     CELLS,
     FAILURES,
+    META_COLUMNS,
     RESULTS,
     RUNS,
     SWEEP_JSON,
-    META_COLUMNS,
     SWEEP_KIND,
     SweepDir,
     claim_dir,
