@@ -425,21 +425,26 @@ def test_make_specs_writes_the_masked_specs_and_leaves_the_others_byte_for_byte(
     monkeypatch.setattr(make_specs, "SPECS", tmp_path)
     make_specs.main("r4")
     make_specs.main("a4")
+    make_specs.main("b4")
     shipped = repo / "models" / "zoo" / "specs"
     written = sorted(p.name for p in tmp_path.iterdir())
-    # a4: the 15 it trained; r4: issue 21's family (20 + 4 x 6) and the intervention (2 x 8)
-    assert len(written) == 15 + (20 + 4 * 6) + 2 * 8
-    assert sorted(p.name for p in shipped.glob("[ar]4_*.toml")) == written
+    # a4: the 15 it trained; r4 and b4 (r4 in bf16 + compile): issue 21's family (20 + 4 x 6)
+    # and the intervention (2 x 8)
+    assert len(written) == 15 + 2 * ((20 + 4 * 6) + 2 * 8)
+    assert sorted(p.name for p in shipped.glob("[arb]4_*.toml")) == written
     for name in written:  # every spec the script writes is the one in the repository
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
-    for k in range(8):
-        both = tomllib.loads((shipped / f"r4_both_s{k}.toml").read_text())
+    for fam, k in [(f, k) for f in ("r4", "b4") for k in range(8)]:
+        both = tomllib.loads((shipped / f"{fam}_both_s{k}.toml").read_text())
         for design, aux_heads in (("disjoint", [2, 3]), ("shared", [0, 1])):
-            d = tomllib.loads((shipped / f"r4_{design}_s{k}.toml").read_text())
-            assert d["name"] == f"r4_{design}_s{k}"
+            d = tomllib.loads((shipped / f"{fam}_{design}_s{k}.toml").read_text())
+            assert d["name"] == f"{fam}_{design}_s{k}"
             assert [t.pop("heads") for t in d["tasks"]] == [[0, 1], aux_heads, aux_heads]
+            if fam == "b4":  # masks are refused with compile: the masked runs train bf16 eager
+                assert d["train"]["compile"] is False and both["train"]["compile"] is True
+                d["train"]["compile"] = True
             assert {**d, "name": both["name"]} == both  # nothing else differs
             spec = TrainSpec.from_dict(
-                tomllib.loads((shipped / f"r4_{design}_s{k}.toml").read_text())
+                tomllib.loads((shipped / f"{fam}_{design}_s{k}.toml").read_text())
             )
             assert spec.task_heads["reverse_add"] == (0, 1)

@@ -20,6 +20,7 @@ either is ``r4_both_s{k}`` but for the masks: same initial weights, same trainin
 
     python analyses/zoo/make_specs.py a4
     python analyses/zoo/make_specs.py r4
+    python analyses/zoo/make_specs.py b4   # r4 in bf16 + compile: issue 21's family
 """
 
 from __future__ import annotations
@@ -56,16 +57,31 @@ MASKED = {
         "reverse add 1..6 with no carry + carry only 1..12, shared heads",
     ),
 }
-MASKED_FAMILIES = ("r4",)
+MASKED_FAMILIES = ("r4", "b4")
 SEEDS_A4 = {"both": 5, "main": 3, "control1": 3, "nocarry": 2, "carry": 2}
 NOTE = """\
-# Head-sharing intervention (issue 21; docs/intervention.md): the r4_both_s{seed} run but for
+# Head-sharing intervention (issue 21; docs/intervention.md): the {family}_both_s{seed} run but for
 # per-task head masks. Reverse add's examples use heads {main} only, the auxiliaries' heads {aux}
 # only, in every layer (the other heads' outputs zeroed for that example, in training and in
 # every evaluation; interp/head_mask.py).
 """
-# family -> (d_mlp, norm, mlp): all that differs between families
-FAMILIES = {"a4": (512, "ln", "gelu"), "r4": (344, "rms", "gated_silu")}
+# family -> (d_mlp, norm, mlp): all that differs between families' models
+FAMILIES = {
+    "a4": (512, "ln", "gelu"),
+    "r4": (344, "rms", "gated_silu"),
+    "b4": (344, "rms", "gated_silu"),
+}
+# family -> lines after `threads = 1`: b4 is r4 trained in bfloat16 autocast + torch.compile, the
+# precision the pilot adopted (analyses/precision/PILOT.md). The masked conditions keep compile
+# off: per-task head masks are refused with compile (untested there), so they train bf16 eager.
+PRECISION = {
+    "b4": 'autocast = "bf16"       # the precision pilot\'s decision (analyses/precision/PILOT.md)\n'
+    "compile = true\n"
+}
+PRECISION_MASKED = {
+    "b4": 'autocast = "bf16"       # the precision pilot\'s decision (analyses/precision/PILOT.md)\n'
+    "compile = false         # head masks are refused with compile (untested there)\n"
+}
 # Dense in the second half for the within-run view; every step here is also a resume point.
 CHECKPOINTS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
 
@@ -104,7 +120,7 @@ batch_size = 128
 n_buckets = 8
 checkpoint_steps = {ckpts}
 threads = 1
-
+{precision}
 [eval]
 max_length = 12    # 7..12: the transfer range (the auxiliaries' own range beyond 6)
 every = 0          # evaluated at every checkpoint
@@ -118,9 +134,7 @@ def _write(family: str, cond: str, seed: int, desc: str, aux: list[str], **masks
     d_mlp, norm, mlp = FAMILIES[family]
     name = f"{family}_{cond}_s{seed}"
     aux_heads = masks.get("aux_heads", "")
-    aux_txt = "".join(
-        f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n{aux_heads}' for a in aux
-    )
+    aux_txt = "".join(f'\n[[tasks]]\nname = "{a}"\nlengths = [1, 12]\n{aux_heads}' for a in aux)
     text = TEMPLATE.format(
         name=name,
         cond=cond,
@@ -133,6 +147,7 @@ def _write(family: str, cond: str, seed: int, desc: str, aux: list[str], **masks
         d_mlp=d_mlp,
         norm=norm,
         mlp=mlp,
+        precision=(PRECISION_MASKED if "note" in masks else PRECISION).get(family, ""),
     )
     (SPECS / f"{name}.toml").write_text(text)
     print(SPECS / f"{name}.toml")
@@ -141,7 +156,7 @@ def _write(family: str, cond: str, seed: int, desc: str, aux: list[str], **masks
 def main(family: str) -> None:
     for cond, (aux, n_seeds, desc) in CONDITIONS.items():
         if family == "a4":
-            n_seeds = SEEDS_A4[cond]
+            n_seeds = SEEDS_A4[cond]  # the retired family keeps the seeds it was trained with
         for seed in range(n_seeds):
             _write(family, cond, seed, desc, aux)
     if family not in MASKED_FAMILIES:
@@ -149,7 +164,7 @@ def main(family: str) -> None:
     aux = CONDITIONS["both"][0]
     for cond, (main_h, aux_h, n_seeds, desc) in MASKED.items():
         for seed in range(n_seeds):
-            note = NOTE.format(seed=seed, main=set(main_h), aux=set(aux_h))
+            note = NOTE.format(family=family, seed=seed, main=set(main_h), aux=set(aux_h))
             _write(
                 family, cond, seed, desc, aux,
                 note=note, main_heads=f"heads = {main_h}\n", aux_heads=f"heads = {aux_h}\n",
