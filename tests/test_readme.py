@@ -53,7 +53,8 @@ OVERRIDES: dict[str, str | tuple[None, str]] = {
     "make jupyter": (None, "installs JupyterLab and starts a server that never exits"),
     # the full demo trains 2 x 1200 steps on the mini preset and analyses the whole zoo family;
     # --quick runs every stage in seconds
-    "interp demo --out demo-output": "interp demo --quick --out demo-output",
+    # what `make demo` runs (test_make_demo_is_interp_demo), and `make demo` runs just above
+    "interp demo --out demo-output": (None, "the Makefile's demo recipe, run as `make demo`"),
     # GPU commands: the same pipeline on the CPU (CI has no GPU; the paper specs are shrunk)
     "interp train analyses/paper/arith_a.toml --out runs/paper_arith_a --device cuda": (
         "interp train analyses/paper/arith_a.toml --out runs/paper_arith_a --device cpu"
@@ -233,3 +234,9 @@ def test_readme_command(index: int, command: str, scratch: dict):
         f"{cmd!r} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     )
     assert "Traceback" not in r.stderr
+
+
+def test_make_demo_is_interp_demo() -> None:
+    """`make demo` is exactly `interp demo --out demo-output`, so running the first covers both."""
+    recipe = (ROOT / "Makefile").read_text().split("\ndemo:", 1)[1].splitlines()[1].strip()
+    assert recipe == "$(BIN)/interp demo --out demo-output"
