@@ -247,7 +247,11 @@ else
         check cuda_index cuda_index
     fi
 fi
-check demo interp demo --quick --out "$OUTDIR/demo" --device "$DEVICE" --quiet
+if [ "$DEVICE" = cpu ]; then  # the suite runs demo --quick itself (test_demo, test_cross_device)
+    skip demo "--device cpu: the test suite runs demo --quick on the CPU"
+else
+    check demo interp demo --quick --out "$OUTDIR/demo" --device "$DEVICE" --quiet
+fi
 if [ "$SCALE" = paper ]; then
     check throughput "$PY" benchmarks/bench_device_throughput.py --device "$DEVICE" \
         --steps 100 --eval-examples 1024 --score-examples 64
