@@ -35,14 +35,15 @@ from interp.heads import score_heads
 from interp.io import write_parquet
 from interp.runs import load_run, read_run_spec, run_checkpoints
 from interp.stats import clopper_pearson
+from interp.zoo import transfer_range
 
 
 def ranges(spec) -> tuple[list[int], list[int]]:
-    """``(shared, transfer)`` lengths: the main task's training range, and beyond it up to the
-    longest auxiliary's (empty without an auxiliary)."""
-    main = next(t for t in spec.tasks if t.name == spec.main)
-    aux_max = max((t.max_length for t in spec.tasks if t.name != spec.main), default=0)
-    return list(range(1, main.max_length + 1)), list(range(main.max_length + 1, aux_max + 1))
+    """``(shared, transfer)`` lengths: the main task's training range, and
+    :func:`interp.zoo.transfer_range` (used only with auxiliaries)."""
+    lo, hi = spec.train_range(spec.main)
+    t_lo, t_hi = transfer_range(spec)
+    return list(range(lo, hi + 1)), list(range(t_lo, t_hi + 1))
 
 
 def tables(run_dir: Path, examples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
