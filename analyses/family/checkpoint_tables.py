@@ -11,13 +11,15 @@ that none of them ever has to retrain (or keep the weights of) a run:
   ``frac_lost``), every task on the **shared range** (the lengths every task trains on: the
   main task's ``1..main_max``, pre-declared in ``analyses/family/PLAN.md`` as the one
   definition of "sharedness"), and each auxiliary on the **transfer range**
-  (``main_max + 1 .. aux_max``). Columns: ``step, range, task, layer, head, score, metric,
+  (``main_max + 1 .. aux_max``; exploratory, enters no test: ``--transfer-examples`` items per
+  length, 128 by default, which halves the longest part of the work). Columns: ``step, range, task, layer, head, score, metric,
   clean, n`` (``range``: ``shared`` or ``transfer``).
 
 Both frames carry ``run`` (the spec's name). Evaluation and scoring run in float32 on the CPU
 (one thread), whatever precision the run trained in.
 
     .venv/bin/python analyses/family/checkpoint_tables.py RUN_DIR OUT_DIR [--examples 256]
+        [--transfer-examples 128]
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def ranges(spec) -> tuple[list[int], list[int]]:
     return list(range(lo, hi + 1)), list(range(t_lo, t_hi + 1))
 
 
-def tables(run_dir: Path, examples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tables(
+    run_dir: Path, examples: int, transfer_examples: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     spec = read_run_spec(run_dir)
     shared, transfer = ranges(spec)
     aux = [t for t in spec.task_names if t != spec.main]
@@ -60,12 +64,12 @@ def tables(run_dir: Path, examples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             n_examples=examples, seed=0, step=step,
         )  # fmt: skip
         acc_frames.append(acc)
-        jobs = [("shared", t, shared) for t in spec.task_names]
-        jobs += [("transfer", t, transfer) for t in aux if transfer]
-        for rng, task, lengths in jobs:
+        jobs = [("shared", t, shared, examples) for t in spec.task_names]
+        jobs += [("transfer", t, transfer, transfer_examples) for t in aux if transfer]
+        for rng, task, lengths, n in jobs:
             h = score_heads(
                 model, task, "mean_ablation", ["exact_match", "frac_lost"],
-                lengths=lengths, n_examples=examples,
+                lengths=lengths, n_examples=n,
             )  # fmt: skip
             h = h[h["length"].isna()].drop(columns=["length"])
             h.insert(0, "range", rng)
@@ -89,9 +93,10 @@ def main() -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--examples", type=int, default=256)
+    p.add_argument("--transfer-examples", type=int, default=128)
     a = p.parse_args()
     torch.set_num_threads(1)
-    acc, heads = tables(a.run_dir, a.examples)
+    acc, heads = tables(a.run_dir, a.examples, a.transfer_examples)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(a.out_dir / "accuracy_by_step.parquet", acc)
     write_parquet(a.out_dir / "heads_by_step.parquet", heads)
