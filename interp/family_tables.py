@@ -1,0 +1,388 @@
+"""The family's statistics from its shipped per-checkpoint tables: no model runs.
+
+Every run of the arithmetic family (issue 21; ``analyses/family/PLAN.md``) ships, beside its
+final float16 weights, two tables in ``models/zoo/NAME/tables/`` written right after training
+by ``analyses/family/checkpoint_tables.py``:
+
+* ``accuracy_by_step.parquet``: exact match of every task at every length 1..12, at each of
+  the 12 checkpoints (256 items per length);
+* ``heads_by_step.parquet``: mean-ablation head maps (``exact_match`` and ``frac_lost``) of
+  every task on the **shared range** (the main task's training lengths 1..6, the plan's one
+  definition of sharedness) and of each auxiliary on the transfer range (exploratory).
+
+This module reads them and runs the plan's tests, so every family analysis can be redone
+without retraining and without loading a model:
+
+1. overlap per run and checkpoint from the shared-range maps (:func:`interp.overlap.overlap_table`);
+2. the observational run-level statistics of :func:`interp.analysis.run_level_tables`: the
+   primary between-run test (section 4), related vs control (section 5) and the within-run
+   sign-flip test (section 6);
+3. the intervention (section 8): ``shared`` vs ``disjoint`` by the exact rank-sum test
+   (:func:`interp.between.arm_contrast`) on transfer and, as the manipulation check, on
+   competence; the paired sign-flip test of per-seed differences as a secondary row;
+4. :func:`results_table`: one row per question with the estimate, interval, p-value, runs
+   included and excluded, minimum detectable effect and verdict.
+
+The masked runs (``*_disjoint_s*``, ``*_shared_s*``) never enter the observational tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from interp import zoo
+from interp.errors import InterpError
+from interp.family_sweep import INTERVENTIONS, _kind, condition_of, family_names
+from interp.io import read_parquet
+from interp.metrics import unseen_lengths
+from interp.overlap import overlap_table
+from interp.rundir import meta_row
+from interp.stats import clopper_pearson, empirical_logit, not_testable
+
+TABLES = "tables"
+"""The folder of a family entry that holds its per-checkpoint tables."""
+ACCURACY_FILE = "accuracy_by_step.parquet"
+HEADS_FILE = "heads_by_step.parquet"
+SHARED_RANGE = "shared"
+K = 4
+"""Top-k of the Jaccard overlap statistics (the analysis default, :class:`AnalysisConfig`)."""
+MIN_PAIRS = 6
+"""Fewest seed pairs for the paired sign-flip row (5 pairs cannot reach p = 0.05 two-sided)."""
+
+
+def tables_dir(name: str, root: str | Path | None = None) -> Path:
+    """``models/zoo/NAME/tables``: where a family entry's per-checkpoint tables live."""
+    return zoo.entry_dir(name, root) / TABLES
+
+
+def has_tables(name: str, root: str | Path | None = None) -> bool:
+    """Whether entry ``name`` ships both per-checkpoint tables."""
+    d = tables_dir(name, root)
+    return (d / ACCURACY_FILE).is_file() and (d / HEADS_FILE).is_file()
+
+
+def entry_tables(name: str, root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(accuracy, heads)``: the two per-checkpoint tables of entry ``name``.
+
+    Raises:
+        InterpError: the entry ships no tables, or one is unreadable.
+    """
+    d = tables_dir(name, root)
+    if not has_tables(name, root):
+        raise InterpError(f"zoo entry {name} ships no per-checkpoint tables ({d} is incomplete)")
+    acc = read_parquet(d / ACCURACY_FILE)
+    heads = read_parquet(d / HEADS_FILE)
+    acc["run"], heads["run"] = name, name
+    return acc, heads
+
+
+def overlap_by_step(heads: pd.DataFrame, k: int = K) -> pd.DataFrame:
+    """Overlap statistics of every task pair at every checkpoint, from the shared-range maps.
+
+    Args:
+        heads: ``heads_by_step`` rows of one or more runs (``run, step, range, task, layer,
+            head, score, method, metric``).
+        k: top-``k`` of the Jaccard statistics.
+
+    Returns:
+        Long frame ``run, step, method, metric, task_a, task_b, statistic, value`` (the layout
+        of the sweep analysis's ``overlap`` table).
+    """
+    shared = heads[heads["range"] == SHARED_RANGE]
+    frames = []
+    for (run, step, method, metric), sub in shared.groupby(
+        ["run", "step", "method", "metric"], sort=True
+    ):
+        if sub["task"].nunique() < 2:
+            continue
+        sub = sub.assign(length=pd.NA)
+        ov = overlap_table(sub, None, k=k)
+        frames.append(ov.assign(run=run, step=int(step), method=method, metric=metric))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def family_meta(names: list[str], root: str | Path | None = None) -> pd.DataFrame:
+    """One metadata row per entry (:func:`interp.rundir.meta_row`), with ``condition`` from
+    the entry's name (``both``, ``nocarry``, ..., ``disjoint``, ``shared``) and each run's
+    main-only ``baseline`` of the same seed (else the first)."""
+    rows = []
+    for name in names:
+        spec = zoo.spec(name, root)
+        row = meta_row(spec, kind=_kind(spec))
+        row.update(run=name, condition=condition_of(name), preset="")
+        rows.append(row)
+    meta = pd.DataFrame(rows)
+    mains = meta[meta["kind"] == "baseline"].sort_values("seed")
+    by_seed = dict(zip(mains["seed"], mains["run"], strict=True))
+    first = mains["run"].iloc[0] if len(mains) else ""
+    meta["baseline"] = [
+        "" if k == "baseline" else by_seed.get(s, first)
+        for k, s in zip(meta["kind"], meta["seed"], strict=True)
+    ]
+    return meta
+
+
+def seed_table(
+    acc: pd.DataFrame,
+    meta: pd.DataFrame,
+    step: int | None = None,
+    root: str | Path | None = None,
+) -> pd.DataFrame:
+    """The main task's transfer per run at the final checkpoint (or ``step``): pooled over the
+    transfer range ``main_max + 1 .. aux_max`` (7..12), with the exact 95% interval.
+
+    Returns:
+        One row per run: ``run, condition, seed, step, correct, n, transfer, ci_lo, ci_hi,
+        competence`` (main task pooled over its unseen training lengths).
+    """
+    rows = []
+    for info in meta.itertuples(index=False):
+        r = acc[(acc["run"] == info.run) & (acc["task"] == info.main)]
+        if not len(r):
+            continue
+        at = int(r["step"].max()) if step is None else step
+        r = r[r["step"] == at]
+        spec = zoo.spec(info.run, root)
+        t_lo, t_hi = zoo.transfer_range(spec)
+        t = r[r["length"].between(t_lo, t_hi)]
+        c = r[r["length"].isin(unseen_lengths(spec))]
+        k = int(t["correct"].sum())
+        n = int(t["n"].sum())
+        rows.append(
+            {
+                "run": info.run,
+                "condition": info.condition,
+                "seed": int(info.seed),
+                "step": at,
+                "correct": k,
+                "n": n,
+                "transfer": k / n if n else np.nan,
+                "competence": float(c["correct"].sum() / c["n"].sum()) if len(c) else np.nan,
+            }
+        )
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["ci_lo"], df["ci_hi"] = clopper_pearson(df["correct"].to_numpy(), df["n"].to_numpy())
+    return df
+
+
+def paired_arms(seeds: pd.DataFrame, arm_a: str = "shared", arm_b: str = "disjoint") -> dict:
+    """Secondary row of section 8: the sign-flip test of per-seed differences in logit
+    transfer (``arm_a - arm_b``, seeds present in both arms), interval by inverting it."""
+    from interp.within import sign_flip_ci, sign_flip_p
+
+    a = seeds[seeds["condition"] == arm_a].set_index("seed")
+    b = seeds[seeds["condition"] == arm_b].set_index("seed")
+    common = sorted(set(a.index) & set(b.index))
+    la = empirical_logit(
+        a.loc[common, "correct"].to_numpy(float), a.loc[common, "n"].to_numpy(float)
+    )
+    lb = empirical_logit(
+        b.loc[common, "correct"].to_numpy(float), b.loc[common, "n"].to_numpy(float)
+    )
+    d = np.asarray(la - lb, dtype=float)
+    nan = float("nan")
+    row = {"n_pairs": len(common), "estimate": float(d.mean()) if len(d) else nan}
+    if len(common) < MIN_PAIRS:
+        why = not_testable(len(common), f"the paired sign-flip test needs {MIN_PAIRS} seed pairs")
+        return {**row, "ci_low": nan, "ci_high": nan, "p_value": nan, "reason": why}
+    lo, hi = sign_flip_ci(d)
+    return {
+        **row,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p_value": float(sign_flip_p(d)),
+        "reason": "",
+    }
+
+
+def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Every table of the family ``PREFIX*`` from its shipped tables (module docstring).
+
+    Args:
+        prefix: the family's name prefix (``b4_``).
+        root: zoo root (default: ``models/zoo``).
+
+    Returns:
+        ``meta`` (every entry, with ``tables``: whether it ships them), ``accuracy``,
+        ``overlap``, ``seeds`` (:func:`seed_table`), the observational ``runs``, ``between``,
+        ``contrasts``, ``within_runs``, ``within`` (:func:`interp.analysis.run_level_tables`),
+        ``arms`` (the intervention's contrasts) and ``results`` (:func:`results_table`).
+
+    Raises:
+        InterpError: no entry of the family ships its tables.
+    """
+    from interp.analysis import run_level_tables
+    from interp.between import arm_contrast
+    from interp.run_table import run_table
+
+    names = family_names(prefix, root, interventions=True)
+    meta = family_meta(names, root)
+    meta["tables"] = [has_tables(n, root) for n in names]
+    shipped = [n for n in names if has_tables(n, root)]
+    if not shipped:
+        raise InterpError(f"no {prefix}* zoo entry ships per-checkpoint tables")
+    accs, heads = zip(*(entry_tables(n, root) for n in shipped), strict=True)
+    acc = pd.concat(accs, ignore_index=True)
+    ov = overlap_by_step(pd.concat(heads, ignore_index=True))
+    have = meta[meta["tables"]]
+    masked = have["condition"].isin(INTERVENTIONS)
+    obs = have[~masked].reset_index(drop=True)
+    id_lengths = {r: unseen_lengths(zoo.spec(r, root)) for r in have["run"]}
+    out: dict[str, pd.DataFrame] = {"meta": meta, "accuracy": acc, "overlap": ov}
+    out["seeds"] = seed_table(acc, have, root=root)
+    obs_ov = ov[ov["run"].isin(set(obs["run"]))]
+    out.update(run_level_tables(obs_ov, acc[acc["run"].isin(set(obs["run"]))], obs, id_lengths))
+    arms = have[masked | (have["condition"] == "both")]
+    arm_runs = run_table(ov[ov["run"].isin(set(arms["run"]))], acc, arms, id_lengths=id_lengths)
+    from interp.between import PRIMARY
+
+    for key, v in PRIMARY.items():
+        if key in arm_runs.columns:
+            arm_runs = arm_runs[arm_runs[key] == v]
+    rows = [arm_contrast(arm_runs, value=v) for v in ("transfer_acc", "competence")]
+    paired = paired_arms(out["seeds"])
+    rows.append(
+        {
+            "value": "transfer_acc (paired by seed)",
+            "arm_a": "shared",
+            "arm_b": "disjoint",
+            "n_a": paired["n_pairs"],
+            "n_b": paired["n_pairs"],
+            **{k: paired[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "reason")},
+        }
+    )
+    out["arms"] = pd.DataFrame(rows)
+    out["results"] = results_table(out)
+    return out
+
+
+def _verdict(p: float, reason: str, yes: str, no: str) -> str:
+    if reason:
+        return reason
+    return yes if p <= 0.05 else no
+
+
+def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per question of the plan: ``question, role, estimate, ci_low, ci_high, p_value,
+    n_included, n_excluded, mde, verdict`` (``mde``: minimum detectable effect at 80% power at
+    the design used, in the estimate's units; NaN where only simulated power exists, which the
+    plan quotes)."""
+    from interp.between import describe
+
+    rows = []
+    nan = float("nan")
+    b = tables.get("between")
+    if b is not None and len(b):
+        for _, r in b[b["primary"] | b["model"].str.startswith("rank")].iterrows():
+            if not (r["primary"] or "all runs" in str(r["model"])):
+                continue
+            rows.append(
+                {
+                    "question": "overlap predicts transfer (between runs)"
+                    + ("" if r["primary"] else ", no competence rule"),
+                    "role": "primary" if r["primary"] else "sensitivity",
+                    "estimate": r["estimate"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "p_value": r["p_value"],
+                    "n_included": int(r["n_runs"]),
+                    "n_excluded": int(r["n_excluded"]),
+                    "mde": r.get("mde", nan),
+                    "verdict": describe(r),
+                }
+            )
+    c = tables.get("contrasts")
+    if c is not None and len(c):
+        r = c[c["value"] == "overlap"].iloc[0]
+        rows.append(
+            {
+                "question": "related runs' overlap differs from the control's",
+                "role": "secondary",
+                "estimate": r["diff"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "p_value": r["p_value"],
+                "n_included": int(r["n_related"] + r["n_control"]),
+                "n_excluded": 0,
+                "mde": r["mde"],
+                "verdict": _verdict(
+                    r["p_value"],
+                    r.get("reason", "") or "",
+                    "overlap differs (map_diff)",
+                    "no evidence of a difference",
+                ),
+            }
+        )
+    w = tables.get("within")
+    if w is not None and len(w):
+        from interp.between import PRIMARY
+
+        sub = w[w["kind"] != "control"] if "kind" in w.columns else w
+        for key, v in PRIMARY.items():  # the pre-declared combination only
+            if key in sub.columns:
+                sub = sub[sub[key] == v]
+        for _, r in sub.iterrows():
+            rows.append(
+                {
+                    "question": "overlap and transfer move together within runs",
+                    "role": "secondary",
+                    "estimate": r["mean"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "p_value": r["p_value"],
+                    "n_included": int(r["n_runs"]),
+                    "n_excluded": int(r["n_excluded"]),
+                    "mde": r["mde"],
+                    "verdict": _verdict(
+                        r["p_value"],
+                        r["reason"] or "",
+                        "they move together",
+                        "no evidence that they move together",
+                    ),
+                }
+            )
+    a = tables.get("arms")
+    if a is not None and len(a):
+        for _, r in a.iterrows():
+            what = {
+                "transfer_acc": "transfer: shared heads vs disjoint heads (intervention)",
+                "competence": "competence: shared vs disjoint (manipulation check)",
+            }
+            rows.append(
+                {
+                    "question": what.get(r["value"], f"{r['value']}: shared vs disjoint"),
+                    "role": "key secondary" if r["value"] == "transfer_acc" else "secondary",
+                    "estimate": r["estimate"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "p_value": r["p_value"],
+                    "n_included": int(r["n_a"] + r["n_b"]),
+                    "n_excluded": 0,
+                    "mde": nan,
+                    "verdict": _verdict(
+                        r["p_value"],
+                        r.get("reason", "") or "",
+                        "the arms differ",
+                        "no evidence that the arms differ",
+                    ),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "question",
+            "role",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n_included",
+            "n_excluded",
+            "mde",
+            "verdict",
+        ],
+    )

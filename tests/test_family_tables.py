@@ -1,0 +1,193 @@
+"""The family's statistics from shipped per-checkpoint tables (interp.family_tables).
+
+A synthetic family is laid out as zoo entries (the real b4 specs, as config.json) with tables in
+the layout analyses/family/checkpoint_tables.py writes, with planted effects, so each test can
+fail: the intervention's arms differ when planted, the masked runs stay out of the
+observational tests, and an entry without tables is listed, not dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from interp import family_tables as ft
+from interp import zoo
+from interp.io import write_json, write_parquet
+from interp.overlap import overlap_table
+from interp.spec import load_spec
+
+STEPS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
+N = 256
+
+
+def _entry(root, name, rng, transfer, overlap_shift, tables=True):
+    spec = load_spec(zoo.SPEC_DIR / f"{name}.toml")
+    d = root / name
+    d.mkdir(parents=True)
+    write_json(d / "config.json", spec.to_dict())
+    (d / "spec.toml").write_text((zoo.SPEC_DIR / f"{name}.toml").read_text())
+    if not tables:
+        return
+    acc_rows, head_rows = [], []
+    base = rng.normal(0, 1, (4, 4))
+    for i, step in enumerate(STEPS):
+        grow = (i + 1) / len(STEPS)
+        for task in spec.task_names:
+            for L in range(1, 13):
+                if L <= 6 or task != spec.main:
+                    p = min(1.0, 0.5 + grow)
+                else:
+                    p = transfer * grow
+                k = int(rng.binomial(N, p))
+                acc_rows.append(
+                    {
+                        "step": step,
+                        "task": task,
+                        "length": L,
+                        "accuracy": k / N,
+                        "n": N,
+                        "logprob": -1.0,
+                        "correct": k,
+                    }
+                )
+            for rng_name, lengths in (("shared", 6), ("transfer", 6)):
+                if rng_name == "transfer" and task == spec.main:
+                    continue
+                noise = rng.normal(0, 0.1 + overlap_shift * (task != spec.main), (4, 4))
+                for metric in ("exact_match", "frac_lost"):
+                    for layer in range(4):
+                        for head in range(4):
+                            head_rows.append(
+                                {
+                                    "step": step,
+                                    "range": rng_name,
+                                    "task": task,
+                                    "layer": layer,
+                                    "head": head,
+                                    "score": float(base[layer, head] + noise[layer, head]),
+                                    "method": "mean_ablation",
+                                    "metric": metric,
+                                    "clean": 0.9,
+                                    "n": N * lengths,
+                                }
+                            )
+    acc = pd.DataFrame(acc_rows)
+    acc["ci_lo"], acc["ci_hi"] = 0.0, 1.0
+    acc.insert(0, "run", name)
+    heads = pd.DataFrame(head_rows)
+    heads.insert(0, "run", name)
+    (d / "tables").mkdir()
+    write_parquet(d / "tables" / ft.ACCURACY_FILE, acc)
+    write_parquet(d / "tables" / ft.HEADS_FILE, heads)
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    rng = np.random.default_rng(0)
+    for s in range(6):
+        _entry(root, f"b4_both_s{s}", rng, transfer=rng.uniform(0.1, 0.6), overlap_shift=0.2)
+        _entry(root, f"b4_shared_s{s}", rng, transfer=0.5, overlap_shift=0.0)
+        _entry(root, f"b4_disjoint_s{s}", rng, transfer=0.0, overlap_shift=0.0)
+    for cond in ("main", "control1", "nocarry", "carry"):
+        for s in range(3):
+            _entry(
+                root,
+                f"b4_{cond}_s{s}",
+                rng,
+                transfer=0.0 if cond != "nocarry" else 0.2,
+                overlap_shift=0.5 if cond == "control1" else 0.2,
+            )
+    _entry(root, "b4_carry_s3", rng, 0.0, 0.2, tables=False)
+    return root, ft.analyze("b4_", root)
+
+
+def test_every_table_is_there_and_entries_without_tables_are_listed(family):
+    _, t = family
+    for key in (
+        "meta",
+        "accuracy",
+        "overlap",
+        "seeds",
+        "runs",
+        "between",
+        "contrasts",
+        "within_runs",
+        "within",
+        "arms",
+        "results",
+    ):
+        assert key in t and len(t[key]), key
+    meta = t["meta"].set_index("run")
+    assert not meta.loc["b4_carry_s3", "tables"] and meta["tables"].sum() == len(meta) - 1
+    assert "b4_carry_s3" not in set(t["accuracy"]["run"])
+
+
+def test_masked_runs_stay_out_of_the_observational_tests(family):
+    _, t = family
+    obs = set(t["runs"]["run"])
+    assert not any("_shared_" in r or "_disjoint_" in r for r in obs)
+    assert {f"b4_both_s{s}" for s in range(6)} <= obs
+    assert not any(r.startswith("b4_main") for r in obs)  # baselines have no overlap
+
+
+def test_overlap_by_step_is_overlap_table_of_the_shared_range(family):
+    root, t = family
+    _, heads = ft.entry_tables("b4_both_s0", root)
+    sub = heads[
+        (heads["step"] == 4000) & (heads["range"] == "shared") & (heads["metric"] == "exact_match")
+    ].assign(length=pd.NA)
+    want = overlap_table(sub, None, k=ft.K).sort_values(["task_a", "task_b", "statistic"])
+    got = t["overlap"]
+    got = got[
+        (got["run"] == "b4_both_s0") & (got["step"] == 4000) & (got["metric"] == "exact_match")
+    ].sort_values(["task_a", "task_b", "statistic"])
+    np.testing.assert_allclose(got["value"].to_numpy(), want["value"].to_numpy())
+
+
+def test_the_planted_intervention_effect_is_found_and_competence_is_not(family):
+    _, t = family
+    arms = t["arms"].set_index("value")
+    tr = arms.loc["transfer_acc"]
+    assert (tr["n_a"], tr["n_b"]) == (6, 6)
+    assert tr["p_value"] <= 0.01 and tr["ci_low"] > 0 and tr["estimate"] > 3
+    assert arms.loc["competence", "p_value"] > 0.05
+    paired = arms.loc["transfer_acc (paired by seed)"]
+    assert paired["n_a"] == 6 and paired["p_value"] <= 0.05 and not paired["reason"]
+
+
+def test_seed_table_counts_the_transfer_range_at_the_final_checkpoint(family):
+    root, t = family
+    acc, _ = ft.entry_tables("b4_disjoint_s0", root)
+    row = t["seeds"].set_index("run").loc["b4_disjoint_s0"]
+    final = acc[
+        (acc["step"] == 4000) & (acc["task"] == "reverse_add") & acc["length"].between(7, 12)
+    ]
+    assert row["correct"] == final["correct"].sum() == 0 and row["n"] == 6 * N
+    assert row["ci_lo"] == 0 and 0 < row["ci_hi"] < 0.01
+
+
+def test_results_table_has_one_row_per_question_with_power(family):
+    _, t = family
+    res = t["results"]
+    assert (res["role"] == "primary").sum() == 1
+    prim = res[res["role"] == "primary"].iloc[0]
+    assert np.isfinite(prim["mde"]) and np.isfinite(prim["p_value"])
+    assert "minimum detectable effect" in prim["verdict"] or prim["p_value"] <= 0.05
+    assert res["question"].str.contains("within runs").sum() == 1  # the primary combination
+    assert res["question"].str.contains("intervention").any()
+
+
+def test_few_pairs_are_not_testable(family):
+    _, t = family
+    seeds = t["seeds"][~t["seeds"]["run"].isin(["b4_shared_s5", "b4_shared_s4"])]
+    row = ft.paired_arms(seeds)
+    assert row["n_pairs"] == 4 and np.isnan(row["p_value"]) and "not testable" in row["reason"]
+
+
+def test_a_family_without_tables_is_one_clear_error(tmp_path):
+    _entry(tmp_path, "b4_both_s0", np.random.default_rng(1), 0.3, 0.1, tables=False)
+    with pytest.raises(Exception, match="ships per-checkpoint tables"):
+        ft.analyze("b4_", tmp_path)
