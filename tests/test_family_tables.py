@@ -191,3 +191,42 @@ def test_a_family_without_tables_is_one_clear_error(tmp_path):
     _entry(tmp_path, "b4_both_s0", np.random.default_rng(1), 0.3, 0.1, tables=False)
     with pytest.raises(Exception, match="ships per-checkpoint tables"):
         ft.analyze("b4_", tmp_path)
+
+
+def test_checkpoint_tables_script_writes_what_family_tables_reads(tmp_path, monkeypatch):
+    """analyses/family/checkpoint_tables.py on a 4-step run of the family's own spec (a small
+    model): one accuracy row per checkpoint, task and length 1..12; head maps on the shared
+    range for every task and on the transfer range for the auxiliaries only."""
+    import runpy
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from interp.io import read_parquet
+    from interp.spec import TrainSpec
+    from interp.train import train
+
+    d = tomllib.loads((zoo.SPEC_DIR / "b4_both_s0.toml").read_text())
+    d["model"] = {**d["model"], "n_layers": 1, "d_model": 32, "d_mlp": 64}
+    d["train"] = {**d["train"], "steps": 4, "checkpoint_steps": [2, 4], "autocast": "off",
+                  "compile": False}  # fmt: skip
+    d["eval"] = {**d["eval"], "examples": 8}
+    run, out = tmp_path / "run", tmp_path / "tables"
+    train(TrainSpec.from_dict(d), run, progress=False)
+    script = Path(__file__).resolve().parent.parent / "analyses" / "family" / "checkpoint_tables.py"
+    argv = [str(script), str(run), str(out), "--examples", "8", "--transfer-examples", "4"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")  # in-process: no second interpreter start
+    acc = read_parquet(out / ft.ACCURACY_FILE)
+    heads = read_parquet(out / ft.HEADS_FILE)
+    tasks = {"reverse_add", "no_carry", "carry_only"}
+    assert len(acc) == 2 * 3 * 12 and set(acc["step"]) == {2, 4} and set(acc["task"]) == tasks
+    assert (acc["n"] == 8).all() and (acc["correct"] == (acc["accuracy"] * 8).round()).all()
+    shared = heads[heads["range"] == "shared"]
+    transfer = heads[heads["range"] == "transfer"]
+    assert set(shared["task"]) == tasks and set(transfer["task"]) == tasks - {"reverse_add"}
+    assert set(heads["metric"]) == {"exact_match", "frac_lost"}
+    assert (shared["n"] == 6 * 8).all() and (transfer["n"] == 6 * 4).all()
+    assert len(shared) == 2 * 3 * 2 * 4  # steps x tasks x metrics x heads (1 layer)
+    ov = ft.overlap_by_step(heads)
+    assert set(ov["step"]) == {2, 4} and (ov["run"] == "b4_both_s0").all()
