@@ -122,7 +122,7 @@ if ! check install choose_python; then
     exit 1
 fi
 PY=$(sed -n 's/^python: //p' "$OUTDIR/install.log")
-interp() { "$PY" -m interp.cli "$@"; }
+interp() { "$PY" -m interp.cli.commands "$@"; }
 
 # --------------------------------------------------------------------------------------------
 # the run every later check reads
@@ -202,7 +202,7 @@ EOF
 }
 
 stage() {
-    # stage FN: one of interp.analysis's per-run causal stages, on the device.
+    # stage FN: one of interp.runs.analysis's per-run causal stages, on the device.
     "$PY" - "$1" "$RUN" "$DEVICE" "$EX" <<'EOF'
 import sys
 

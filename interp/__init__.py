@@ -3,7 +3,7 @@
 Importing the package sets ``CUBLAS_WORKSPACE_CONFIG`` (unless the user has): deterministic
 cuBLAS needs it before the process creates its first cuBLAS handle, and the first ``import
 interp`` of a process (the ``interp`` command, a sweep's worker, a Ray task) comes before any
-CUDA work of the package (:func:`interp.device.deterministic`).
+CUDA work of the package (:func:`interp.core.device.deterministic`).
 """
 
 import os as _os

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from interp.cli import main, parse_lengths
-from interp.errors import InterpError
+from interp.cli.commands import main, parse_lengths
+from interp.core.errors import InterpError
 
 TINY_SPEC = """
 name = "cli_tiny"
@@ -40,7 +40,7 @@ examples = 8
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "interp.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "interp.cli.commands", *args], capture_output=True, text=True, timeout=120
     )
 
 

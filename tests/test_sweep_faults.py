@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from tinyscale import shrink_file
 
-from interp.cli import main
-from interp.io import write_json
-from interp.sweep import expand, load_sweep_spec
+from interp.cli.commands import main
+from interp.core.io import write_json
+from interp.runs.sweep_spec import expand, load_sweep_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_killing_the_parent_ends_its_workers(tmp_path: Path):
     spec = tmp_path / "long.toml"
     spec.write_text(to_toml(d))
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "interp.cli", "sweep", str(spec), "--out", str(out),
+    cmd = [sys.executable, "-m", "interp.cli.commands", "sweep", str(spec), "--out", str(out),
            "--workers", "2", "--quiet"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

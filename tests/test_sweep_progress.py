@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from tinyscale import to_toml
 
-from interp.cli import main
-from interp.spec import TrainSpec
-from interp.sweep import CellMonitor
-from interp.train import STATUS, train
+from interp.cli.commands import main
+from interp.runs.dirs import STATUS
+from interp.runs.spec import TrainSpec
+from interp.runs.sweep_monitor import CellMonitor
+from interp.runs.train import train
 
 TINY = {
     "name": "progress",
@@ -88,7 +89,7 @@ def test_running_cell_shows_step_loss_and_eta_on_a_terminal(tmp_path: Path):
     master, slave = pty.openpty()
     # tqdm sizes bars to the terminal; a fresh pty is 0 columns wide, which hides them.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    cmd = [sys.executable, "-m", "interp.cli", "sweep", str(spec), "--out", str(tmp_path / "o"),
+    cmd = [sys.executable, "-m", "interp.cli.commands", "sweep", str(spec), "--out", str(tmp_path / "o"),
            "--executor", "serial"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env)
