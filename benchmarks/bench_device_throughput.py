@@ -8,12 +8,14 @@ run there with the device's default chunk sizes.
 
 * **training, end to end**: the arithmetic group-A mixture at the paper's lengths (reverse add
   1..16, no carry and carry only 1..32), batch 256 (the Fig. 3 ``[paper]`` table), length
-  bucketing, and the loop's own step (:func:`interp.runs.train.train_step`: batch moved to the device,
+  bucketing, and the loop's own step (:func:`interp.runs.train.train_step`: batch moved to the
+  device,
   autocast, answer-only loss, clipping, AdamW) under the loop's deterministic kernels and the
   spec's TF32 setting. The clock runs from the first timed step to the device's last kernel and
   includes **making the batches** (sampling and encoding, Python on one core), once with the
   batches made in the loop as before (``prefetch off``) and once made ahead in a thread
-  (``prefetch on``, :class:`interp.tasks.batches.Prefetcher`, pinned and copied asynchronously on CUDA).
+  (``prefetch on``, :class:`interp.tasks.batches.Prefetcher`, pinned and copied asynchronously on
+  CUDA).
   The prefetcher starts with the timed steps, its queue empty, as a training run starts. The
   device is synchronised only at the two ends, as in training, so the GPU's queue of kernels is
   free to overlap the host's work.
@@ -23,7 +25,8 @@ run there with the device's default chunk sizes.
 * **data only**: batches per second of the sampler alone, and the tokens/s that caps.
 * **evaluation**: :func:`interp.scoring.evaluate.accuracy_table` on reverse add at length 16 (1024
   examples, the paper's evaluation-set size), in examples/s.
-* **head scoring**: :func:`interp.scoring.heads.score_heads` (mean ablation, exact match) on reverse add
+* **head scoring**: :func:`interp.scoring.heads.score_heads` (mean ablation, exact match) on
+  reverse add
   at length 16, in examples/s (every example is scored for all 36 heads).
 
 The model is untrained (throughput does not depend on the weights). Steps per day follow from

@@ -1,7 +1,8 @@
 """Benchmark: teacher-forced exact match vs autoregressive greedy decoding.
 
 :func:`interp.scoring.evaluate.exact_match` scores an example in one teacher-forced forward pass;
-:func:`interp.scoring.evaluate.greedy_decode` generates the answer token by token. The two must give the
+:func:`interp.scoring.evaluate.greedy_decode` generates the answer token by token. The two must
+give the
 same verdict on every example (asserted here, per example); the table shows the speed-up.
 
 The model is the ``mini`` preset (``models/presets/mini.json``, formerly ``cpu``; the output

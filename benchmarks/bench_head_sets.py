@@ -4,7 +4,8 @@ The zoo model ``<ZOO_FAMILY>both_s0`` (``r4_both_s0``; BENCHMARKS.md also has ``
 layers x 4 heads, d_model 128) on reverse add at two lengths (one in the training range, one in the
 transfer range) x ``--n`` examples each. Two ways:
 
-* ``interp.causal.head_sets.set_effects``: one cached clean pass per layout group, then a depth-first
+* ``interp.causal.head_sets.set_effects``: one cached clean pass per layout group, then a
+  depth-first
   walk of the trie of set prefixes over the layers: each distinct set of heads in layers ``<= l``
   (shared by every set that agrees there) is one pass of layer ``l`` alone on its parent's
   output, all children of one node batched in one pass with a per-replica head mask, and only

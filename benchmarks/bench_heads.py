@@ -1,4 +1,5 @@
-"""Benchmark: all-heads mean ablation with ``interp.scoring.heads.score_heads`` vs TransformerLens's loop.
+"""Benchmark: all-heads mean ablation with ``interp.scoring.heads.score_heads`` vs
+TransformerLens's loop.
 
 For each model size, the same ``reverse_add`` examples (one length, random weights; timing does
 not depend on training) are scored two ways, side by side in one process:

@@ -5,7 +5,8 @@ dimension, causal attention, TransformerLens's bias layout), the same parameter 
 and the same initial weights (copied from the HookedTransformer; the logits are checked to
 agree). They train on the same ``arith_a`` batches (reverse_add 1..6, no_carry and carry_only
 1..12, batch 128) from :class:`interp.tasks.batches.MixtureSampler` with the same loss
-(:func:`interp.runs.train.answer_loss`), grad clipping and AdamW settings as :func:`interp.runs.train.train`.
+(:func:`interp.runs.train.answer_loss`), grad clipping and AdamW settings as
+:func:`interp.runs.train.train`.
 The two are timed side by side in one process, alternating which goes first, over several
 repeats; the table reports the median tokens/s (real, non-pad tokens) and the ratio
 HookedTransformer / reference. Two sizes are measured: 4 layers, 4 heads, d_model 128 (the

@@ -122,7 +122,7 @@ if ! check install choose_python; then
     exit 1
 fi
 PY=$(sed -n 's/^python: //p' "$OUTDIR/install.log")
-interp() { "$PY" -m interp.cli.commands "$@"; }
+interp() { "$PY" -m interp.cli "$@"; }
 
 # --------------------------------------------------------------------------------------------
 # the run every later check reads

@@ -40,7 +40,7 @@ examples = 8
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "interp.cli.commands", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "interp.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 

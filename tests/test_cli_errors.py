@@ -356,7 +356,7 @@ def test_two_trainings_on_one_directory(work, tmp_path: Path):
     spec = tmp_path / "long.toml"
     spec.write_text(to_toml(d))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "interp.cli.commands", "train", str(spec), "--out", str(run), "--quiet"]
+    cmd = [sys.executable, "-m", "interp.cli", "train", str(spec), "--out", str(run), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -487,7 +487,7 @@ def test_two_default_trainings_give_identical_weights(tmp_path: Path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        cmd = [sys.executable, "-m", "interp.cli.commands", "train", str(spec), "--out", str(out)]
+        cmd = [sys.executable, "-m", "interp.cli", "train", str(spec), "--out", str(out)]
         proc = subprocess.run(cmd + ["--quiet"], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert "note" not in proc.stderr  # the default is the reproducible setting

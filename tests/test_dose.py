@@ -1,4 +1,5 @@
-"""Dose-matched graded ablation (interp.causal.dose) on the arith_a zoo model (2 layers x 4 heads)."""
+"""Dose-matched graded ablation (interp.causal.dose) on the arith_a zoo model (2 layers x 4
+heads)."""
 
 from __future__ import annotations
 

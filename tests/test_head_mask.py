@@ -1,4 +1,5 @@
-"""Per-task head masks (interp.models.head_mask): masked heads carry nothing, forward or backward, for
+"""Per-task head masks (interp.models.head_mask): masked heads carry nothing, forward or backward,
+for
 their task's rows only; training, evaluation, loading, resuming and head scoring honour them; a
 spec without masks gets no hook at all; bad masks are one-line errors."""
 

@@ -1,4 +1,5 @@
-"""Head scoring (interp.scoring.heads) against TransformerLens's own patching code on tiny models."""
+"""Head scoring (interp.scoring.heads) against TransformerLens's own patching code on tiny
+models."""
 
 from __future__ import annotations
 

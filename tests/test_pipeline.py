@@ -109,7 +109,8 @@ def test_single_checkpoint_commands_add_to_the_tables(run_dir: Path):
     overlap_run(run_dir, checkpoint=6, k=2, n_examples=4)
     ov = pd.read_parquet(run_dir / "analysis" / "overlap.parquet")
     assert sorted(ov["step"].unique()) == [3, 6]
-    # Figures are the presentation stage's (interp.report.plots), drawn from these tables by the CLI.
+    # Figures are the presentation stage's (interp.report.plots), drawn from these tables by the
+    # CLI.
     assert not (run_dir / "analysis" / "overlap_matrix.html").exists()
     assert (run_dir / "analysis" / "overlap_matrix.html") in write_overlap_figures(run_dir, 6)
     assert (run_dir / "analysis" / "overlap_matrix.html").is_file()

@@ -178,7 +178,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     bin_dir = d / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     _shim(bin_dir / "python", f'exec "{sys.executable}" "$@"')
-    _shim(bin_dir / "interp", f'exec "{sys.executable}" -m interp.cli.commands "$@"')
+    _shim(bin_dir / "interp", f'exec "{sys.executable}" -m interp.cli "$@"')
     (d / "home").mkdir()
     env = {
         **os.environ,

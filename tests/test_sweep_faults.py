@@ -108,7 +108,7 @@ def test_killing_the_parent_ends_its_workers(tmp_path: Path):
     spec = tmp_path / "long.toml"
     spec.write_text(to_toml(d))
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "interp.cli.commands", "sweep", str(spec), "--out", str(out),
+    cmd = [sys.executable, "-m", "interp.cli", "sweep", str(spec), "--out", str(out),
            "--workers", "2", "--quiet"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -89,7 +89,7 @@ def test_running_cell_shows_step_loss_and_eta_on_a_terminal(tmp_path: Path):
     master, slave = pty.openpty()
     # tqdm sizes bars to the terminal; a fresh pty is 0 columns wide, which hides them.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    cmd = [sys.executable, "-m", "interp.cli.commands", "sweep", str(spec), "--out", str(tmp_path / "o"),
+    cmd = [sys.executable, "-m", "interp.cli", "sweep", str(spec), "--out", str(tmp_path / "o"),
            "--executor", "serial"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env)

@@ -12,7 +12,8 @@ that none of them ever has to retrain (or keep the weights of) a run:
   main task's ``1..main_max``, pre-declared in ``analyses/family/PLAN.md`` as the one
   definition of "sharedness"), and each auxiliary on the **transfer range**
   (``main_max + 1 .. aux_max``; exploratory, enters no test: ``--transfer-examples`` items per
-  length, 128 by default, which halves the longest part of the work). Columns: ``step, range, task, layer, head, score, metric,
+  length, 128 by default, which halves the longest part of the work). Columns: ``step, range, task,
+  layer, head, score, metric,
   clean, n`` (``range``: ``shared`` or ``transfer``).
 
 Both frames carry ``run`` (the spec's name). Evaluation and scoring run in float32 on the CPU

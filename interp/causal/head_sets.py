@@ -1,6 +1,7 @@
 """A causal test that separates transfer from competence: ablate every small head set.
 
-The top-k shared-head test (:mod:`interp.causal.top_k`) cannot tell "these heads carry transfer" from
+The top-k shared-head test (:mod:`interp.causal.top_k`) cannot tell "these heads carry transfer"
+from
 "these heads are needed for the task at all": a set that breaks the main task inside its
 training range removes transfer too. This module asks a sharper question. At a run's final
 checkpoint it ablates **every** set of 1..``max_size`` heads (696 sets for 16 heads at size 3)
@@ -20,7 +21,8 @@ slope of the residual on the set's sharedness (the mean of its heads' ``shared``
 
 Sets overlap (a head is in many sets), so the sets of one run are not independent units and no
 p-value is computed from them. The slope is one number per run; runs are combined with the
-sign-flip test of :mod:`interp.stats.within` (related runs should show a positive slope, control runs
+sign-flip test of :mod:`interp.stats.within` (related runs should show a positive slope, control
+runs
 none).
 
 **Speed.** The residual stream entering layer ``l`` depends only on the set's heads in layers
@@ -86,7 +88,8 @@ def ablate_sets(
            Float[Tensor, " batch"]]:  # fmt: skip
     """Mean-ablate each head set (all its heads at once) and score every example.
 
-    Means are per layout group of ``batch`` itself, exactly as :func:`interp.scoring.ablation.ablate_heads`
+    Means are per layout group of ``batch`` itself, exactly as
+    :func:`interp.scoring.ablation.ablate_heads`
     with ``method="mean"``; the results agree with it set by set.
 
     Args:
@@ -176,7 +179,8 @@ def set_effects(
 def sharedness(
     sets: Sequence[tuple[Head, ...]], ranking: pd.DataFrame
 ) -> Float[np.ndarray, " set"]:
-    """Mean ``shared`` score (:func:`interp.causal.top_k.shared_head_ranking`) of each set's heads."""
+    """Mean ``shared`` score (:func:`interp.causal.top_k.shared_head_ranking`) of each set's
+    heads."""
     shared = {(int(r.layer), int(r.head)): float(r.shared) for r in ranking.itertuples()}
     return np.array([np.mean([shared[h] for h in s]) for s in sets])
 

@@ -82,7 +82,8 @@ def trie_sizes(
     sets: Sequence[tuple[Head, ...]], n_layers: int, alpha: Sequence[float] | None = None
 ) -> list[int]:
     """Nodes per layer of :func:`plan_trie`: the single-layer passes per example that
-    :func:`interp.causal.head_sets.ablate_sets` runs in each layer (``[14, 92, 298, 696]`` for every set
+    :func:`interp.causal.head_sets.ablate_sets` runs in each layer (``[14, 92, 298, 696]`` for
+    every set
     of 1-3 of 16 heads in 4 layers)."""
     children, _ = plan_trie(sets, n_layers, alpha)
     return [sum(len(v) for v in c.values()) for c in children]

@@ -7,14 +7,16 @@ transfer; reviewers called that evidence correlational. This module intervenes i
    auxiliaries on one range, the main task's training lengths (the lengths every task of the run
    was trained on: the one definition of sharedness used by the primary, causal, head-set and
    dose analyses, so task is not confounded with length), by mean ablation
-   (:func:`interp.scoring.heads.score_heads`; score = clean - ablated accuracy). Each task's scores are
+   (:func:`interp.scoring.heads.score_heads`; score = clean - ablated accuracy). Each task's scores
+   are
    normalised to ``[0, 1]`` by clipping at 0 (a head whose ablation helps is "unimportant", not
    "negatively important") and dividing by the task's largest score; several auxiliaries are
    averaged. A head's shared importance is ``min(main, aux)`` (default): high only if the head
    matters to *both* tasks, so a head that is crucial for one and irrelevant for the other ranks
    low. ``combine="product"`` is the softer alternative. Ties break by ``main + aux``, then by
    ``(layer, head)``.
-2. **Ablate the top-k shared heads** together (:func:`interp.scoring.ablation.ablate_heads`) and measure the
+2. **Ablate the top-k shared heads** together (:func:`interp.scoring.ablation.ablate_heads`) and
+  measure the
    main task's exact-match (and answer log-probability) *drop*, clean minus ablated, inside its
    training range and in the transfer range.
 3. **Control with random heads matched on in-distribution damage.** Up to
@@ -116,7 +118,8 @@ def shared_head_ranking(
     """Rank heads by their shared importance for ``main`` and ``aux`` (module docstring).
 
     Args:
-        scores: a :func:`interp.scoring.heads.score_heads` frame (or several concatenated) holding rows
+        scores: a :func:`interp.scoring.heads.score_heads` frame (or several concatenated) holding
+        rows
             of ``main`` and of every auxiliary; per-length rows (non-missing ``length``) are
             ignored.
         main: main task.
@@ -326,7 +329,8 @@ def causal_test(
             run's tasks were trained on).
         combine: ``"min"`` or ``"product"`` (see :func:`shared_head_ranking`).
         score_metric: metric of the head scores, ``exact_match`` (the paper's) or ``logprob``.
-        scores: precomputed head scores (a :func:`interp.scoring.heads.score_heads` frame for ``main``
+        scores: precomputed head scores (a :func:`interp.scoring.heads.score_heads` frame for
+        ``main``
             and ``aux``); skips scoring, e.g. to reuse scores or to force a head set.
         ablation: ``mean`` (the paper's) or ``zero``.
         n_boot: bootstrap resamples for every interval.

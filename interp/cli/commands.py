@@ -24,7 +24,8 @@ is printed; ``failures.json`` has the errors). Commands that draw progress bars 
 
 **Where outputs go.** ``eval``, ``score``, ``overlap`` and ``analyze`` write their tables into
 RUN_DIR, or into ``--out DIR`` (an output folder made from the run, see
-:func:`interp.runs.dir_kinds.outputs_dir`). RUN_DIR may be a shipped zoo entry (``models/zoo/NAME``):
+:func:`interp.runs.dir_kinds.outputs_dir`). RUN_DIR may be a shipped zoo entry
+(``models/zoo/NAME``):
 it is never written into, so its outputs go to ``--out`` or, by default,
 ``runs/zoo_outputs/NAME`` (under the current directory), where ``interp report
 models/zoo/NAME`` finds them. Each writer refuses a directory of another

@@ -153,7 +153,8 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     if causal is not None and len(causal):
         d = causal[(causal["effect"] == "diff") & (causal["metric"] == "exact_match")]
         for r in d.itertuples(index=False):
-            # A p-value only from enough distinct control sets (interp.causal.top_k.MIN_CONTROL_SETS).
+            # A p-value only from enough distinct control sets
+            # (interp.causal.top_k.MIN_CONTROL_SETS).
             test = (
                 f"[{r.ci_low:+.3f}, +inf), one-sided p = {r.p_value:.3f} "
                 f"({r.random_sets} distinct control sets)"

@@ -4,7 +4,8 @@ The paper fine-tunes checkpoints of SmolLM-360M taken at increasing pretraining 
 add (and on maze shortest path) and finds that later checkpoints extrapolate further beyond the
 fine-tuning lengths: pretraining acts like a related auxiliary task. Here an *experiment spec*
 lists local checkpoint directories and one fine-tuning recipe; :func:`run_experiment` fine-tunes
-every checkpoint with the same budget (:mod:`interp.models.pretrained`, :mod:`interp.runs.train`), evaluates
+every checkpoint with the same budget (:mod:`interp.models.pretrained`, :mod:`interp.runs.train`),
+evaluates
 accuracy against length, and computes the gap per checkpoint.
 
 Experiment spec (``analyses/pretrained/smollm_reverse_add.toml`` is the paper's)::
@@ -40,7 +41,8 @@ Layout of ``OUT``::
     pretrained.html       accuracy vs length per checkpoint, and the gap vs pretraining step
 
 **The gap.** With auxiliary tasks in the mixture it is the package's generalization gap
-(:func:`interp.scoring.evaluate.generalization_gap`, main against auxiliaries over the transfer range).
+(:func:`interp.scoring.evaluate.generalization_gap`, main against auxiliaries over the transfer
+range).
 The paper's experiment fine-tunes the main task alone; then the reference curve is the main
 task's own mean accuracy over its fine-tuning lengths ``acc_in``, and::
 

@@ -1,6 +1,7 @@
 """The ``interp`` command line's argument parser: subcommands, options and their checks.
 
-:mod:`interp.cli.commands` runs the commands; this module only declares them. Option types refuse bad
+:mod:`interp.cli.commands` runs the commands; this module only declares them. Option types refuse
+bad
 values with argparse's one-line error (``interp: error: ...``, exit 2): counts must be positive
 and bounded (a typo must not exhaust memory), ``--out`` must not name an existing file.
 """

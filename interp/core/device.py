@@ -5,7 +5,8 @@ A *device string* is what a user writes (``--device``, ``[train] device``): ``au
 hardware; :func:`resolve_device` turns it into a ``torch.device`` on *this* machine, where
 ``auto`` means the first CUDA GPU when one is visible and the CPU otherwise (MPS is never picked
 automatically: it lacks some of the operations and the float64 support the analyses use).
-Asking for a device the machine does not have is an :class:`~interp.core.errors.InterpError`, never a
+Asking for a device the machine does not have is an :class:`~interp.core.errors.InterpError`, never
+a
 silent fallback, so a run cannot end up on the CPU for days by accident.
 
 Resolution happens where the model is built: in the training process, in the sweep's worker
@@ -24,7 +25,8 @@ and the CUDA loss needs no host sync; ``[train] tf32`` lets the training step's 
 run in TF32 (:func:`tf32`).
 
 **Checkpoints are device-independent.** Tensors are saved from the CPU and loaded straight onto
-the target device (:func:`interp.models.checkpoint.load_tensors`' ``device``, the safetensors analogue
+the target device (:func:`interp.models.checkpoint.load_tensors`' ``device``, the safetensors
+analogue
 of ``map_location``), so a run trained on a GPU loads and resumes on a CPU and
 the other way round.
 
@@ -34,7 +36,8 @@ emulated bf16 on older cards is slower than float32, so it counts as unsupported
 option is off), and on a CPU with bfloat16 matrix instructions (AVX-512-BF16 or AMX-BF16, see
 :func:`cpu_bf16_supported`). Parameters, gradients, optimizer state, the loss and checkpoints
 stay float32. Asking for ``bf16`` on a CPU without those instructions, or on MPS, is a one-line
-:class:`~interp.core.errors.InterpError` at the start of training, never a silent float32 (or a silent
+:class:`~interp.core.errors.InterpError` at the start of training, never a silent float32 (or a
+silent
 emulated, several-times-slower bf16) run. Evaluation and head scoring always run in float32:
 exact match is a verdict on argmaxes, and bf16 rounding could flip near-ties (measured in
 BENCHMARKS.md).
@@ -160,7 +163,8 @@ def check_prefetch(mode: str) -> str:
 
 
 def prefetch_enabled(device: torch.device, mode: str | bool | None) -> bool:
-    """Whether training batches are made ahead in a thread (:class:`interp.tasks.batches.Prefetcher`).
+    """Whether training batches are made ahead in a thread
+    (:class:`interp.tasks.batches.Prefetcher`).
 
     ``auto`` (or None) means on CUDA only: there the batch would otherwise be made while the
     GPU waits; on a CPU the thread competes with the training for the cores (a sweep runs one

@@ -24,7 +24,7 @@ ENV = "INTERP_DATA"
 ZOO_FAMILY = "r4_"
 """The name prefix of the zoo family built on the `cpu` preset (conditions x seeds of arithmetic
 group A, issue 9): the demo analyses it and ``interp zoo results`` tabulates it by default."""
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # interp/ (this file is interp/core/)
 _CHECKOUT = _PACKAGE.parent
 
 

@@ -65,7 +65,8 @@ class ModelConfig:
         rotary_base: RoPE base frequency.
         init_seed: seed for weight initialisation.
         pretrained: a local Hugging Face Llama-family checkpoint directory to start from
-            (:mod:`interp.models.pretrained`); empty for a freshly initialised model. With it set, the
+            (:mod:`interp.models.pretrained`); empty for a freshly initialised model. With it set,
+            the
             architecture fields above are read from the checkpoint's ``config.json`` (they are
             kept in the run's config as a record and checked again at every load).
     """

@@ -1,7 +1,9 @@
 """The one place a ``HookedTransformer`` is instantiated, for fresh and pretrained models alike.
 
-:mod:`interp.models.architecture` (the factory: fresh models from a :class:`~interp.models.architecture.ModelConfig`) and
-:mod:`interp.models.pretrained` (Hugging Face checkpoints) both end here, so the factory can dispatch to
+:mod:`interp.models.architecture` (the factory: fresh models from a
+:class:`~interp.models.architecture.ModelConfig`) and
+:mod:`interp.models.pretrained` (Hugging Face checkpoints) both end here, so the factory can
+dispatch to
 the pretrained loader without the two importing each other. Construction never reseeds the
 caller's global random generators (:func:`global_rng_preserved`).
 """
@@ -45,7 +47,8 @@ def construct(
     """The one place a ``HookedTransformer`` is instantiated.
 
     Args:
-        hcfg: TransformerLens's config (from :func:`interp.models.architecture.hooked_config`, or converted from a
+        hcfg: TransformerLens's config (from :func:`interp.models.architecture.hooked_config`, or
+        converted from a
             pretrained checkpoint by :mod:`interp.models.pretrained`).
         state_dict: weights in TransformerLens's naming, loaded as they are (no layer-norm
             folding or centring, so the model computes exactly what the source model did and

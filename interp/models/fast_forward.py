@@ -1,6 +1,7 @@
 """A lean, inference-only forward through a model's upper layers, for the head scorers.
 
-The single-head scorer (:func:`interp.scoring.heads.score_heads`) reruns the layers above an ablated head
+The single-head scorer (:func:`interp.scoring.heads.score_heads`) reruns the layers above an
+ablated head
 once per head. Those reruns need no hooks, no cache and no gradients, so this module computes
 the same blocks with fewer, fused kernels:
 
@@ -13,7 +14,8 @@ the same blocks with fewer, fused kernels:
 
 It is the same function as the model's own blocks, up to float rounding (the tests compare the
 two, and the scorer's results with TransformerLens's patching loop). :func:`lean_ok` says which
-models it covers: every model :func:`interp.models.factory.build_model` makes (pre-norm blocks, causal
+models it covers: every model :func:`interp.models.factory.build_model` makes (pre-norm blocks,
+causal
 attention, RoPE or additive positions, LayerNorm or RMSNorm, a GELU or gated-SiLU MLP); other
 models keep the TransformerLens forward.
 

@@ -32,7 +32,8 @@ passing task names around. A row whose position-1 token is no masked task's toke
 did not mask, or did not train) uses every head.
 
 **Forwards that start from the residual stream** (``start_at_layer``; the head scorers rerun
-upper layers that way, and :class:`interp.models.fast_forward.LeanStack` does the same with fused kernels) see no
+upper layers that way, and :class:`interp.models.fast_forward.LeanStack` does the same with fused
+kernels) see no
 tokens. They use the mask of the model's last token forward when that forward's rows were all of
 one task (the scorers work one layout group, hence one task, at a time, and rerun right after the
 group's clean pass), and are refused when it mixed tasks with a different row count.
@@ -41,11 +42,13 @@ group's clean pass), and are refused when it mixed tasks with a different row co
 ablation hooks all see the masked ``z``: a head masked for a task has ``z = 0`` on its rows, its
 mean is 0, and mean ablation, zero ablation and same-task activation patching of it change
 nothing (score 0: exactly for exact match, to float rounding for the log-probability, which
-the lean rerun recomputes). Cross-task interchange patching (:mod:`interp.causal.interchange`) writes a
+the lean rerun recomputes). Cross-task interchange patching (:mod:`interp.causal.interchange`)
+writes a
 head's ``z`` from another task's run, which the mask cannot police; it is refused on a masked
 model. A masked head's attention pattern is still computed (the mask acts on its output), so
 attention plots show patterns the head's task never reads. Head-set ablation
-(:mod:`interp.causal.set_trie`) keeps its fast path: it reads each layer's ``z`` through the model's own
+(:mod:`interp.causal.set_trie`) keeps its fast path: it reads each layer's ``z`` through the
+model's own
 attention, masks applied (:func:`other_hooks`). Training with ``[train] compile`` and masks on a
 ``pretrained`` model (whose tokenizer may spell a task token in several tokens) are refused when
 the spec is read.
@@ -250,7 +253,8 @@ def refuse_masked(model: HookedTransformer, what: str) -> None:
 def install(model: HookedTransformer, task_heads: Mapping[str, Sequence[int]]) -> HeadMask:
     """Install ``task_heads`` on a freshly built model (called by the model factory only).
 
-    The model must have been built with ``use_hook_tokens`` (:func:`interp.models.factory.build_model`
+    The model must have been built with ``use_hook_tokens``
+    (:func:`interp.models.factory.build_model`
     sets it when there are masks).
 
     Raises:

@@ -18,13 +18,15 @@ TransformerLens's list of official model names (which does not list SmolLM):
 * the config is converted from a private copy of ``config.json`` in a temporary directory,
   because ``convert_hf_model_config`` guesses the architecture from the *name* when a path
   contains "llama" or "gemma" (and then has no config to read);
-* the model is constructed from that config by :func:`interp.models.construct.construct` (the package's
+* the model is constructed from that config by :func:`interp.models.construct.construct` (the
+  package's
   one model factory) and the weights are loaded without folding or centring, so the
   ``HookedTransformer`` computes what the Hugging Face model computes (the tests check the
   logits agree to 1e-4) and a fine-tuned state dict means the same as the original.
 
 The tokenizer is loaded from the same directory with ``transformers.AutoTokenizer`` and attached
-as ``model.tokenizer`` (TransformerLens's own slot for it); :mod:`interp.tasks.encoding` renders the tasks
+as ``model.tokenizer`` (TransformerLens's own slot for it); :mod:`interp.tasks.encoding` renders
+the tasks
 in its tokens. After fine-tuning, the input embedding and the unembedding are separate
 parameters even where the original ties them (SmolLM does): they start equal and are trained
 independently.
@@ -222,7 +224,8 @@ def hooked_config(
 
 
 def model_config_dict(path: str | Path, n_ctx: int | None = None) -> dict[str, Any]:
-    """The :class:`~interp.models.architecture.ModelConfig` fields of a checkpoint (what a run records)."""
+    """The :class:`~interp.models.architecture.ModelConfig` fields of a checkpoint (what a run
+    records)."""
     h = hooked_config(path, n_ctx=n_ctx)
     base = float(h.rotary_base)
     return {

@@ -1,6 +1,7 @@
 """The HTML skeleton of a report: headings, paragraphs, tables and plotly figures in order.
 
-Kept apart from :mod:`interp.report.html_report` so report sections can live in their own modules; the
+Kept apart from :mod:`interp.report.html_report` so report sections can live in their own modules;
+the
 first figure embeds plotly.js, so the file opens offline.
 
 **Untestable rows are words, not tables of NaN.** A statistic with too few units (one run, too

@@ -1,7 +1,8 @@
 """One self-contained HTML report from the analysis tables of a run or a sweep.
 
 The report only *reads* tables (``DIR/analysis/*.parquet``, written by
-:func:`interp.runs.analysis.analyze_sweep` or :func:`interp.runs.pipeline.analyze_run`) and draws them
+:func:`interp.runs.analysis.analyze_sweep` or :func:`interp.runs.pipeline.analyze_run`) and draws
+them
 with :mod:`interp.report.plots`; :func:`load_tables` refuses a directory that was not analysed, and
 only :func:`write_report`'s ``analyze`` flag (on for ``interp report``) runs the analysis first.
 plotly.js is embedded once, so the file opens offline.

@@ -132,7 +132,8 @@ def compare_maps(
 
 
 def overlap_matrix(overlap: pd.DataFrame, statistic: str = "map_diff") -> go.Figure:
-    """One statistic of :func:`interp.scoring.overlap.overlap_table` as a symmetric task-by-task matrix.
+    """One statistic of :func:`interp.scoring.overlap.overlap_table` as a symmetric task-by-task
+    matrix.
 
     The diagonal holds the statistic's value for identical maps (0 for differences, 1 for
     similarities); cells of pairs the table lacks are blank.
@@ -179,7 +180,8 @@ def pattern_figure(pattern: pd.DataFrame) -> go.Figure:
     """One head's attention pattern on one example, with the tokens as axis labels.
 
     Args:
-        pattern: :func:`interp.scoring.attention.head_pattern`'s table (one row per ``(query, key)``).
+        pattern: :func:`interp.scoring.attention.head_pattern`'s table (one row per ``(query,
+        key)``).
 
     Axis ticks sit at positions, so repeated tokens (``1``, ``1``) stay separate cells.
     """

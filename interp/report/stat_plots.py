@@ -107,7 +107,8 @@ def between_figure(runs: pd.DataFrame, partial: pd.DataFrame, title: str = "") -
 def head_sets_figure(sets: pd.DataFrame, top_fraction: float = 0.1, title: str = "") -> go.Figure:
     """Damage to transfer against damage to competence for every ablated head set.
 
-    Each dot is a head set (:func:`interp.causal.head_sets.causal_sets`): x = fraction of clean-correct
+    Each dot is a head set (:func:`interp.causal.head_sets.causal_sets`): x = fraction of
+    clean-correct
     examples lost in the main training range, y = the same in the transfer range. The most
     shared ``top_fraction`` of sets are highlighted; the dashed curve is the fit of ``d_t`` on
     ``d_id`` whose residuals are the transfer-specific effects.
@@ -158,7 +159,8 @@ DOSE_COLORS = {"shared": "#d62728", "main_only": "#1f77b4", "aux_only": "#2ca02c
 
 
 def dose_figure(sets: pd.DataFrame, title: str = "") -> go.Figure:
-    """Dose-matched graded ablation (:func:`interp.causal.dose.dose_matched`): each dot a head set at
+    """Dose-matched graded ablation (:func:`interp.causal.dose.dose_matched`): each dot a head set
+    at
     its matched strength, x = delivered ``d_ID``, y = ``d_T``, coloured by set type; hollow
     dots did not reach the target even at full strength."""
     fig = go.Figure()

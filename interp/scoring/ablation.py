@@ -2,12 +2,14 @@
 
 **Mean ablation** (the paper's) replaces a head's ``z`` (:mod:`interp.scoring.hooks`), at every
 position, by its mean over a *reference* batch at that position. The mean is taken per layout
-group (:func:`interp.tasks.batches.layout_groups`), so it averages like with like: the head's typical
+group (:func:`interp.tasks.batches.layout_groups`), so it averages like with like: the head's
+typical
 output at "the third operand digit", not a blur over different positions; within a group it is
 a masked mean over the rows that have a real token at that position (:func:`mean_z`). **Zero
 ablation** sets ``z`` to zero, a harsher, off-distribution knock-out.
 
-:func:`interp.scoring.heads.score_heads` ablates one head at a time (its fast path shares these means);
+:func:`interp.scoring.heads.score_heads` ablates one head at a time (its fast path shares these
+means);
 :func:`ablate_heads` ablates a whole set in one forward pass and scores every example, which is
 what the causal tests (:mod:`interp.causal.top_k`, :mod:`interp.causal.head_sets`) need.
 """

@@ -26,7 +26,8 @@ helped the main task extrapolate.
 
 **Head masks.** A run trained with per-task head masks (``[[tasks]] heads``;
 :mod:`interp.models.head_mask`) is evaluated masked with no argument here: the masks are part of the
-model that :func:`interp.runs.loader.load_run` and training build, and each row's task token selects its
+model that :func:`interp.runs.loader.load_run` and training build, and each row's task token
+selects its
 heads.
 
 **Devices.** Batches are built on the CPU and moved to the model's device chunk by chunk

@@ -1,6 +1,7 @@
 """The tidy head-score table: per-example head effects averaged per task (and length).
 
-:func:`interp.scoring.heads.score_heads` measures, for every head, a per-example effect (the metric's
+:func:`interp.scoring.heads.score_heads` measures, for every head, a per-example effect (the
+metric's
 drop when the head is ablated, or its recovery when patched); this module turns those
 ``(layer, head, example)`` arrays into the long table every later stage reads, one row per
 ``(task, length, layer, head, method, metric)``. ``frac_lost`` is a ratio of counts (clean-correct

@@ -14,7 +14,8 @@ ways, all by editing a head's ``hook_z`` (:mod:`interp.scoring.hooks`).
   ``reference=`` gives another batch with the same layouts.
 * ``zero_ablation``: ``z`` of head ``h`` is set to zero (a harsher, off-distribution knock-out).
 * ``activation_patching``: run a *corrupted* input (prompts resampled, clean answers kept:
-  :func:`interp.scoring.patching.corrupt_batch`), patch head ``h``'s ``z`` from the *clean* run into it
+  :func:`interp.scoring.patching.corrupt_batch`), patch head ``h``'s ``z`` from the *clean* run
+  into it
   and see how much of the clean behaviour comes back. The corrupted prompts come from
   ``reference=`` if given; for a task name, from the evaluation set with seed
   ``seed + CORRUPT_SEED_OFFSET``; for a ``Batch`` without a reference, from a derangement of the
@@ -25,7 +26,8 @@ ways, all by editing a head's ``hook_z`` (:mod:`interp.scoring.hooks`).
   answer log-probability** (the smooth surrogate), and its ``clean``/``corrupted`` columns are
   log-probabilities too.
 
-**Metrics** (``metric=``), all teacher-forced from one forward pass (see ``interp.scoring.evaluate``):
+**Metrics** (``metric=``), all teacher-forced from one forward pass (see
+``interp.scoring.evaluate``):
 ``exact_match`` (the paper's: an example counts when every answer token is the argmax given the
 correct prefix, which equals greedy decoding), ``logprob`` (mean log-probability of the answer
 tokens, a smooth version that also sees partial damage) and, for ablations only, ``frac_lost``:
@@ -60,7 +62,8 @@ heads of a layer share one forward pass that recomputes only what the replacemen
 * the last layer's MLP, ``ln_final`` and the unembedding (all position-wise) run only at the
   positions whose logits predict answer tokens, and the final token, which predicts nothing, is
   never fed in (attention is causal);
-* those reruns go through :class:`interp.models.fast_forward.LeanStack`, the same blocks with fused kernels
+* those reruns go through :class:`interp.models.fast_forward.LeanStack`, the same blocks with fused
+  kernels
   and no hooks (TransformerLens's forward where :func:`interp.models.fast_forward.lean_ok` says no).
 
 Models whose blocks are not plain pre-norm ``attn -> resid_mid -> mlp`` blocks (parallel
@@ -149,7 +152,8 @@ def base_metric(metric: str) -> str:
 
 def fast_path_supported(model: HookedTransformer) -> bool:
     """Whether the model's blocks have the plain pre-norm ``attn -> resid_mid -> mlp`` layout
-    that :func:`_fast_sweep` re-implements (every model :func:`interp.models.factory.build_model` makes)."""
+    that :func:`_fast_sweep` re-implements (every model
+    :func:`interp.models.factory.build_model` makes)."""
     c = model.cfg
     return (
         not c.attn_only
@@ -178,7 +182,8 @@ def _fast_sweep(
     replacement: Callable[[int], Float[Tensor, "#b pos head d_head"] | None],
     metric: str,
 ) -> Float[Tensor, "layer head b"]:
-    """Same result as :func:`interp.scoring.hooks.layer_sweep`, computing only what the replaced head
+    """Same result as :func:`interp.scoring.hooks.layer_sweep`, computing only what the replaced
+    head
     can change (the three exact shortcuts of the module docstring's **Speed**: start from the
     cached ``resid_mid`` plus ``(z_new - z) @ W_O[l, h]``, drop the final token, run the last
     layer's position-wise tail only at answer-predicting positions)."""

@@ -1,6 +1,7 @@
 """Where a head is intervened on: ``hook_z``, and the small helpers every intervention shares.
 
-Every method of :mod:`interp.scoring.heads`, :mod:`interp.scoring.ablation` and :mod:`interp.scoring.patching` edits the
+Every method of :mod:`interp.scoring.heads`, :mod:`interp.scoring.ablation` and
+:mod:`interp.scoring.patching` edits the
 per-head attention output ``hook_z`` (``blocks.{l}.attn.hook_z``, shape ``[batch, pos, head,
 d_head]``): the attention-weighted values of each head *before* ``W_O`` mixes the heads into the
 residual stream. Because the head dimension is explicit there, one head can be replaced without

@@ -1,6 +1,7 @@
 """How much do two tasks share their heads? Overlap statistics between head-importance maps.
 
-:func:`interp.scoring.heads.score_heads` gives each task an ``n_layers x n_heads`` importance map. The
+:func:`interp.scoring.heads.score_heads` gives each task an ``n_layers x n_heads`` importance map.
+The
 paper compares two tasks' maps by their *mean absolute difference* and finds it tracks
 length-generalization transfer. A difference of magnitudes mixes "same heads" with "same overall
 scale", so this module adds scale-free and rank-based views (the reviewers asked for top-k and
@@ -49,7 +50,8 @@ HeadMap = Float[np.ndarray, "layer head"]
 def score_maps(
     scores: pd.DataFrame, method: str | None = None, metric: str | None = None
 ) -> dict[str, HeadMap]:
-    """Each task's ``[layer, head]`` score map from a :func:`~interp.scoring.heads.score_heads` frame.
+    """Each task's ``[layer, head]`` score map from a :func:`~interp.scoring.heads.score_heads`
+    frame.
 
     Only aggregate rows are used (``length`` missing, when the column exists). The frame must
     hold one method and one metric, or ``method``/``metric`` must pick one.
@@ -202,7 +204,8 @@ def overlap_table(
     """Overlap statistics for every pair of tasks in a head-score frame (see module docstring).
 
     Args:
-        scores: :func:`~interp.scoring.heads.score_heads` output for two or more tasks (concatenated).
+        scores: :func:`~interp.scoring.heads.score_heads` output for two or more tasks
+        (concatenated).
         attn: optional :func:`~interp.scoring.attention.attention_table` output; adds ``attn_diff``
             (and ``attn_diff_per_query``) summed over heads for the pairs it covers.
         k: the top-``k`` for ``jaccard@k``.

@@ -4,12 +4,14 @@
 prompt (operands, string, maze) of another example of the same task at the same length, while
 the teacher-forced answer tokens stay the clean ones, so a metric on the corrupted run always
 asks "does the model produce the *clean* answer?". The corrupted prompts come from a source
-batch with the same layouts when one is given (:func:`interp.scoring.heads.score_heads` draws one for a
+batch with the same layouts when one is given (:func:`interp.scoring.heads.score_heads` draws one
+for a
 task name with seed ``seed + CORRUPT_SEED_OFFSET``, a disjoint draw of the same task and
 length); otherwise from a random derangement of the batch's own prompts within each layout group
 (so a group needs at least two examples).
 
-**Activation patching** (in :func:`interp.scoring.heads.score_heads`, which shares the ablation's fast
+**Activation patching** (in :func:`interp.scoring.heads.score_heads`, which shares the ablation's
+fast
 path) runs the corrupted input with head ``h``'s ``z`` taken from the clean run.
 
 **Attribution patching** (Nanda, "Attribution patching", 2023; :func:`attribution_scores`) is

@@ -50,7 +50,8 @@ test reports ``not testable (n=...)`` instead of a number.
 percentile bootstrap over runs resampled within condition (what this replaced) is inflated by
 the method with strata of 2-5 runs: with a true effect and exact observations it covered 100%
 at 2.5 times the t interval's width (0.94 coverage for the t interval). Beside it, ``mde``: the
-coefficient the test detects with 80% power at this design (:func:`interp.stats.intervals.mde_t`), quoted
+coefficient the test detects with 80% power at this design (:func:`interp.stats.intervals.mde_t`),
+quoted
 in every "no evidence" line (:func:`describe`).
 
 **The pre-declared models** (:data:`MODELS`, ``analyses/family/PLAN.md``). The primary outcome

@@ -225,8 +225,9 @@ def run_metrics(acc: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
         a = with_intervals(a[a["step"] == step])
         row: dict[str, object] = {"run": info.run, "step": step}
         main = a[a["task"] == info.main]
-        for name, (lo, hi) in (("train", (1, info.main_max)),
-                               ("transfer", transfer_range(info.main_max, info.aux_max))):  # fmt: skip
+        ranges = (("train", (1, info.main_max)),
+                  ("transfer", transfer_range(info.main_max, info.aux_max)))  # fmt: skip
+        for name, (lo, hi) in ranges:
             sub = main[main["length"].between(lo, hi)]
             n = float(sub["n"].sum()) if "n" in sub.columns else DEFAULT_N * len(sub)
             k = float(sub["correct"].sum())

@@ -1,6 +1,7 @@
 """The machinery of the between-run test: batched least squares and within-condition resampling.
 
-:mod:`interp.stats.between` fits ``logit(transfer) ~ overlap + covariates + condition`` on one row per
+:mod:`interp.stats.between` fits ``logit(transfer) ~ overlap + covariates + condition`` on one row
+per
 run and tests the overlap coefficient. This module holds the pieces that test is made of, each
 vectorised over many datasets or resamples at once:
 

@@ -24,7 +24,8 @@ per within-condition standard deviation of overlap. The condition parameters
   distribution of ``|t|`` is that of ``|sum x~ y~_perm|`` (``t`` is monotone in the partial
   correlation, whose denominators a within-condition permutation leaves unchanged): one matrix
   product per chunk of permutations (:func:`within_slope_p`; a test checks it against
-  :func:`interp.stats.permutation.permutation_p`). Two outcomes: the within-condition mid-rank of the
+  :func:`interp.stats.permutation.permutation_p`). Two outcomes: the within-condition mid-rank of
+  the
   count (:func:`within_ranks`, the pre-declared primary) and the empirical logit (secondary);
 * related vs control: difference in mean overlap, exact-in-distribution label permutations;
 * within-run: the sign-flip test over runs of :func:`interp.stats.within.run_statistic` on simulated

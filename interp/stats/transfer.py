@@ -25,9 +25,11 @@ Per checkpoint, :func:`transfer_table` joins the overlap between the main task a
 auxiliaries (mean over auxiliaries when there are several, matching the generalization gap,
 which compares the main curve with the *mean* auxiliary curve) with
 
-* ``gap``: :func:`interp.scoring.evaluate.generalization_gap` (0 = main as good as aux on the transfer
+* ``gap``: :func:`interp.scoring.evaluate.generalization_gap` (0 = main as good as aux on the
+  transfer
   range, 1 = no transfer);
-* ``transfer_strength``: :func:`interp.scoring.evaluate.transfer_strength` against the baseline run at the
+* ``transfer_strength``: :func:`interp.scoring.evaluate.transfer_strength` against the baseline run
+  at the
   same step (or, if the baseline has no checkpoint there, its latest checkpoint before it);
 * the main task's mean accuracy in its training range and in the transfer range.
 
@@ -42,7 +44,8 @@ Spearman, bootstrap CI, permutation p-value; :mod:`interp.stats.intervals`) in t
   primary test is between runs (:mod:`interp.stats.between`).
 * ``seeds``: within each group and configuration, across runs (seeds), one point per run at its
   last checkpoint (``at="last"``) or averaged over checkpoints (``at="mean"``). The same
-  not-testable rule as every other test (:func:`interp.stats.intervals.not_testable`): with fewer than
+  not-testable rule as every other test (:func:`interp.stats.intervals.not_testable`): with fewer
+  than
   ``MIN_SEEDS`` (5) runs there are fewer than 40 distinct permutations and no p-value below
   0.05 is reachable, so the interval and p-value are NaN with ``not testable (n=...)`` (n = 3
   gave p = 0.34 beside a "95%" bootstrap interval [0.9996, 1.0]). The interval is the classical

@@ -42,7 +42,8 @@ never tests inside a run. It:
    inverts the same test: the shifts ``d`` for which the sign-flip test of ``summary - d`` does
    not reject (:func:`sign_flip_ci`), so it excludes 0 exactly when ``p <= alpha``. Beside it,
    ``mde``: the shift the one-sample t test would detect with 80% power at this ``m`` and
-   spread (:func:`interp.stats.intervals.mde_mean`), so a "no evidence" line says what it could have seen.
+   spread (:func:`interp.stats.intervals.mde_mean`), so a "no evidence" line says what it could
+   have seen.
 
 What it cannot fix: a trend of another shape (in either series) survives the adjustment and is
 shared by every run, which the sign-flip test would then read as an effect. The between-run
@@ -324,7 +325,8 @@ def combine(
     Returns:
         One row per group: keys, ``mean, ci_low, ci_high, p_value, n_runs, n_excluded, mde,
         reason``; ``ci_*`` invert the sign-flip test (:func:`sign_flip_ci`), ``mde`` is the
-        shift detectable with 80% power (:func:`interp.stats.intervals.mde_mean`), ``n_excluded`` counts
+        shift detectable with 80% power (:func:`interp.stats.intervals.mde_mean`), ``n_excluded``
+        counts
         runs excluded or not applicable (their reasons are in :func:`per_run`'s rows).
     """
     keys = [k for k in ("method", "metric", "statistic", "within", *by) if k in runs.columns]

@@ -50,6 +50,7 @@ def get_group(name: str) -> TaskGroup:
 
 
 __all__ = [
+    "transfer_range",
     "Example",
     "Task",
     "TaskGroup",

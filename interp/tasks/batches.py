@@ -126,7 +126,8 @@ def encode(
     Args:
         examples: the examples, of any tasks and lengths.
         vocab: the vocabulary (the shared one by default; a pretrained model's
-            :class:`~interp.tasks.encoding.TextVocab` renders a symbol as one or more of its tokens).
+            :class:`~interp.tasks.encoding.TextVocab` renders a symbol as one or more of its
+            tokens).
         n_ctx: if given, refuse any sequence longer than this many tokens, rather than ever
             truncating it.
 

@@ -22,11 +22,13 @@ would add); any other symbol is encoded without special tokens. Tokenizers that 
 (SmolLM's, Llama's) then give exactly the tokens they would give the whole string.
 
 :class:`TextVocab` has the same encoding interface as :class:`interp.tasks.vocab.Vocab`
-(``bos_id``, ``pad_id``, ``eos_id``, ``encode``, ``to_text``), so :func:`interp.tasks.batches.encode`
+(``bos_id``, ``pad_id``, ``eos_id``, ``encode``, ``to_text``), so
+:func:`interp.tasks.batches.encode`
 builds the same :class:`~interp.tasks.batches.Batch` from it, with the answer mask over the rendered
 answer tokens, and training, exact match, head scoring and overlap run on the result unchanged.
 :func:`vocab_for` picks the right vocabulary for a model: the package's own, or a
-:class:`TextVocab` over ``model.tokenizer`` when the model came from :mod:`interp.models.pretrained`.
+:class:`TextVocab` over ``model.tokenizer`` when the model came from
+:mod:`interp.models.pretrained`.
 
 Nothing here imports ``transformers``: a tokenizer is only called through its methods.
 """

@@ -4,7 +4,8 @@ The between-run test (:mod:`interp.stats.between`) needs one row per run: its he
 transfer, both *measured*, never read from a table someone shipped. The zoo's family of
 conditions x seeds (:mod:`interp.zoo.family`) is exactly such a set of runs, but its entries live
 in ``models/zoo/`` and carry up to ten checkpoints each. This module lays a family out as an
-ordinary sweep directory, so that the one sweep analysis (:func:`interp.runs.analysis.analyze_sweep`)
+ordinary sweep directory, so that the one sweep analysis
+(:func:`interp.runs.analysis.analyze_sweep`)
 runs on it unchanged:
 
 * ``OUT/runs/NAME/`` holds a copy of the entry's spec, config, training metrics and **final**
@@ -39,7 +40,8 @@ from interp.zoo.family import family_accuracy
 
 _NAME = re.compile(r"^(?P<prefix>.+?)_(?P<condition>[a-z0-9]+)_s(?P<seed>\d+)$")
 INTERVENTIONS = ("disjoint", "shared")
-"""Conditions that are training-time interventions (per-task head masks, :mod:`interp.models.head_mask`),
+"""Conditions that are training-time interventions (per-task head masks,
+:mod:`interp.models.head_mask`),
 not observations: they are analysed on their own, never pooled into the observational family."""
 
 

@@ -464,7 +464,8 @@ def train_entry(
 ) -> Path:
     """Retrain zoo entry ``name`` from its spec (``models/zoo/specs/<name>.toml``).
 
-    Training is :func:`interp.runs.train.train` on that spec, so it resumes an interrupted ``out`` and,
+    Training is :func:`interp.runs.train.train` on that spec, so it resumes an interrupted ``out``
+    and,
     on the machine and thread count the entry was made with, reproduces its weights exactly.
 
     Args:
