@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from interp import zoo
 from interp.cli.commands import main
 from interp.zoo import family
-from interp.zoo import registry as zoo
 
 
 def test_clopper_pearson_known_values():
