@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from interp import runs as rundir
 from interp.core.errors import InterpError
-from interp.runs import dirs as rundir
 from interp.runs import sweep, train
 from interp.runs.dirs import RunDir, SweepDir, ZooEntryDir, meta_row, open_dir, upsert
 from interp.runs.spec import TrainSpec

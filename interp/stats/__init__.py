@@ -6,20 +6,17 @@ data flow, below the causal tests and the run pipeline.
 from __future__ import annotations
 
 from interp.stats.between import primary_test
-from interp.stats.between_table import PRIMARY, between_table
+from interp.stats.between_table import PRIMARY
 from interp.stats.intervals import bootstrap_mean_ci, clopper_pearson, spearman
-from interp.stats.run_table import run_table
 from interp.stats.transfer import transfer_correlations, transfer_table
 from interp.stats.within import per_run
 
 __all__ = [
     "PRIMARY",
-    "between_table",
     "bootstrap_mean_ci",
     "clopper_pearson",
     "per_run",
     "primary_test",
-    "run_table",
     "spearman",
     "transfer_correlations",
     "transfer_table",

@@ -59,7 +59,7 @@ from interp.runs.dirs import DONE, RunDir, ZooEntryDir
 from interp.runs.loader import load_run
 from interp.runs.spec import TrainSpec
 from interp.scoring.evaluate import accuracy_table
-from interp.zoo.card import describe, range_mean, render_card
+from interp.zoo.model_card import describe, range_mean, render_card
 
 ZOO_DIR = zoo_dir()
 """Default zoo root: ``models/zoo`` of the repository, or its copy in an installed package
