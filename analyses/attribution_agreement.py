@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from interp.heads import score_heads
-from interp.pipeline import score_lengths
-from interp.runs import load_run
+from interp.runs.loader import load_run
+from interp.runs.pipeline import score_lengths
+from interp.scoring.heads import score_heads
 
 
 def agreement(run_dir: str, n_examples: int) -> pd.DataFrame:

@@ -1,19 +1,21 @@
 """Benchmark: the paper preset's throughput on whatever device is present.
 
 What a researcher planning paper-scale runs needs to know: how many tokens per second
-:func:`interp.train.train` pushes through the ``paper`` preset (6 layers, 6 heads, d_model 384,
+:func:`interp.runs.train.train` pushes through the ``paper`` preset (6 layers, 6 heads, d_model 384,
 RoPE, RMSNorm + gated SiLU) on this machine's device, in float32 and, on a CUDA GPU with
 bfloat16 support, under ``[train] autocast = "bf16"``; and how fast evaluation and head scoring
 run there with the device's default chunk sizes.
 
 * **training, end to end**: the arithmetic group-A mixture at the paper's lengths (reverse add
   1..16, no carry and carry only 1..32), batch 256 (the Fig. 3 ``[paper]`` table), length
-  bucketing, and the loop's own step (:func:`interp.train.train_step`: batch moved to the device,
+  bucketing, and the loop's own step (:func:`interp.runs.train.train_step`: batch moved to the
+  device,
   autocast, answer-only loss, clipping, AdamW) under the loop's deterministic kernels and the
   spec's TF32 setting. The clock runs from the first timed step to the device's last kernel and
   includes **making the batches** (sampling and encoding, Python on one core), once with the
   batches made in the loop as before (``prefetch off``) and once made ahead in a thread
-  (``prefetch on``, :class:`interp.data.Prefetcher`, pinned and copied asynchronously on CUDA).
+  (``prefetch on``, :class:`interp.tasks.batches.Prefetcher`, pinned and copied asynchronously on
+  CUDA).
   The prefetcher starts with the timed steps, its queue empty, as a training run starts. The
   device is synchronised only at the two ends, as in training, so the GPU's queue of kernels is
   free to overlap the host's work.
@@ -21,9 +23,10 @@ run there with the device's default chunk sizes.
   synchronised around each step: what the device could do if data were free (the bound that
   prefetching approaches).
 * **data only**: batches per second of the sampler alone, and the tokens/s that caps.
-* **evaluation**: :func:`interp.evaluate.accuracy_table` on reverse add at length 16 (1024
+* **evaluation**: :func:`interp.scoring.evaluate.accuracy_table` on reverse add at length 16 (1024
   examples, the paper's evaluation-set size), in examples/s.
-* **head scoring**: :func:`interp.heads.score_heads` (mean ablation, exact match) on reverse add
+* **head scoring**: :func:`interp.scoring.heads.score_heads` (mean ablation, exact match) on
+  reverse add
   at length 16, in examples/s (every example is scored for all 36 heads).
 
 The model is untrained (throughput does not depend on the weights). Steps per day follow from
@@ -46,14 +49,14 @@ import time
 
 import torch
 
-from interp.data import MixtureSampler, Prefetcher
-from interp.device import autocast_enabled, deterministic, resolve_device, tf32
-from interp.errors import InterpError
-from interp.evaluate import accuracy_table
-from interp.heads import score_heads
-from interp.model import build_model
-from interp.spec import TrainSpec
-from interp.train import make_optimizer, train_step
+from interp.core.device import autocast_enabled, deterministic, resolve_device, tf32
+from interp.core.errors import InterpError
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec
+from interp.runs.train import make_optimizer, train_step
+from interp.scoring.evaluate import accuracy_table
+from interp.scoring.heads import score_heads
+from interp.tasks.batches import MixtureSampler, Prefetcher
 
 SPEC = {
     "name": "bench_paper_arith_a",

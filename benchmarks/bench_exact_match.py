@@ -1,7 +1,8 @@
 """Benchmark: teacher-forced exact match vs autoregressive greedy decoding.
 
-:func:`interp.evaluate.exact_match` scores an example in one teacher-forced forward pass;
-:func:`interp.evaluate.greedy_decode` generates the answer token by token. The two must give the
+:func:`interp.scoring.evaluate.exact_match` scores an example in one teacher-forced forward pass;
+:func:`interp.scoring.evaluate.greedy_decode` generates the answer token by token. The two must
+give the
 same verdict on every example (asserted here, per example); the table shows the speed-up.
 
 The model is the ``mini`` preset (``models/presets/mini.json``, formerly ``cpu``; the output
@@ -10,7 +11,7 @@ default it is trained briefly here on ``reverse_add`` lengths 1..6 (``--train-st
 minutes on 2 cores), so it is right on some short examples and wrong on long ones: a random model
 is wrong everywhere, and agreement on all-wrong verdicts would prove little. ``--run DIR``
 evaluates a trained run instead. The evaluation sets are the fixed ones of
-:func:`interp.data.eval_batches`: 1024 examples at every length 1..12.
+:func:`interp.tasks.batches.eval_batches`: 1024 examples at every length 1..12.
 
 Run: ``.venv/bin/python benchmarks/bench_exact_match.py [--train-steps 400] [--run DIR]
 [--n 1024] [--max-length 12] [--threads N]``.
@@ -25,11 +26,11 @@ import time
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.data import eval_batches
-from interp.evaluate import exact_match, greedy_decode
-from interp.runs import load_run
-from interp.spec import TrainSpec
-from interp.train import train
+from interp.runs.loader import load_run
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
+from interp.scoring.evaluate import exact_match, greedy_decode
+from interp.tasks.batches import eval_batches
 
 
 def briefly_trained(steps: int, max_length: int, threads: int) -> tuple[HookedTransformer, str]:

@@ -1,10 +1,11 @@
-"""Benchmark: every head set of size 1-3 (696 sets for 16 heads) by ``interp.head_sets``.
+"""Benchmark: every head set of size 1-3 (696 sets for 16 heads) by ``interp.causal.head_sets``.
 
 The zoo model ``<ZOO_FAMILY>both_s0`` (``r4_both_s0``; BENCHMARKS.md also has ``a4_both_s0``; 4
 layers x 4 heads, d_model 128) on reverse add at two lengths (one in the training range, one in the
 transfer range) x ``--n`` examples each. Two ways:
 
-* ``interp.head_sets.set_effects``: one cached clean pass per layout group, then a depth-first
+* ``interp.causal.head_sets.set_effects``: one cached clean pass per layout group, then a
+  depth-first
   walk of the trie of set prefixes over the layers: each distinct set of heads in layers ``<= l``
   (shared by every set that agrees there) is one pass of layer ``l`` alone on its parent's
   output, all children of one node batched in one pass with a per-replica head mask, and only
@@ -28,13 +29,12 @@ import numpy as np
 import torch
 from transformer_lens.utilities import get_act_name
 
-from interp import zoo
-from interp.ablation import reference_mean
-from interp.data import layout_groups
-from interp.evaluate import exact_match_from_logits
-from interp.head_sets import ablate_sets, all_head_sets, set_effects
-from interp.heads import task_batch
-from interp.resources import ZOO_FAMILY
+from interp.causal.head_sets import ablate_sets, all_head_sets, set_effects
+from interp.core.resources import ZOO_FAMILY
+from interp.scoring.ablation import reference_mean
+from interp.scoring.evaluate import exact_match_from_logits
+from interp.tasks.batches import layout_groups, task_batch
+from interp.zoo import registry as zoo
 
 
 def _plain(model, batch, heads, mean) -> torch.Tensor:

@@ -1,11 +1,12 @@
-"""Benchmark: all-heads mean ablation with ``interp.heads.score_heads`` vs TransformerLens's loop.
+"""Benchmark: all-heads mean ablation with ``interp.scoring.heads.score_heads`` vs
+TransformerLens's loop.
 
 For each model size, the same ``reverse_add`` examples (one length, random weights; timing does
 not depend on training) are scored two ways, side by side in one process:
 
 * ``score_heads(..., "mean_ablation", "exact_match")``: one cached clean pass, then per layer one
   forward over ``n_heads`` replicas that recomputes only what the ablated head can change (see
-  ``interp.heads``);
+  ``interp.scoring.heads``);
 * TransformerLens's ``patching.get_act_patch_attn_head_out_all_pos`` with the per-position mean
   ``z`` as the "clean cache" (one full forward per head), under ``torch.no_grad()``, plus the
   clean forward both need.
@@ -37,9 +38,12 @@ import torch
 from transformer_lens import ActivationCache, patching
 from transformer_lens.utilities import get_act_name
 
-from interp.evaluate import exact_match_from_logits
-from interp.heads import mean_z, score_heads, task_batch
-from interp.model import ModelConfig, build_model, load_preset
+from interp.models.architecture import ModelConfig, load_preset
+from interp.models.factory import build_model
+from interp.scoring.ablation import mean_z
+from interp.scoring.evaluate import exact_match_from_logits
+from interp.scoring.heads import score_heads
+from interp.tasks.batches import task_batch
 
 
 def _preset_row(name: str) -> tuple[str, ModelConfig]:

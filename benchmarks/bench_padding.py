@@ -1,6 +1,7 @@
 """Benchmark: how much of the computed ``batch x pos`` grid is real tokens, with length bucketing.
 
-:class:`interp.data.MixtureSampler` draws a pool of ``batch_size * n_buckets`` examples, sorts it
+:class:`interp.tasks.batches.MixtureSampler` draws a pool of ``batch_size * n_buckets`` examples,
+sorts it
 by sequence length and cuts it into ``n_buckets`` batches (``n_buckets = 1`` disables this). Every
 padded position costs as much compute as a real one, so the real-token fraction is the share of
 training compute that is not wasted. Measured on the ``arith_a`` and ``maze_a`` mixtures at CPU
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-from interp.data import MixtureSampler, TaskSpec
+from interp.tasks.batches import MixtureSampler, TaskSpec
 
 MIXTURES: dict[str, list[TaskSpec]] = {
     "arith_a, CPU scale (add 1..6; no carry, carry only 1..12)": [

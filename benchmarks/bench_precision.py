@@ -3,7 +3,7 @@
 The recipe is the zoo's ``models/zoo/specs/r4_both_s0.toml`` (the ``cpu`` preset: 4 layers,
 4 heads, d_model 128, RMSNorm + gated SiLU with d_mlp 344, RoPE; batch 128, 8 length buckets).
 Every contender runs in a **fresh process** (so no mode inherits another's caches or thread
-pool) and runs the training loop's own step, :func:`interp.train.train_step`, with
+pool) and runs the training loop's own step, :func:`interp.runs.train.train_step`, with
 ``[train] autocast`` and ``[train] compile`` set as ``interp train`` would set them. The timer
 covers batch generation *and* the step, from the real sampler, so the figure is what a run gets.
 
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import torch
 
-from interp.data import MixtureSampler
-from interp.device import cpu_bf16_supported
-from interp.model import build_model
-from interp.spec import load_spec
-from interp.train import make_optimizer, train_step
+from interp.core.device import cpu_bf16_supported
+from interp.models.factory import build_model
+from interp.runs.spec import load_spec
+from interp.runs.train import make_optimizer, train_step
+from interp.tasks.batches import MixtureSampler
 
 SPEC = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs" / "r4_both_s0.toml"
 MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")

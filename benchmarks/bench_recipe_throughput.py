@@ -4,14 +4,14 @@ The recipe is the zoo's arithmetic group-A run (``models/zoo/specs/r4_both_s0.to
 ``cpu`` preset, 4 layers, 4 heads, d_model 128, RMSNorm + gated SiLU with d_mlp 344, RoPE;
 reverse add 1..6 with no carry and carry only 1..12; batch 128, 8 length buckets; ``--spec
 a4_both_s0.toml`` for the former LayerNorm + GELU recipe). Every contender runs
-:func:`interp.train.train` itself (the loop ``interp train`` runs), stopped after ``--steps``
+:func:`interp.runs.train.train` itself (the loop ``interp train`` runs), stopped after ``--steps``
 steps before its first checkpoint, so the numbers are what a real run gets. Measured:
 
 * one process, 1 thread;
 * one process, 2 threads;
 * two processes at once, 1 thread each (the aggregate is what two runs in parallel get);
 * ``torch.compile`` of the model (default inductor backend), through the training loop's own
-  step (:func:`interp.train.train_step`): compile time (the first steps, which include every
+  step (:func:`interp.runs.train.train_step`): compile time (the first steps, which include every
   recompile for the bucketed sequence lengths), steady-state speed-up, and the largest loss
   difference over the first 50 steps against eager. Eager and compiled each run in a fresh
   process (1 thread, or ``--compile-threads``; ``--pairs`` times, alternating): timed in the
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 
-from interp.data import MixtureSampler
-from interp.model import build_model
-from interp.spec import TrainSpec, load_spec
-from interp.train import make_optimizer, train, train_step
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec, load_spec
+from interp.runs.train import make_optimizer, train, train_step
+from interp.tasks.batches import MixtureSampler
 
 SPECS = Path(__file__).resolve().parent.parent / "models" / "zoo" / "specs"
 DEFAULT_SPEC = "r4_both_s0.toml"
@@ -61,7 +61,7 @@ def _tokens(spec: TrainSpec, n: int) -> int:
 
 
 def time_train(path: Path, threads: int, steps: int) -> dict[str, float]:
-    """Wall time of ``interp.train.train`` for ``steps`` steps (model build included)."""
+    """Wall time of ``interp.runs.train.train`` for ``steps`` steps (model build included)."""
     spec = _spec(path, threads)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -126,7 +126,7 @@ def throughput_table(path: Path, spec_name: str, steps: int) -> None:
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     pair = [json.loads(pr.communicate()[0]) for pr in procs]
     agg = sum(r["steps_s"] for r in pair)
-    print(f"recipe: {path.name}, {steps} steps of interp.train.train per contender\n")
+    print(f"recipe: {path.name}, {steps} steps of interp.runs.train.train per contender\n")
     print("| setup | steps/s | tokens/s | 4000 steps (min) | ratio to 1 process x 1 thread |")
     print("|---|---|---|---|---|")
     rows = [

@@ -4,8 +4,9 @@ Both models have the identical architecture (RMSNorm, gated SiLU MLP, RoPE on ev
 dimension, causal attention, TransformerLens's bias layout), the same parameter count (asserted)
 and the same initial weights (copied from the HookedTransformer; the logits are checked to
 agree). They train on the same ``arith_a`` batches (reverse_add 1..6, no_carry and carry_only
-1..12, batch 128) from :class:`interp.data.MixtureSampler` with the same loss
-(:func:`interp.train.answer_loss`), grad clipping and AdamW settings as :func:`interp.train.train`.
+1..12, batch 128) from :class:`interp.tasks.batches.MixtureSampler` with the same loss
+(:func:`interp.runs.train.answer_loss`), grad clipping and AdamW settings as
+:func:`interp.runs.train.train`.
 The two are timed side by side in one process, alternating which goes first, over several
 repeats; the table reports the median tokens/s (real, non-pad tokens) and the ratio
 HookedTransformer / reference. Two sizes are measured: 4 layers, 4 heads, d_model 128 (the
@@ -34,10 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer
 
-from interp.data import Batch, MixtureSampler
-from interp.model import build_model
-from interp.spec import TrainSpec
-from interp.train import answer_loss, make_optimizer
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec
+from interp.runs.train import answer_loss, make_optimizer
+from interp.tasks.batches import Batch, MixtureSampler
 
 DATA = {
     "name": "bench_arith_a",
@@ -144,7 +145,7 @@ class RefModel(nn.Module):
 
 
 def ref_optimizer(model: RefModel) -> torch.optim.AdamW:
-    """AdamW with :func:`interp.train.make_optimizer`'s groups.
+    """AdamW with :func:`interp.runs.train.make_optimizer`'s groups.
 
     That function decays every parameter with ``ndim >= 2``, which in TransformerLens's layout
     includes the ``(n_heads, d_head)`` biases ``b_Q, b_K, b_V``; the fused QKV bias is 1-D here,
@@ -169,7 +170,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def make_step(model: nn.Module, opt: torch.optim.Optimizer) -> Callable[[Batch], Tensor]:
-    """One training step exactly as :func:`interp.train.train` takes it."""
+    """One training step exactly as :func:`interp.runs.train.train` takes it."""
 
     def step(batch: Batch) -> Tensor:
         loss = answer_loss(model(batch.tokens), batch)

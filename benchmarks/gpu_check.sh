@@ -202,7 +202,7 @@ EOF
 }
 
 stage() {
-    # stage FN: one of interp.analysis's per-run causal stages, on the device.
+    # stage FN: one of interp.runs.analysis's per-run causal stages, on the device.
     "$PY" - "$1" "$RUN" "$DEVICE" "$EX" <<'EOF'
 import sys
 

@@ -3,7 +3,7 @@
 Importing the package sets ``CUBLAS_WORKSPACE_CONFIG`` (unless the user has): deterministic
 cuBLAS needs it before the process creates its first cuBLAS handle, and the first ``import
 interp`` of a process (the ``interp`` command, a sweep's worker, a Ray task) comes before any
-CUDA work of the package (:func:`interp.device.deterministic`).
+CUDA work of the package (:func:`interp.core.device.deterministic`).
 """
 
 import os as _os
@@ -17,3 +17,32 @@ CUDA_BEFORE_IMPORT = bool(
 setting may have come too late for the handles that exist)."""
 CUBLAS_SET_BY_USER = "CUBLAS_WORKSPACE_CONFIG" in _os.environ
 _os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+# The entry points a notebook needs, imported on first use (importing them here would load torch
+# and TransformerLens on every ``import interp``, before the setting above could matter).
+_ENTRY_POINTS = {
+    "load_run": "interp.runs.loader",
+    "eval_run": "interp.runs.loader",
+    "load_spec": "interp.runs.spec",
+    "train": "interp.runs.train",
+    "build_model": "interp.models.factory",
+    "accuracy_table": "interp.scoring.evaluate",
+    "score_heads": "interp.scoring.heads",
+    "overlap_table": "interp.scoring.overlap",
+    "attention_table": "interp.scoring.attention",
+    "causal_test": "interp.causal.top_k",
+    "get_task": "interp.tasks",
+}
+__all__ = sorted(_ENTRY_POINTS)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute
+    module = _ENTRY_POINTS.get(name)
+    if module is None:
+        # also lets ``from interp import zoo`` find the subpackage
+        raise AttributeError(f"module 'interp' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

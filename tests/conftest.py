@@ -32,7 +32,7 @@ def _seed_everything() -> None:
 @pytest.fixture(scope="session")
 def arith_a_model():
     """The zoo's ``arith_a`` model (2 layers x 4 heads), loaded once for every test module."""
-    from interp import zoo
+    from interp.zoo import registry as zoo
 
     m, _ = zoo.load("arith_a")
     return m
@@ -42,7 +42,7 @@ def arith_a_model():
 def quick_demo(tmp_path_factory: pytest.TempPathFactory):
     """The seconds-scale demo (``interp demo --quick``), run once per session: a sweep directory
     with a transfer run, its baseline, analysis tables and ``report.html``."""
-    from interp.demo import run_demo
+    from interp.cli.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "out"
     report = run_demo(out, quick=True, workers=2)

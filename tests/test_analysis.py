@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from tinyscale import shrink_file, to_toml
 
-from interp.analysis import AnalysisConfig, analyze_path, load_analysis_spec, read_config
-from interp.cli import main
-from interp.errors import InterpError
-from interp.sweep import expand
+from interp.cli.commands import main
+from interp.core.errors import InterpError
+from interp.runs.analysis import AnalysisConfig, analyze_path, load_analysis_spec, read_config
+from interp.runs.sweep_spec import expand
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
 SPECS = sorted(ANALYSES.glob("*.toml"))

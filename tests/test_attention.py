@@ -1,4 +1,4 @@
-"""Attention patterns and the task-to-task attention difference (interp.attention)."""
+"""Attention patterns and the task-to-task attention difference (interp.scoring.attention)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import torch
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from interp.attention import (
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig
+from interp.models.factory import build_model
+from interp.scoring.attention import (
     aligned_attention,
     attention_difference,
     attention_patterns,
     attention_table,
 )
-from interp.errors import InterpError
-from interp.heads import concat_batches, task_batch
-from interp.model import ModelConfig, build_model
+from interp.tasks.batches import concat_batches, task_batch
 
 
 @pytest.fixture(scope="module")

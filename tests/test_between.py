@@ -6,24 +6,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.between import (
-    COVARIATES,
-    MODELS,
-    _design,
-    _stratified_bootstrap,
-    _within_permutations,
-    between_table,
-    describe,
+from interp.core.errors import InterpError
+from interp.stats.arms import related_vs_control
+from interp.stats.between import COVARIATES, partial_residuals, prepare, primary_test
+from interp.stats.between_table import MODELS, between_table, describe
+from interp.stats.permutation import (
+    design as _design,
+)
+from interp.stats.permutation import (
     n_within_permutations,
     ols_t,
-    partial_residuals,
     permutation_p,
-    prepare,
-    primary_test,
-    related_vs_control,
-    run_table,
 )
-from interp.errors import InterpError
+from interp.stats.permutation import (
+    stratified_bootstrap as _stratified_bootstrap,
+)
+from interp.stats.permutation import (
+    within_permutations as _within_permutations,
+)
+from interp.stats.run_table import run_table
 
 CONDS = ["both"] * 5 + ["nocarry"] * 2 + ["carry"] * 2 + ["control1"] * 3
 
@@ -213,7 +214,7 @@ def test_related_vs_control_null_rate_over_2000_datasets() -> None:
     """The label-permutation test at the planned design (32 related, 6 control runs, 2000 random
     labellings) and at the zoo's (9 related, 3 control, exact): 2000 null datasets each, with
     skewed data, reject at 0.05 in 3.5-6.5% (exact test's attainable level allowed for)."""
-    from interp.power import label_permutation_p
+    from interp.stats.power import label_permutation_p
 
     rng = np.random.default_rng(4)
     for n_r, n_c, lo in ((32, 6, 0.035), (9, 3, 0.03)):
@@ -231,9 +232,9 @@ def test_related_vs_control_null_rate_over_2000_datasets() -> None:
 
 def _planned_null(D: int, rng: np.random.Generator):
     """The planned family (20/6/6/6 runs) under the null, with the zoo's floor: transfer from
-    the hurdle model of :mod:`interp.power` with no overlap effect, overlap differing between
+    the hurdle model of :mod:`interp.stats.power` with no overlap effect, overlap differing between
     conditions (condition confounds overlap and transfer)."""
-    from interp.power import ZOO_CONDITIONS, simulate_transfer
+    from interp.stats.power import ZOO_CONDITIONS, simulate_transfer
 
     x, k, codes = simulate_transfer(ZOO_CONDITIONS, 0.0, D, rng)
     x = x + np.array([1.0, 0.5, -0.5, -2.0])[codes]
@@ -244,11 +245,11 @@ def test_primary_null_rate_at_the_planned_design_over_2000_datasets() -> None:
     """The pre-declared primary (rank outcome, condition only; Freedman-Lane within condition)
     and the logit secondary: 2000 null datasets of the planned family, 199 permutations each;
     rejection at 0.05 within [0.035, 0.065]."""
-    from interp.power import N_TRANSFER_ITEMS, within_ranks
+    from interp.stats.power import N_TRANSFER_ITEMS, within_ranks
 
     rng = np.random.default_rng(21)
     x, k, codes = _planned_null(2000, rng)
-    from interp.power import within_slope_p
+    from interp.stats.power import within_slope_p
 
     perms, _ = _within_permutations(codes, 199, np.random.default_rng(0), max_exact=0)
     # Condition as the only covariate: within_slope_p is the same Freedman-Lane p-value as
@@ -370,7 +371,7 @@ def test_adjusting_for_a_collider_creates_an_effect_the_primary_model_does_not()
     one = np.ones((D, n, 1))
     perms, exact = _within_permutations(codes, 199, np.random.default_rng(1), max_exact=0)
     # Condition only: the matrix-product form of the same Freedman-Lane test (test_power.py).
-    from interp.power import within_slope_p
+    from interp.stats.power import within_slope_p
 
     rate0 = float(np.mean(within_slope_p(ov, y, codes, perms) <= 0.05))
     assert 0.035 <= rate0 <= 0.065, rate0
@@ -396,7 +397,7 @@ def test_arm_contrast_is_the_exact_rank_sum_test_with_its_inverted_interval() ->
     not testable with 3 + 3 seeds (20 labellings)."""
     from scipy.stats import mannwhitneyu
 
-    from interp.between import arm_contrast
+    from interp.stats.arms import arm_contrast
 
     rng = np.random.default_rng(3)
     for _ in range(20):

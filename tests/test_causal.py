@@ -12,16 +12,11 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.causal import (
-    COLUMNS,
-    causal_test,
-    matched_random_heads,
-    shared_head_ranking,
-)
-from interp.errors import InterpError
-from interp.heads import score_heads
-from interp.spec import TrainSpec
-from interp.train import train
+from interp.causal.top_k import COLUMNS, causal_test, matched_random_heads, shared_head_ranking
+from interp.core.errors import InterpError
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
+from interp.scoring.heads import score_heads
 
 N_LAYERS, N_HEADS = 2, 4
 
@@ -292,8 +287,8 @@ def test_causal_bad_input(model) -> None:
 def test_control_sets_are_distinct_and_matched_on_in_distribution_damage(model) -> None:
     """The controls are the distinct sets whose training-range damage is nearest the top-k
     set's: their mean damage is closer to it than that of all candidate sets."""
-    from interp.causal import MEASURE_SEED_OFFSET, _ablate, distinct_head_sets
-    from interp.data import task_batch
+    from interp.causal.top_k import MEASURE_SEED_OFFSET, _ablate, distinct_head_sets
+    from interp.tasks.batches import task_batch
 
     df = causal_test(
         model, "copy", "reverse", (1, 2), (3, 4), k=2, n_random=5, n_examples=32, n_boot=50
@@ -319,9 +314,9 @@ def test_p_value_and_interval_invert_one_rank_test(model, monkeypatch) -> None:
     """With enough distinct control sets the diff row carries the rank p-value and the interval
     inverting it: the interval excludes 0 exactly when p <= 0.05 (the old bootstrap interval
     compared with the mean control drop while the p-value ranked single draws)."""
-    import interp.causal as causal
-    from interp.causal import rank_shift_bound
-    from interp.stats import rank_p_value
+    import interp.causal.top_k as causal
+    from interp.causal.top_k import rank_shift_bound
+    from interp.stats.intervals import rank_p_value
 
     rng = np.random.default_rng(0)
     for _ in range(300):

@@ -13,7 +13,9 @@ import torch
 from safetensors import safe_open
 
 import interp
-from interp.checkpoint import (
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig, load_preset
+from interp.models.checkpoint import (
     CKPT_DIR,
     ckpt_name,
     list_checkpoints,
@@ -25,11 +27,10 @@ from interp.checkpoint import (
     save_checkpoint,
     sha256,
 )
-from interp.data import MixtureSampler
-from interp.errors import InterpError
-from interp.model import ModelConfig, build_model, load_preset
-from interp.spec import TrainSpec
-from interp.train import answer_loss, make_optimizer
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec
+from interp.runs.train import answer_loss, make_optimizer
+from interp.tasks.batches import MixtureSampler
 
 SPEC = TrainSpec.from_dict(
     {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from interp.cli import main, parse_lengths
-from interp.errors import InterpError
+from interp.cli.commands import main, parse_lengths
+from interp.core.errors import InterpError
 
 TINY_SPEC = """
 name = "cli_tiny"

@@ -25,11 +25,11 @@ import pytest
 import torch
 from tinyscale import to_toml
 
-from interp.analysis import AnalysisConfig
-from interp.cli import main
-from interp.errors import InterpError
-from interp.spec import TrainSpec
-from interp.sweep import expand, sweep_metadata
+from interp.cli.commands import main
+from interp.core.errors import InterpError
+from interp.runs.analysis import AnalysisConfig
+from interp.runs.spec import TrainSpec
+from interp.runs.sweep_spec import expand, sweep_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -394,7 +394,7 @@ def test_lock_with_an_absurd_pid_is_stale(pid, work, tmp_path: Path, capsys):
 
 
 def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
-    from interp.checkpoint import load_tensors
+    from interp.models.checkpoint import load_tensors
 
     tensors, _ = load_tensors(run, step)
     return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}
@@ -417,7 +417,7 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_good_one_and_resumes(
 
     from safetensors import SafetensorError
 
-    from interp import checkpoint
+    from interp.models import checkpoint
 
     real = checkpoint.save_file
 
@@ -434,7 +434,7 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_good_one_and_resumes(
     run = tmp_path / "run"
     assert main(["train", str(work["spec"]), "--out", str(run), "--quiet"]) == 2
     _one_line_error(capsys, "No space left on device")
-    from interp.checkpoint import list_checkpoints
+    from interp.models.checkpoint import list_checkpoints
 
     assert list_checkpoints(run) == [3]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
@@ -497,7 +497,8 @@ def test_two_default_trainings_give_identical_weights(tmp_path: Path):
 
 
 def test_sweep_spec_identity_ignores_execution_settings_only(tmp_path: Path):
-    from interp.sweep import check_same_sweep, load_sweep_spec
+    from interp.runs.sweep import check_same_sweep
+    from interp.runs.sweep_spec import load_sweep_spec
 
     base = tomllib.loads((ROOT / "analyses" / "demo_quick.toml").read_text())
     base.pop("analysis")
@@ -523,8 +524,8 @@ def _fake_sweep(path: Path) -> Path:
     """A sweep directory as far as analyze and report read it before computing anything."""
     import pandas as pd
 
-    from interp.sweep_spec import expand as expand_cells
-    from interp.sweep_spec import sweep_metadata
+    from interp.runs.sweep_spec import expand as expand_cells
+    from interp.runs.sweep_spec import sweep_metadata
 
     spec = tomllib.loads((ROOT / "analyses" / "demo_quick.toml").read_text())
     spec.pop("analysis")
@@ -609,7 +610,7 @@ def test_commands_on_a_zoo_entry_never_write_inside_it(tmp_path: Path, monkeypat
 
 
 def test_kinds_of_old_directories_are_recognised(work):
-    from interp.rundir import RUN_KIND, SWEEP_KIND, ZOO_KIND, dir_kind
+    from interp.runs.dir_kinds import RUN_KIND, SWEEP_KIND, ZOO_KIND, dir_kind
 
     assert dir_kind(work["run"]) == RUN_KIND
     assert dir_kind(work["fake_sweep"]) == SWEEP_KIND
@@ -711,7 +712,7 @@ def _damage_bytes(data: bytes, rng: random.Random) -> bytes:
 
 
 def test_fuzz_zoo_entry_files(tmp_path: Path):
-    from interp import zoo
+    from interp.zoo import registry as zoo
 
     rng = random.Random(26)
     root = tmp_path / "zoo"
@@ -749,9 +750,9 @@ def test_fuzz_analyze_and_report_inputs(tmp_path: Path):
     the analysis tables (what ``interp report`` reads), damaged at random."""
     import pandas as pd
 
-    from interp.analysis import read_config
-    from interp.report import load_tables
-    from interp.rundir import SweepDir
+    from interp.report.html_report import load_tables
+    from interp.runs.analysis import read_config
+    from interp.runs.dirs import SweepDir
 
     rng = random.Random(2026)
     sweep = _fake_sweep(tmp_path / "sweep")
@@ -785,8 +786,8 @@ def test_fuzz_analyze_and_report_inputs(tmp_path: Path):
 def test_fuzz_finetune_inputs(tiny_llama, tmp_path: Path):
     """Experiment specs and Hugging Face ``config.json`` values, wrong at random."""
     pytest.importorskip("transformers")
-    from interp.finetune import expand as expand_experiment
-    from interp.pretrained import model_config_dict
+    from interp.cli.finetune import expand as expand_experiment
+    from interp.models.pretrained import model_config_dict
 
     rng = random.Random(13)
     ckpt = tmp_path / "ckpt"

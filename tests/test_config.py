@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from interp.analysis import AnalysisConfig
-from interp.config import check_fields, check_keys, check_type, read_config_file
-from interp.errors import InterpError
-from interp.model import ModelConfig
-from interp.spec import EvalConfig, OptimConfig, TrainConfig, TrainSpec
-from interp.sweep import SweepSpec, load_sweep_spec
+from interp.core.config import check_fields, check_keys, check_type, read_config_file
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig
+from interp.runs.analysis import AnalysisConfig
+from interp.runs.spec import TrainSpec
+from interp.runs.spec_sections import EvalConfig, OptimConfig, TrainConfig
+from interp.runs.sweep_spec import SweepSpec, load_sweep_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

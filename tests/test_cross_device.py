@@ -27,16 +27,16 @@ import torch
 from device_audit import FactoryAudit
 from tinyscale import TINY_ANALYSIS
 
-from interp.analysis import (
-    AnalysisConfig,
+from interp.cli.commands import main
+from interp.runs.analysis import AnalysisConfig
+from interp.runs.causal_runs import (
     causal_for_run,
     dose_for_run,
     head_sets_for_run,
     interchange_for_run,
 )
-from interp.cli import main
-from interp.spec import TrainSpec
-from interp.train import train
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
 
 SPEC = {
     "name": "xdev",
@@ -120,7 +120,7 @@ def test_causal_stages(trained: tuple[Path, FactoryAudit], stage: Callable[..., 
 
 
 def test_masked_run(tmp_path: Path) -> None:
-    """A run with per-task head masks (:mod:`interp.head_mask`): training, evaluation and the
+    """A run with per-task head masks (:mod:`interp.models.head_mask`): training, evaluation and the
     head-set trie, whose fast path reads the masked ``z``."""
     tasks = [
         {"name": "reverse_add", "lengths": [1, 2], "heads": [0]},
@@ -138,9 +138,9 @@ def test_masked_run(tmp_path: Path) -> None:
 
 
 def test_attention(trained: tuple[Path, FactoryAudit]) -> None:
-    from interp.attention import attention_difference, attention_table
-    from interp.data import task_batch
-    from interp.runs import load_run
+    from interp.runs.loader import load_run
+    from interp.scoring.attention import attention_difference, attention_table
+    from interp.tasks.batches import task_batch
 
     model = load_run(trained[0], device="cpu").model
 
@@ -154,11 +154,11 @@ def test_attention(trained: tuple[Path, FactoryAudit]) -> None:
 
 
 def _meta_stages() -> dict[str, Callable[[Any], Any]]:
-    from interp.attention import attention_table
-    from interp.data import task_batch
-    from interp.evaluate import accuracy_table
-    from interp.head_sets import ablate_sets, all_head_sets
-    from interp.heads import score_heads
+    from interp.causal.head_sets import ablate_sets, all_head_sets
+    from interp.scoring.attention import attention_table
+    from interp.scoring.evaluate import accuracy_table
+    from interp.scoring.heads import score_heads
+    from interp.tasks.batches import task_batch
 
     def head_sets(m: Any) -> Any:
         b = task_batch(m, "reverse_add", [2, 3], 4, 0)
@@ -184,7 +184,7 @@ def test_stages_under_a_meta_default_device(trained: tuple[Path, FactoryAudit], 
     code before the fix failed here: "Cannot copy out of meta tensor")."""
     import pandas as pd
 
-    from interp.runs import load_run
+    from interp.runs.loader import load_run
 
     model = load_run(trained[0], device="cpu").model
     fn = _meta_stages()[stage]
@@ -242,7 +242,7 @@ class _InProcessPool(concurrent.futures.Executor):
 def test_demo_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``interp demo --quick`` with its worker processes replaced by this process (the zoo
     family's pool by an in-process one, the sweep's executor by ``serial``)."""
-    import interp.demo as demo
+    import interp.cli.demo as demo
 
     real_sweep = demo.run_sweep
     monkeypatch.setattr(demo, "ProcessPoolExecutor", _InProcessPool)
@@ -289,7 +289,8 @@ def test_causal_stages_on_cuda(
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_a_model_on_the_second_gpu_stays_there() -> None:
-    from interp.model import ModelConfig, build_model
+    from interp.models.architecture import ModelConfig
+    from interp.models.factory import build_model
 
     model = build_model(ModelConfig(n_layers=2, n_heads=2, d_model=16), "cuda:1")
     assert model.cfg.device == "cuda:1"

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from interp.data import (
+from interp.core.errors import InterpError
+from interp.tasks import Example, get_task
+from interp.tasks.batches import (
     Batch,
     MixtureSampler,
     TaskSpec,
@@ -17,9 +19,7 @@ from interp.data import (
     eval_examples,
     iter_minibatches,
 )
-from interp.errors import InterpError
-from interp.tasks import Example, get_task
-from interp.tokenizer import VOCAB
+from interp.tasks.vocab import VOCAB
 
 ARITH = [TaskSpec("reverse_add", 1, 4), TaskSpec("no_carry", 1, 8), TaskSpec("carry_only", 1, 8)]
 

@@ -26,7 +26,7 @@ def test_demo_writes_every_stage(quick_demo):
 def test_demo_leads_with_the_zoo_family(quick_demo):
     """The zoo part is computed from the copied weights: one entry per condition (quick), the
     final checkpoint only, and the summary and report open with the per-condition table."""
-    from interp.demo import zoo_names
+    from interp.cli.demo import zoo_names
 
     out, report = quick_demo
     names = zoo_names(quick=True)
@@ -72,9 +72,9 @@ def test_demo_tables_are_consistent(quick_demo):
 
 
 def test_rerun_skips_finished_cells(quick_demo, tmp_path):
-    from interp.analysis import load_analysis_spec
-    from interp.demo import ANALYSES
-    from interp.sweep import run_sweep
+    from interp.cli.demo import ANALYSES
+    from interp.runs.analysis import load_analysis_spec
+    from interp.runs.sweep import run_sweep
 
     out, _ = quick_demo
     ckpt = next((out / "runs").iterdir()) / "checkpoints" / "index.json"
@@ -90,7 +90,7 @@ def test_summary_says_why_instead_of_printing_nan():
     undefined, and the summary says so in words."""
     import numpy as np
 
-    from interp.demo import _live_lines
+    from interp.cli.demo import _live_lines
 
     tables = {
         "meta": pd.DataFrame({"run": ["r"], "kind": ["transfer"], "main": ["reverse_add"],

@@ -17,17 +17,19 @@ from typing import Any
 import pytest
 import torch
 
-import interp.checkpoint as ckpt_mod
-from interp import device as dv
-from interp.checkpoint import list_checkpoints, load_tensors
-from interp.cli import main
-from interp.errors import InterpError
-from interp.heads import score_heads
-from interp.io import read_json, write_json
-from interp.runs import load_run
-from interp.spec import TrainSpec, run_identity
-from interp.sweep import RayExecutor, run_sweep
-from interp.train import CONFIG, is_done, train
+import interp.models.checkpoint as ckpt_mod
+from interp.cli.commands import main
+from interp.core import device as dv
+from interp.core.errors import InterpError
+from interp.core.io import read_json, write_json
+from interp.models.checkpoint import list_checkpoints, load_tensors
+from interp.runs.dirs import CONFIG
+from interp.runs.executors import RayExecutor
+from interp.runs.loader import load_run
+from interp.runs.spec import TrainSpec, run_identity
+from interp.runs.sweep import run_sweep
+from interp.runs.train import is_done, train
+from interp.scoring.heads import score_heads
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -250,7 +252,8 @@ def test_model_keeps_the_full_device_in_its_config() -> None:
     """TransformerLens's ``model.to(torch.device("cuda", 1))`` records only ``"cuda"``, and its
     forward then moves the residual stream to ``cuda:0``. The factory keeps the index; shown
     with the CPU's own indexed spelling, which TransformerLens truncates the same way."""
-    from interp.model import ModelConfig, build_model
+    from interp.models.architecture import ModelConfig
+    from interp.models.factory import build_model
 
     dev = torch.device("cpu", 0)
     model = build_model(ModelConfig(n_layers=1, n_heads=2, d_model=16), dev)
@@ -263,7 +266,7 @@ def test_model_keeps_the_full_device_in_its_config() -> None:
 
 
 def test_local_executor_spreads_cells_over_gpus() -> None:
-    from interp.executors import gpu_slots
+    from interp.runs.executors import gpu_slots
 
     gpus = ["0", "1", "2"]
     assert gpu_slots("auto", 1.0, gpus) == gpus
@@ -280,7 +283,7 @@ def test_local_executor_spreads_cells_over_gpus() -> None:
 def test_local_executor_workers_see_their_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each pool worker gets one slot as its CUDA_VISIBLE_DEVICES (faked GPUs: the variable
     is only read, no CUDA call is made): four items on two GPUs reach both, and only them."""
-    from interp.executors import LocalExecutor
+    from interp.runs.executors import LocalExecutor
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     ex = LocalExecutor(workers=4, device="cuda", gpus_per_cell=1.0)
@@ -297,7 +300,7 @@ def _visible_after_a_pause(_: int) -> str:
 
 
 def test_ray_items_lose_their_gpu_index() -> None:
-    from interp.executors import ray_item
+    from interp.runs.executors import ray_item
 
     job = {"run": "a", "device": "cuda:3"}
     assert ray_item(job) == {"run": "a", "device": "cuda"}
@@ -574,7 +577,7 @@ def test_gpu_resume_is_bit_exact_on_the_same_gpu(tmp_path: Path) -> None:
 
 @needs_cuda
 def test_gpu_and_cpu_evaluation_and_scores_agree(tmp_path: Path) -> None:
-    from interp.evaluate import eval_run
+    from interp.runs.loader import eval_run
 
     train(_spec(steps=8), tmp_path, progress=False, device="cpu")
     acc_cpu = eval_run(tmp_path, device="cpu", n_examples=32, save=False, progress=False)

@@ -76,7 +76,7 @@ def test_readme_zoo_numbers_are_the_shipped_table():
     the table `interp zoo results --prefix r4_` writes, with the rule the demo uses."""
     import pandas as pd
 
-    from interp import family
+    from interp.zoo import family
 
     df = pd.read_parquet(ROOT / "analyses" / "zoo" / "results.parquet")
     rows = _readme_zoo_rows()
@@ -138,7 +138,7 @@ def test_site_builds_strictly(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     api = (site / "reference" / "measurements" / "index.html").read_text(encoding="utf-8")
-    assert "interp.heads.score_heads" in api  # generated from the docstrings
+    assert "interp.scoring.heads.score_heads" in api  # generated from the docstrings
     for nb in ("01_explore_heads", "02_ablation_sweep", "03_transfer_vs_overlap"):
         assert (site / "notebooks" / nb / "index.html").is_file(), nb
     # the results pages include the tables the commands wrote, not copies

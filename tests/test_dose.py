@@ -1,4 +1,5 @@
-"""Dose-matched graded ablation (interp.dose) on the arith_a zoo model (2 layers x 4 heads)."""
+"""Dose-matched graded ablation (interp.causal.dose) on the arith_a zoo model (2 layers x 4
+heads)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import pytest
 import torch
 from transformer_lens.utilities import get_act_name
 
-from interp.ablation import reference_mean
-from interp.data import layout_groups
-from interp.dose import SET_TYPES, dose_matched, fraction_lost, match_dose, typed_sets
-from interp.errors import InterpError
-from interp.evaluate import answer_logprob_from_logits
-from interp.head_sets import ablate_sets
-from interp.heads import task_batch
+from interp.causal.dose import SET_TYPES, dose_matched, fraction_lost, match_dose, typed_sets
+from interp.causal.head_sets import ablate_sets
+from interp.core.errors import InterpError
+from interp.scoring.ablation import reference_mean
+from interp.scoring.evaluate import answer_logprob_from_logits
+from interp.tasks.batches import layout_groups, task_batch
 
 SETS = [((0, 1),), ((1, 0), (1, 2)), ((0, 3), (1, 1))]
 

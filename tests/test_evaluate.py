@@ -10,9 +10,12 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.data import Batch, encode, eval_batches, eval_examples
-from interp.errors import InterpError
-from interp.evaluate import (
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig, load_preset
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
+from interp.scoring.evaluate import (
     AUX_SOLVED,
     accuracy_table,
     answer_logprob_from_logits,
@@ -24,11 +27,9 @@ from interp.evaluate import (
     transfer_range_accuracy,
     transfer_strength,
 )
-from interp.model import ModelConfig, build_model, load_preset
-from interp.spec import TrainSpec
 from interp.tasks import Example
-from interp.tokenizer import VOCAB
-from interp.train import train
+from interp.tasks.batches import Batch, encode, eval_batches, eval_examples
+from interp.tasks.vocab import VOCAB
 
 
 @pytest.fixture(scope="module")

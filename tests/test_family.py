@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp import family, zoo
-from interp.cli import main
+from interp import zoo
+from interp.cli.commands import main
+from interp.zoo import family
 
 
 def test_clopper_pearson_known_values():
@@ -82,8 +83,8 @@ def test_aux_gate(fam):
 def test_family_names_keep_interventions_out(tmp_path) -> None:  # noqa: ANN001
     """Head-mask intervention entries share the family's prefix but are never pooled into the
     observational family unless asked for; their condition names their masks."""
-    from interp import family_sweep
-    from interp.spec import load_spec
+    from interp.runs.spec import load_spec
+    from interp.zoo import family_sweep
 
     for name in ("r4_both_s0", "r4_main_s0", "r4_disjoint_s0", "r4_shared_s1"):
         (tmp_path / name).mkdir()
@@ -92,7 +93,7 @@ def test_family_names_keep_interventions_out(tmp_path) -> None:  # noqa: ANN001
     assert family_sweep.family_names("r4_", tmp_path, interventions=True) == [
         "r4_both_s0", "r4_disjoint_s0", "r4_main_s0", "r4_shared_s1",
     ]  # fmt: skip
-    from interp.resources import zoo_dir
+    from interp.core.resources import zoo_dir
 
     specs = zoo_dir() / "specs"
     both = zoo.condition(load_spec(specs / "r4_both_s0.toml"))

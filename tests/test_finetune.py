@@ -1,4 +1,4 @@
-"""interp.finetune: fine-tuning pretrained checkpoints, and the paper's experiment on them."""
+"""interp.cli.finetune: fine-tuning pretrained checkpoints, and the paper's experiment on them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.data import eval_batches
-from interp.errors import InterpError
-from interp.evaluate import exact_match, greedy_decode
-from interp.finetune import expand, extrapolation_gap
-from interp.heads import score_heads
-from interp.spec import TrainSpec
-from interp.text import vocab_for
-from interp.train import answer_loss, train
+from interp.cli.finetune import expand, extrapolation_gap
+from interp.core.errors import InterpError
+from interp.runs.spec import TrainSpec
+from interp.runs.train import answer_loss, train
+from interp.scoring.evaluate import exact_match, greedy_decode
+from interp.scoring.heads import score_heads
+from interp.tasks.batches import eval_batches
+from interp.tasks.encoding import vocab_for
 
 pytest.importorskip("transformers")
 
@@ -46,7 +46,7 @@ def _eval_loss(model, spec: TrainSpec) -> float:
 
 @pytest.fixture(scope="module")
 def finetuned(tiny_llama, tmp_path_factory):
-    from interp.pretrained import load
+    from interp.models.pretrained import load
 
     path, _ = tiny_llama
     spec = TrainSpec.from_dict(_run(path, aux=True))
@@ -78,8 +78,8 @@ def test_head_scoring_runs(finetuned, method):
 
 
 def test_run_directory_tools_reload_the_finetuned_model(finetuned):
-    from interp.pipeline import overlap_run, score_run
-    from interp.runs import load_run
+    from interp.runs.loader import load_run
+    from interp.runs.pipeline import overlap_run, score_run
 
     run_dir, spec, model, _ = finetuned
     loaded = load_run(run_dir)
@@ -127,7 +127,7 @@ def test_expand_validates_every_checkpoint_first(tiny_llama, tmp_path):
 def test_experiment_end_to_end_cli(tiny_llama, tmp_path, capsys):
     from conftest import make_tiny_llama
 
-    from interp.cli import main
+    from interp.cli.commands import main
 
     first, _ = tiny_llama
     second = tmp_path / "later" / "tiny_llama"
@@ -157,7 +157,7 @@ def test_experiment_end_to_end_cli(tiny_llama, tmp_path, capsys):
 
 
 def test_finetune_refuses_a_scratch_run_spec(tmp_path, capsys):
-    from interp.cli import main
+    from interp.cli.commands import main
 
     d = _run("x")
     d["model"] = {"preset": "tiny"}
@@ -169,7 +169,7 @@ def test_finetune_refuses_a_scratch_run_spec(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", ["tpu9", "cuda:0"])
 def test_finetune_refuses_an_unusable_device(device, tmp_path, capsys):
-    from interp.cli import main
+    from interp.cli.commands import main
 
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -191,8 +191,8 @@ def test_shipped_experiment_specs_resolve(name, tiny_llama):
 
 
 def test_analyze_and_attention_figure_on_a_finetuned_run(finetuned):
-    from interp.pipeline import analyze_run
-    from interp.plots import attention_figure
+    from interp.report.plots import attention_figure
+    from interp.runs.pipeline import analyze_run
 
     run_dir, _, model, _ = finetuned
     tables = analyze_run(run_dir, n_examples=8, k=2, progress=False)
@@ -205,7 +205,7 @@ def test_analyze_and_attention_figure_on_a_finetuned_run(finetuned):
 
 
 def test_finetune_one_run_spec_cli(tiny_llama, tmp_path, capsys):
-    from interp.cli import main
+    from interp.cli.commands import main
 
     spec = tmp_path / "run.json"
     spec.write_text(json.dumps(_run(tiny_llama[0], steps=4)))
@@ -245,7 +245,7 @@ def test_finetune_refuses_a_config_with_a_wrong_type(key, value, needle, tiny_ll
 
     from tinyscale import to_toml
 
-    from interp.cli import main
+    from interp.cli.commands import main
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_llama[0], ckpt)
@@ -264,7 +264,7 @@ def test_finetune_refuses_a_config_with_a_wrong_type(key, value, needle, tiny_ll
 def test_finetune_refuses_damaged_weights_before_writing(damage, tiny_llama, tmp_path, capsys):
     import shutil
 
-    from interp.cli import main
+    from interp.cli.commands import main
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_llama[0], ckpt)
@@ -297,7 +297,7 @@ def test_finetune_refuses_damaged_weights_before_writing(damage, tiny_llama, tmp
 )
 def test_finetune_refuses_an_experiment_spec_with_a_bad_entry(over, needle, tiny_llama, tmp_path,
                                                               capsys):  # fmt: skip
-    from interp.cli import main
+    from interp.cli.commands import main
 
     d = _experiment([tiny_llama[0]])
     d.update(over)
@@ -322,7 +322,7 @@ def test_a_checkpoint_named_dot_dot_stays_inside_the_experiment(tiny_llama, tmp_
 
 
 def test_finetune_refuses_other_kinds_of_directory(tiny_llama, tmp_path, capsys):
-    from interp.cli import main
+    from interp.cli.commands import main
 
     spec = tmp_path / "exp.json"
     spec.write_text(json.dumps(_experiment([tiny_llama[0]])))

@@ -1,4 +1,5 @@
-"""Per-task head masks (interp.head_mask): masked heads carry nothing, forward or backward, for
+"""Per-task head masks (interp.models.head_mask): masked heads carry nothing, forward or backward,
+for
 their task's rows only; training, evaluation, loading, resuming and head scoring honour them; a
 spec without masks gets no hook at all; bad masks are one-line errors."""
 
@@ -14,22 +15,22 @@ import torch
 from tinyscale import to_toml
 from transformer_lens import HookedTransformer
 
-import interp.heads as H
-import interp.lean as lean_module
-import interp.set_trie as set_trie
-from interp.ablation import ablate_heads
-from interp.cli import main
-from interp.data import MixtureSampler, task_batch
-from interp.errors import InterpError
-from interp.evaluate import accuracy_table, answer_logits, greedy_decode
-from interp.head_mask import ATTR, get_mask
-from interp.head_sets import ablate_sets
-from interp.interchange import interchange_scores
-from interp.io import read_json
-from interp.model import build_model
-from interp.runs import load_run
-from interp.spec import TrainSpec
-from interp.train import answer_loss, train
+import interp.causal.set_trie as set_trie
+import interp.models.fast_forward as lean_module
+import interp.scoring.heads as H
+from interp.causal.head_sets import ablate_sets
+from interp.causal.interchange import interchange_scores
+from interp.cli.commands import main
+from interp.core.errors import InterpError
+from interp.core.io import read_json
+from interp.models.factory import build_model
+from interp.models.head_mask import ATTR, get_mask
+from interp.runs.loader import load_run
+from interp.runs.spec import TrainSpec
+from interp.runs.train import answer_loss, train
+from interp.scoring.ablation import ablate_heads
+from interp.scoring.evaluate import accuracy_table, answer_logits, greedy_decode
+from interp.tasks.batches import MixtureSampler, task_batch
 
 MAIN, AUX = "reverse_add", "no_carry"
 MAIN_HEADS, AUX_HEADS = (0, 1), (2, 3)  # the zoo's `disjoint` design on a 4-head tiny model

@@ -6,23 +6,25 @@ import numpy as np
 import pytest
 import torch
 
-from interp import set_trie, zoo
-from interp.construct import construct
-from interp.errors import InterpError
-from interp.head_sets import (
+from interp.causal import set_trie
+from interp.causal.head_sets import (
     ablate_sets,
     all_head_sets,
     causal_sets,
-    plan_trie,
     residual_slope,
     set_effects,
     sharedness,
     transfer_specific,
-    trie_sizes,
 )
-from interp.heads import ablate_heads, task_batch
-from interp.model import ModelConfig, build_model, hooked_config
-from interp.resources import ZOO_FAMILY
+from interp.causal.set_trie import plan_trie, trie_sizes
+from interp.core.errors import InterpError
+from interp.core.resources import ZOO_FAMILY
+from interp.models.architecture import ModelConfig, hooked_config
+from interp.models.construct import construct
+from interp.models.factory import build_model
+from interp.scoring.ablation import ablate_heads
+from interp.tasks.batches import task_batch
+from interp.zoo import registry as zoo
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +169,7 @@ def test_residual_analysis_recovers_a_planted_transfer_specific_effect() -> None
 
 
 def test_causal_sets_end_to_end_and_figure(model) -> None:
-    from interp.plots import head_sets_figure
+    from interp.report.stat_plots import head_sets_figure
 
     df, summary = causal_sets(model, "reverse_add", ["no_carry", "carry_only"], (1, 3), (4, 6),
                               n_examples=16, max_size=2)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Head scoring (interp.heads) against TransformerLens's own patching code on tiny models."""
+"""Head scoring (interp.scoring.heads) against TransformerLens's own patching code on tiny
+models."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from scipy.stats import pearsonr
 from transformer_lens import ActivationCache, HookedTransformer, patching
 from transformer_lens.utilities import get_act_name
 
-import interp.heads as H
-from interp.data import Batch
-from interp.errors import InterpError
-from interp.evaluate import answer_logprob_from_logits, exact_match_from_logits
-from interp.model import ModelConfig, build_model
+import interp.scoring.heads as H
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig
+from interp.models.factory import build_model
+from interp.scoring.evaluate import answer_logprob_from_logits, exact_match_from_logits
+from interp.tasks.batches import Batch
 
 TOL = 1e-5
 

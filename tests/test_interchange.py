@@ -1,4 +1,4 @@
-"""Cross-task interchange patching (interp.interchange) on the arith_a zoo model."""
+"""Cross-task interchange patching (interp.causal.interchange) on the arith_a zoo model."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformer_lens.utilities import get_act_name
 
-from interp.errors import InterpError
-from interp.evaluate import answer_logprob_from_logits
-from interp.heads import task_batch
-from interp.interchange import interchange_batch, interchange_scores, swap_task_token
-from interp.tokenizer import VOCAB
+from interp.causal.interchange import interchange_batch, interchange_scores, swap_task_token
+from interp.core.errors import InterpError
+from interp.scoring.evaluate import answer_logprob_from_logits
+from interp.tasks.batches import task_batch
+from interp.tasks.vocab import VOCAB
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
-"""The package's import graph: every module sits on a floor and imports only from its floor or
-below, and no two modules import each other, directly or around a circle.
+"""The package's import graph: every subpackage sits on a floor along the data flow and imports
+only from its floor or below, and no two modules (nor two subpackages) import each other,
+directly or around a circle.
 
-Imports are read from the source with ``ast`` (function-level imports included; imports under
-``if TYPE_CHECKING:`` are annotations only and are skipped), so a lazy import inside a function
-counts as much as one at the top of a file.
+Imports are read from the source with ``ast``: top-level imports, function-level imports and
+imports under ``if TYPE_CHECKING:`` all count, so neither a lazy import inside a function nor an
+annotation-only import can hide an arrow.
 """
 
 from __future__ import annotations
@@ -15,125 +16,161 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "interp"
 
-LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "io", "resources", "config", "progress"}),
-    ("vocabulary, tasks, devices, pure statistics", {"tokenizer", "tasks", "text", "device",
-                                                     "stats", "head_mask"}),
-    ("data and the model factory", {"data", "construct", "pretrained", "model"}),
-    ("artifacts on disk", {"checkpoint", "spec", "rundir", "runs", "sweep_spec"}),
-    ("training and measurements on one model", {
-        "train", "evaluate", "hooks", "lean", "ablation", "patching", "heads", "attention",
-        "causal", "head_sets", "set_trie", "overlap", "metrics", "transfer", "permutation",
-        "run_table", "between", "within", "dose", "interchange", "head_table", "power",
-    }),
-    ("stages over run directories", {"pipeline", "analysis", "sweep", "sweep_monitor",
-                                     "executors", "zoo_card", "zoo", "family", "family_sweep"}),
-    ("presentation", {"report_doc", "stat_plots", "plots", "report_family", "report"}),
-    ("drivers", {"finetune", "demo"}),
-    ("command line", {"cli", "cli_parser"}),
-]  # fmt: skip
-
-# Upward imports allowed for now (none left: the last one, pipeline -> plots, went in issue 12's
-# second pass, when `interp overlap` began drawing its figures itself).
-KNOWN_UPWARD: set[tuple[str, str]] = set()
+# The data flow, bottom to top: tasks -> batches -> model -> checkpoints -> evaluation and head
+# scores -> statistics -> causal tests -> runs and analyses -> zoo -> figures and reports -> CLI.
+LAYERS: list[tuple[str, str]] = [
+    ("core", "foundation: errors, files, configs, devices, resources, progress"),
+    ("tasks", "tasks, vocabulary, encodings, batches"),
+    ("models", "model architecture and factory, pretrained loading, checkpoints, head masks"),
+    ("scoring", "evaluation, hooks, ablation, patching, head scores, attention, overlap"),
+    ("stats", "intervals, permutation tests, transfer, between- and within-run statistics"),
+    ("causal", "causal top-k test, head sets, dose, interchange"),
+    ("runs", "run specs and directories, training, sweeps, pipeline, analyses"),
+    ("zoo", "the model zoo, its cards and families"),
+    ("report", "figures and reports"),
+    ("cli", "command line and drivers"),
+]
 
 
 def _module_name(path: Path) -> str:
     rel = path.relative_to(PACKAGE).with_suffix("")
-    parts = [p for p in rel.parts if p != "__init__"]
-    # The tasks package is one module as far as layering goes.
-    return "tasks" if parts and parts[0] == "tasks" else ".".join(parts)
+    return ".".join(p for p in rel.parts if p != "__init__")
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
-    )
+def _resolve(module: str | None, level: int, here: str, is_pkg: bool) -> str | None:
+    if level == 0:
+        return module
+    base = here.split(".") if is_pkg else here.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join([*base, module] if module else base)
 
 
-def _imports(tree: ast.AST) -> set[str]:
+def _imports(tree: ast.AST, here: str, is_pkg: bool, modules: set[str]) -> set[str]:
+    """Modules of the package (dotted names below ``interp``) that ``tree`` imports."""
     out: set[str] = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            mod = node.module
-            if mod == "interp":
-                out.update(a.name for a in node.names)
-            elif mod.startswith("interp."):
-                out.add(mod.split(".")[1])
+
+    def add(name: str) -> None:
+        # the longest prefix that is a module of the package
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            cand = ".".join(parts[:i])
+            if cand in modules:
+                out.add(cand)
+                return
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = _resolve(node.module, node.level, "interp." + here if here else "interp", is_pkg)
+            if not mod or not (mod == "interp" or mod.startswith("interp.")):
+                continue
+            rel = mod.removeprefix("interp").removeprefix(".")
+            for a in node.names:
+                sub = f"{rel}.{a.name}" if rel else a.name
+                add(sub if sub in modules else rel)
         elif isinstance(node, ast.Import):
-            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("interp."))
-        stack.extend(ast.iter_child_nodes(node))
+            for a in node.names:
+                if a.name.startswith("interp."):
+                    add(a.name.removeprefix("interp."))
+    out.discard("")
     return out
 
 
 def import_graph() -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = _module_name(path)
-        if not name:
-            continue  # interp/__init__.py
-        deps = _imports(ast.parse(path.read_text(encoding="utf-8")))
-        graph.setdefault(name, set()).update(d for d in deps if d != name)
-    return graph
+    """Module -> the package's modules it imports (``interp/__init__.py`` left out)."""
+    paths = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    paths.pop("", None)
+    modules = set(paths)
+    return {
+        name: _imports(ast.parse(p.read_text(encoding="utf-8")), name, p.name == "__init__.py",
+                       modules) - {name}
+        for name, p in paths.items()
+    }  # fmt: skip
+
+
+def _subpackage(module: str) -> str:
+    return module.split(".")[0]
 
 
 def _floor() -> dict[str, int]:
-    floor: dict[str, int] = {}
-    for i, (_, names) in enumerate(LAYERS):
-        for n in names:
-            assert n not in floor, f"{n} is on two floors"
-            floor[n] = i
-    return floor
+    return {name: i for i, (name, _) in enumerate(LAYERS)}
 
 
-def test_every_module_has_a_floor():
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (c := visit(dep, [*path, dep])):
+                return c
+        state[node] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (c := visit(n, [n])):
+            return c
+    return None
+
+
+def test_every_module_lives_in_a_subpackage_with_a_floor():
     floor = _floor()
-    graph = import_graph()
-    assert sorted(set(graph) - set(floor)) == [], "add new modules to LAYERS"
-    assert sorted(set(floor) - set(graph)) == [], "LAYERS names a module that does not exist"
+    subs = {_subpackage(m) for m in import_graph()}
+    assert sorted(subs - set(floor)) == [], "add new subpackages to LAYERS (no loose modules)"
+    assert sorted(set(floor) - subs) == [], "LAYERS names a subpackage that does not exist"
 
 
-def test_no_module_imports_from_a_higher_floor():
+def test_no_import_from_a_higher_floor():
     floor = _floor()
     upward = sorted(
-        (a, b, LAYERS[floor[a]][0], LAYERS[floor[b]][0])
+        (a, b)
         for a, deps in import_graph().items()
         for b in deps
-        if floor[b] > floor[a] and (a, b) not in KNOWN_UPWARD
+        if floor[_subpackage(b)] > floor[_subpackage(a)]
     )
     assert upward == []
 
 
-def test_known_upward_imports_still_exist():
-    # An allow-listed exception that is gone must leave the list too.
+def test_no_import_cycle_between_modules():
     graph = import_graph()
-    assert all(b in graph[a] for a, b in KNOWN_UPWARD)
+    cycle = _find_cycle(graph)
+    if cycle:
+        pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
-def test_no_import_cycle():
-    graph = import_graph()
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join([*path[path.index(dep) :], dep]))
-            if dep not in state:
-                visit(dep, [*path, dep])
-        state[node] = 2
-
-    for n in sorted(graph):
-        if n not in state:
-            visit(n, [n])
+def test_no_import_cycle_between_subpackages():
+    sub: dict[str, set[str]] = {}
+    for a, deps in import_graph().items():
+        sub.setdefault(_subpackage(a), set()).update(
+            _subpackage(b) for b in deps if _subpackage(b) != _subpackage(a)
+        )
+    cycle = _find_cycle(sub)
+    if cycle:
+        pytest.fail("subpackage cycle: " + " -> ".join(cycle))
 
 
-def test_runs_get_file_names_from_rundir_not_train():
-    # evaluate -> runs -> train -> evaluate was a circle; runs now asks rundir.
-    assert "train" not in import_graph()["runs"]
+def test_no_private_name_is_imported_across_modules():
+    private = sorted(
+        f"{path.relative_to(PACKAGE)}: {a.name}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("interp")
+        for a in node.names
+        if a.name.startswith("_")
+    )
+    assert private == []
+
+
+def test_no_module_is_over_500_lines():
+    long = sorted(
+        (str(p.relative_to(PACKAGE)), n)
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
+    )
+    assert long == []
+
+
+def test_runs_get_file_names_from_the_run_directory_not_train():
+    # evaluate -> runs -> train -> evaluate was a circle; the loader now asks the run directory.
+    assert "runs.train" not in import_graph()["runs.loader"]

@@ -5,10 +5,11 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-import interp.heads as H
-import interp.lean as lean_module
-from interp.lean import LeanStack, lean_ok
-from interp.model import ModelConfig, build_model
+import interp.models.fast_forward as lean_module
+import interp.scoring.heads as H
+from interp.models.architecture import ModelConfig
+from interp.models.factory import build_model
+from interp.models.fast_forward import LeanStack, lean_ok
 
 ARCHS = [
     {"positional": "rope", "norm": "ln", "mlp": "gelu"},  # the cpu preset's blocks

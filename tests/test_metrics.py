@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.metrics import (
+from interp.runs.loader import read_run_spec
+from interp.stats.metrics import (
     curve_distance,
     gap_per_aux,
     n_distinct,
@@ -15,7 +16,6 @@ from interp.metrics import (
     unseen_lengths,
     with_intervals,
 )
-from interp.runs import read_run_spec
 
 
 def _acc(curves: dict[str, dict[int, float]], n: int = 128) -> pd.DataFrame:

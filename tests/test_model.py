@@ -11,18 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from interp.errors import InterpError
-from interp.model import (
-    ModelConfig,
-    build_model,
-    check_context,
-    hooked_config,
-    list_presets,
-    load_preset,
-)
-from interp.spec import TrainSpec
-from interp.tokenizer import VOCAB
-from interp.train import train
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig, hooked_config, list_presets, load_preset
+from interp.models.factory import build_model
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
+from interp.tasks.batches import check_context
+from interp.tasks.vocab import VOCAB
 
 TINY = load_preset("tiny")
 
@@ -142,8 +137,8 @@ def test_bad_config_type_errors() -> None:
 def test_cpu_preset_is_the_zoo_recipe_model() -> None:
     """The `cpu` preset is the model the zoo's family was trained with (issue 9); the 2-layer
     model that used to be `cpu` lives on as `mini`."""
-    from interp.resources import ZOO_FAMILY
-    from interp.spec import load_spec
+    from interp.core.resources import ZOO_FAMILY
+    from interp.runs.spec import load_spec
 
     spec_file = f"models/zoo/specs/{ZOO_FAMILY}both_s0.toml"
     zoo_spec = load_spec(Path(__file__).parents[1] / spec_file)

@@ -1,4 +1,4 @@
-"""Overlap statistics between head-score maps (interp.overlap)."""
+"""Overlap statistics between head-score maps (interp.scoring.overlap)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from interp.errors import InterpError
-from interp.overlap import (
+from interp.core.errors import InterpError
+from interp.scoring.overlap import (
     cosine_similarity,
     jaccard_curve,
     jaccard_curves,
@@ -136,7 +136,7 @@ def test_bad_inputs():
 def test_chance_corrected_jaccard_is_zero_at_chance_and_one_at_identity():
     from itertools import combinations
 
-    from interp.overlap import chance_corrected_jaccard, expected_jaccard
+    from interp.scoring.overlap import chance_corrected_jaccard, expected_jaccard
 
     # Brute force over all pairs of 2-subsets of 5 heads.
     subsets = [set(c) for c in combinations(range(5), 2)]

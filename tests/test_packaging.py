@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECK = """
 import interp, sys
 from pathlib import Path
-from interp import resources, zoo
-from interp.model import build_model, ModelConfig, load_preset
+from interp.core import resources
+from interp.zoo import registry as zoo
+from interp.models.factory import build_model
+from interp.models.architecture import ModelConfig, load_preset
 pkg = Path(interp.__file__).resolve().parent
 assert str(pkg).startswith(sys.prefix), pkg
 assert resources.presets_dir().is_relative_to(pkg), resources.presets_dir()

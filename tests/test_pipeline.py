@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp.errors import InterpError
-from interp.pipeline import (
+from interp.core.errors import InterpError
+from interp.report.plots import write_overlap_figures
+from interp.runs.pipeline import (
     analyze_run,
     common_lengths,
     overlap_run,
@@ -17,9 +18,8 @@ from interp.pipeline import (
     score_plan,
     score_run,
 )
-from interp.plots import write_overlap_figures
-from interp.spec import TrainSpec
-from interp.train import train
+from interp.runs.spec import TrainSpec
+from interp.runs.train import train
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_lengths_and_meta(run_dir: Path):
-    from interp.runs import read_run_spec
+    from interp.runs.loader import read_run_spec
 
     spec = read_run_spec(run_dir)
     assert score_lengths(spec, "reverse_add") == [1, 2]
@@ -71,7 +71,7 @@ def test_analyze_run_covers_every_checkpoint(run_dir: Path):
 
 
 def test_score_plan_compares_like_with_like(run_dir: Path):
-    from interp.runs import read_run_spec
+    from interp.runs.loader import read_run_spec
 
     spec = read_run_spec(run_dir)
     plan = score_plan(spec, spec.task_names)
@@ -109,7 +109,8 @@ def test_single_checkpoint_commands_add_to_the_tables(run_dir: Path):
     overlap_run(run_dir, checkpoint=6, k=2, n_examples=4)
     ov = pd.read_parquet(run_dir / "analysis" / "overlap.parquet")
     assert sorted(ov["step"].unique()) == [3, 6]
-    # Figures are the presentation stage's (interp.plots), drawn from these tables by the CLI.
+    # Figures are the presentation stage's (interp.report.plots), drawn from these tables by the
+    # CLI.
     assert not (run_dir / "analysis" / "overlap_matrix.html").exists()
     assert (run_dir / "analysis" / "overlap_matrix.html") in write_overlap_figures(run_dir, 6)
     assert (run_dir / "analysis" / "overlap_matrix.html").is_file()

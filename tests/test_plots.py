@@ -1,4 +1,4 @@
-"""Plotly figures (interp.plots)."""
+"""Plotly figures (interp.report.plots)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from interp.errors import InterpError
-from interp.heads import task_batch
-from interp.model import ModelConfig, build_model
-from interp.overlap import overlap_table
-from interp.plots import (
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig
+from interp.models.factory import build_model
+from interp.report.plots import (
     accuracy_figure,
     attention_figure,
     compare_maps,
@@ -19,7 +18,9 @@ from interp.plots import (
     overlap_matrix,
     write_html,
 )
-from interp.tokenizer import VOCAB
+from interp.scoring.overlap import overlap_table
+from interp.tasks.batches import task_batch
+from interp.tasks.vocab import VOCAB
 
 
 def scores() -> pd.DataFrame:
@@ -110,7 +111,7 @@ def test_accuracy_figure_lines_and_training_ranges():
 def test_accuracy_figure_range_labels_do_not_overlap():
     """Group A's shape: the main range nested in the auxiliaries' shared one. Bands that start
     at the same length get labels on separate rows; tasks with one range share one band."""
-    from interp.plots import LABEL_ROW
+    from interp.report.plots import LABEL_ROW
 
     acc = pd.DataFrame({"task": ["reverse_add"] * 2, "length": [1, 4], "accuracy": [1.0, 0.1]})
     ranges = {"reverse_add": (1, 3), "no_carry": (1, 6), "carry_only": (1, 6)}
@@ -145,8 +146,8 @@ def test_write_html_is_standalone_and_atomic(tmp_path):
 
 
 def test_pattern_figure_draws_the_attention_table():
-    from interp.attention import head_pattern
-    from interp.plots import pattern_figure
+    from interp.report.plots import pattern_figure
+    from interp.scoring.attention import head_pattern
 
     model = build_model(ModelConfig(n_layers=1, n_heads=2, d_model=16, n_ctx=64))
     batch = task_batch(model, "reverse_add", [2], 3)
@@ -163,7 +164,7 @@ def test_pattern_figure_draws_the_attention_table():
 
 
 def test_overlap_figures_one_set_per_method_and_metric_never_mixed():
-    from interp.plots import overlap_figures
+    from interp.report.plots import overlap_figures
 
     a = scores()
     b = a.assign(metric="frac_lost", score=a["score"].abs())
@@ -190,7 +191,7 @@ def test_overlap_figures_one_set_per_method_and_metric_never_mixed():
 
 
 def test_dose_and_interchange_figures_draw_their_tables():
-    from interp.plots import dose_figure, interchange_figure
+    from interp.report.stat_plots import dose_figure, interchange_figure
 
     sets = pd.DataFrame(
         {
@@ -223,7 +224,7 @@ def test_notebook_figures_store_html_with_plotlyjs_once():
     figure's HTML carries plotly.js, later ones reuse it, every one also has the mimetype."""
     import plotly.io as pio
 
-    from interp.plots import NOTEBOOK_RENDERER, notebook_figures
+    from interp.report.plots import NOTEBOOK_RENDERER, notebook_figures
 
     previous = pio.renderers.default
     try:

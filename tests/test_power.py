@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.permutation import permutation_p, within_permutations
-from interp.power import (
+from interp.stats.permutation import permutation_p, within_permutations
+from interp.stats.power import (
     N_TRANSFER_ITEMS,
     ZOO_CONDITIONS,
     label_permutation_p,

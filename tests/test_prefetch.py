@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp import device as dv
-from interp.checkpoint import CKPT_DIR, ckpt_name
-from interp.data import Batch, MixtureSampler, Prefetcher, TaskSpec
-from interp.errors import InterpError
-from interp.spec import TrainSpec, run_identity
-from interp.train import answer_loss, train, weighted_answer_loss
+from interp.core import device as dv
+from interp.core.errors import InterpError
+from interp.models.checkpoint import CKPT_DIR, ckpt_name
+from interp.runs.spec import TrainSpec, run_identity
+from interp.runs.train import answer_loss, train, weighted_answer_loss
+from interp.tasks.batches import Batch, MixtureSampler, Prefetcher, TaskSpec
 
 
 def _sampler() -> MixtureSampler:
@@ -158,7 +158,7 @@ def test_tf32_is_scoped_to_cuda() -> None:
 
 
 def test_paper_specs_turn_tf32_on() -> None:
-    from interp.spec import load_spec
+    from interp.runs.spec import load_spec
 
     root = Path(__file__).resolve().parent.parent / "analyses" / "paper"
     for path in sorted(root.glob("*.toml")):

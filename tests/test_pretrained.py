@@ -1,4 +1,4 @@
-"""interp.pretrained: local Llama-family checkpoints as HookedTransformers."""
+"""interp.models.pretrained: local Llama-family checkpoints as HookedTransformers."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import shutil
 import pytest
 import torch
 
-from interp.errors import InterpError
-from interp.model import ModelConfig, build_model
-from interp.pretrained import load, model_config_dict, read_hf_config
-from interp.spec import TrainSpec
+from interp.core.errors import InterpError
+from interp.models.architecture import ModelConfig
+from interp.models.factory import build_model
+from interp.models.pretrained import load, model_config_dict, read_hf_config
+from interp.runs.spec import TrainSpec
 
 pytest.importorskip("transformers")
 
@@ -105,7 +106,7 @@ def test_bad_directories(tiny_llama, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "not_llama", "no_tokenizer"])
 def test_cli_bad_checkpoint_one_line_exit_2(case, tiny_llama, tmp_path, capsys):
-    from interp.cli import main
+    from interp.cli.commands import main
 
     path, _ = tiny_llama
     if case == "missing":

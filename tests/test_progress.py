@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.progress import (
+from interp.core.progress import (
     ACCURACY,
     BASELINE,
     CAUSAL_STAGES,
@@ -80,8 +80,8 @@ def test_format_seconds():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from interp.spec import TrainSpec
-    from interp.train import train
+    from interp.runs.spec import TrainSpec
+    from interp.runs.train import train
 
     spec = TrainSpec.from_dict(
         {
@@ -104,7 +104,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_analyze_run_reports_each_stage_of_each_checkpoint(run_dir: Path, capsys):
     """`interp analyze RUN`'s path: a line per stage and checkpoint, in the planned order."""
-    from interp.analysis import analyze_path
+    from interp.runs.analysis import analyze_path
 
     analyze_path(run_dir, {"n_examples": 4, "k": 2, "causal": True}, progress=True)
     err = capsys.readouterr().err.replace("\r", "\n")  # the bar redraws with carriage returns

@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from interp.errors import InterpError
-from interp.report import load_tables, write_report
+from interp.core.errors import InterpError
+from interp.report.html_report import load_tables, write_report
 
 pytestmark = pytest.mark.slow
 
@@ -188,8 +188,8 @@ def test_untestable_rows_are_one_line_per_question_not_a_table_of_nan():
     it once, in words, and draws no table; testable rows still get their table."""
     import pandas as pd
 
-    from interp.report import _primary_section, _within_section
-    from interp.report_doc import Doc
+    from interp.report.doc import Doc
+    from interp.report.html_report import _primary_section, _within_section
 
     reason = "not testable (n=1, too few runs)"
     between = pd.DataFrame(

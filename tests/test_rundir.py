@@ -7,10 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp import rundir, sweep, train, zoo
-from interp.errors import InterpError
-from interp.rundir import RunDir, SweepDir, ZooEntryDir, meta_row, open_dir, upsert
-from interp.spec import TrainSpec
+from interp import runs as rundir
+from interp.core.errors import InterpError
+from interp.runs import sweep, train
+from interp.runs.dirs import RunDir, SweepDir, ZooEntryDir, meta_row, open_dir, upsert
+from interp.runs.spec import TrainSpec
+from interp.zoo import registry as zoo
 
 
 def test_writers_use_the_layout_the_readers_ask_for():

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from interp.data import encode, eval_examples
-from interp.errors import InterpError
-from interp.model import load_preset
-from interp.spec import OptimConfig, TrainConfig, TrainSpec, load_spec
+from interp.core.errors import InterpError
+from interp.models.architecture import load_preset
+from interp.runs.spec import TrainSpec, load_spec
+from interp.runs.spec_sections import OptimConfig, TrainConfig
 from interp.tasks import get_task
+from interp.tasks.batches import encode, eval_examples
 
 TOML = """
 name = "arith_a_cpu"

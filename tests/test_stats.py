@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from interp.errors import InterpError
-from interp.stats import (
+from interp.core.errors import InterpError
+from interp.stats.intervals import (
     REASON_CONSTANT,
     REASON_FEW,
     bootstrap_diff_ci,

@@ -13,24 +13,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from interp.errors import InterpError
-from interp.spec import TrainSpec
-from interp.sweep import (
-    CELLS,
-    FAILURES,
-    RESULT_COLUMNS,
-    RESULTS,
-    RUNS,
-    LocalExecutor,
-    SerialExecutor,
-    expand,
-    get_executor,
-    load_sweep_spec,
-    run_sweep,
-    sweep_metadata,
-)
-from interp.train import is_done
-from interp.transfer import normalize_meta
+from interp.core.errors import InterpError
+from interp.runs.dirs import CELLS, FAILURES, RESULTS, RUNS
+from interp.runs.executors import LocalExecutor, SerialExecutor, get_executor
+from interp.runs.spec import TrainSpec
+from interp.runs.sweep import RESULT_COLUMNS, run_sweep
+from interp.runs.sweep_spec import expand, load_sweep_spec, sweep_metadata
+from interp.runs.train import is_done
+from interp.stats.transfer import normalize_meta
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BASE = {
@@ -117,7 +107,7 @@ def test_grid_expansion_counts_ids_and_ranges() -> None:
 def test_metadata_feeds_the_transfer_module() -> None:
     cells = expand(tiny_spec(groups=["arith_a", "control_1"], seeds=[0, 1]))
     meta = sweep_metadata(cells)
-    m = normalize_meta(meta)  # the columns interp.transfer requires, validated there
+    m = normalize_meta(meta)  # the columns interp.stats.transfer requires, validated there
     assert len(m) == len(cells) == 2 + 4
     row = m.set_index("run").loc["arith_a-tiny-rope-m2-a3-s1"]
     assert row["aux"] == ("no_carry", "carry_only") and row["kind"] == "transfer"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from tinyscale import shrink_file
 
-from interp.cli import main
-from interp.io import write_json
-from interp.sweep import expand, load_sweep_spec
+from interp.cli.commands import main
+from interp.core.io import write_json
+from interp.runs.sweep_spec import expand, load_sweep_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from tinyscale import to_toml
 
-from interp.cli import main
-from interp.spec import TrainSpec
-from interp.sweep import CellMonitor
-from interp.train import STATUS, train
+from interp.cli.commands import main
+from interp.runs.dirs import STATUS
+from interp.runs.spec import TrainSpec
+from interp.runs.sweep_monitor import CellMonitor
+from interp.runs.train import train
 
 TINY = {
     "name": "progress",

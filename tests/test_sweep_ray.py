@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp.sweep import FAILURES, RESULTS, RUNS, run_sweep
+from interp.runs.dirs import FAILURES, RESULTS, RUNS
+from interp.runs.sweep import run_sweep
 
 ray = pytest.importorskip("ray")
 

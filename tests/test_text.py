@@ -1,22 +1,22 @@
-"""interp.text: the tasks rendered in a pretrained model's own tokens."""
+"""interp.tasks.encoding: the tasks rendered in a pretrained model's own tokens."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from interp.data import encode, eval_examples
-from interp.errors import InterpError
+from interp.core.errors import InterpError
 from interp.tasks import get_task
-from interp.text import TextVocab, symbol_text, vocab_for
-from interp.tokenizer import VOCAB
+from interp.tasks.batches import encode, eval_examples
+from interp.tasks.encoding import TextVocab, symbol_text, vocab_for
+from interp.tasks.vocab import VOCAB
 
 pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_llama):
-    from interp.pretrained import load_tokenizer
+    from interp.models.pretrained import load_tokenizer
 
     return load_tokenizer(tiny_llama[0])
 
@@ -66,6 +66,7 @@ def test_unrenderable_symbol_is_a_clear_error(tmp_path):
 
 
 def test_vocab_for_scratch_model_is_the_shared_vocab():
-    from interp.model import ModelConfig, build_model
+    from interp.models.architecture import ModelConfig
+    from interp.models.factory import build_model
 
     assert vocab_for(build_model(ModelConfig(n_layers=1, d_model=16, n_heads=2))) is VOCAB

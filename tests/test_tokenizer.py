@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.errors import InterpError
+from interp.core.errors import InterpError
 from interp.tasks import get_task, list_tasks
-from interp.tokenizer import (
+from interp.tasks.vocab import (
     BOS,
     DIGITS,
     EOS,

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-import interp.train as train_mod
-from interp.checkpoint import CKPT_DIR, list_checkpoints, load_tensors
-from interp.errors import InterpError
-from interp.io import read_json
-from interp.runs import load_run, read_metrics, read_run_spec, run_checkpoints
-from interp.spec import TrainSpec
-from interp.train import CONFIG, DONE, METRICS, is_done, train
+import interp.runs.train as train_mod
+from interp.core.errors import InterpError
+from interp.core.io import read_json
+from interp.models.checkpoint import CKPT_DIR, list_checkpoints, load_tensors
+from interp.runs.dirs import CONFIG, DONE, METRICS
+from interp.runs.loader import load_run, read_metrics, read_run_spec, run_checkpoints
+from interp.runs.spec import TrainSpec
+from interp.runs.train import is_done, train
 
 
 def _spec(**train: Any) -> TrainSpec:

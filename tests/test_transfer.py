@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.errors import InterpError
-from interp.transfer import (
+from interp.core.errors import InterpError
+from interp.stats.transfer import (
     CHECKPOINT_REASON,
     checkpoint_metrics,
     normalize_meta,
@@ -301,7 +301,7 @@ def test_seeds_view_is_not_testable_below_five_runs_and_groups_view_is_descripti
 ) -> None:
     """n = 3 seeds once gave p = 0.34 beside a '95%' interval [0.9996, 1.0]: now not testable,
     with the same phrase as every other test; the groups view (across conditions) never tests."""
-    from interp.transfer import GROUPS_REASON
+    from interp.stats.transfer import GROUPS_REASON
 
     overlap, acc, meta = synthetic
     t = transfer_table(overlap, acc, meta)
@@ -317,7 +317,7 @@ def test_seeds_view_is_not_testable_below_five_runs_and_groups_view_is_descripti
 
 
 def test_seeds_view_interval_is_fisher_z_with_enough_runs() -> None:
-    from interp.transfer import _seed_rules
+    from interp.stats.transfer import _seed_rules
 
     res = pd.DataFrame(
         {"r": [0.5, 0.5], "n": [12, 12], "method": ["pearson", "spearman"],

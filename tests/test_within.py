@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.stats import pearson
-from interp.within import combine, convergence, per_run, run_statistic, sign_flip_p
+from interp.stats.intervals import pearson
+from interp.stats.within import combine, convergence, per_run, run_statistic, sign_flip_p
 
 STEPS = np.array([500, 1000, 1500, 2000, 2400, 2800, 3200, 3600, 4000], dtype=float)
 
@@ -68,7 +68,7 @@ def test_within_run_test_holds_its_false_positive_rate_on_trending_null_data(tre
 def test_within_run_null_rate_with_the_planned_checkpoints_and_a_linear_trend() -> None:
     """The family's grid (5 and 9 kept checkpoints, the last of 12), trends linear in step or
     saturating, amplitudes varying by run: 2000 null datasets each, rate within [0.035, 0.065]."""
-    from interp.power import DEFAULT_STEPS, simulate_checkpoints
+    from interp.stats.power import DEFAULT_STEPS, simulate_checkpoints
 
     rng = np.random.default_rng(11)
     for trend in ("linear", "saturating"):
@@ -81,7 +81,7 @@ def test_within_run_null_rate_with_the_planned_checkpoints_and_a_linear_trend() 
 def test_sign_flip_interval_inverts_the_test() -> None:
     """The interval excludes 0 exactly when the sign-flip p-value is <= 0.05 (a bootstrap
     interval over 6-8 runs did not: it excluded 0 at p = 0.08-0.1)."""
-    from interp.within import sign_flip_ci
+    from interp.stats.within import sign_flip_ci
 
     rng = np.random.default_rng(5)
     agree = 0
@@ -229,7 +229,7 @@ def test_per_run_and_combined_views_never_test_inside_one_run() -> None:
 def test_head_set_runs_list_runs_without_transfer_as_not_applicable() -> None:
     """A run whose main task has no clean-correct transfer example has d_T = NaN and no slope;
     it is listed with that reason (and a run never ablated, with its own), not dropped."""
-    from interp.within import head_set_runs, head_set_summary
+    from interp.stats.within import head_set_runs, head_set_summary
 
     sets = pd.DataFrame(
         {
@@ -259,7 +259,7 @@ def test_head_set_runs_list_runs_without_transfer_as_not_applicable() -> None:
 
 
 def _batched_slopes(d_id: np.ndarray, d_t: np.ndarray, share: np.ndarray) -> np.ndarray:
-    """interp.head_sets' per-run slope (cubic residual of d_t on d_id, then slope on
+    """interp.causal.head_sets' per-run slope (cubic residual of d_t on d_id, then slope on
     sharedness), batched over leading dimensions."""
     V = np.stack([d_id**j for j in range(4)], -1)
     coef = np.linalg.solve(np.swapaxes(V, -1, -2) @ V, np.swapaxes(V, -1, -2) @ d_t[..., None])
@@ -273,7 +273,7 @@ def test_head_set_sign_flip_null_rate_over_2000_datasets() -> None:
     smooth curve (the cubic fits it closely) plus noise, sharedness correlates with d_ID (shared
     heads are important heads) but carries no transfer of its own. The sign-flip test of the
     runs' slopes rejects at 0.05 in 3.5-6.5% of them."""
-    from interp.head_sets import residual_slope, transfer_specific
+    from interp.causal.head_sets import residual_slope, transfer_specific
 
     rng = np.random.default_rng(8)
     D, m, S = 2000, 10, 120

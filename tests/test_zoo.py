@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from interp import zoo
-from interp.checkpoint import list_checkpoints
-from interp.cli import main
-from interp.errors import InterpError
-from interp.resources import ZOO_FAMILY
-from interp.spec import TrainSpec
-from interp.train import is_done, train
+from interp.cli.commands import main
+from interp.core.errors import InterpError
+from interp.core.resources import ZOO_FAMILY
+from interp.models.checkpoint import list_checkpoints
+from interp.runs.spec import TrainSpec
+from interp.runs.train import is_done, train
+from interp.zoo import registry as zoo
 
 ENTRIES = zoo.names()
 
@@ -116,7 +116,7 @@ def _check_lengths(s: TrainSpec) -> dict[str, list[int]]:
 
 @pytest.mark.parametrize("name", EVALUATED)
 def test_stored_accuracy_matches_a_fresh_evaluation(name):
-    from interp.evaluate import accuracy_table
+    from interp.scoring.evaluate import accuracy_table
 
     info = zoo.info(name)
     model, _ = zoo.load(name)

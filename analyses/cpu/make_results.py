@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from interp.evaluate import generalization_gap, transfer_range_accuracy, transfer_strength
+from interp.scoring.evaluate import generalization_gap, transfer_range_accuracy, transfer_strength
 
 HERE = Path(__file__).resolve().parent
 RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("scratch/runs")

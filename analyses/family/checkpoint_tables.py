@@ -12,7 +12,8 @@ that none of them ever has to retrain (or keep the weights of) a run:
   main task's ``1..main_max``, pre-declared in ``analyses/family/PLAN.md`` as the one
   definition of "sharedness"), and each auxiliary on the **transfer range**
   (``main_max + 1 .. aux_max``; exploratory, enters no test: ``--transfer-examples`` items per
-  length, 128 by default, which halves the longest part of the work). Columns: ``step, range, task, layer, head, score, metric,
+  length, 128 by default, which halves the longest part of the work). Columns: ``step, range, task,
+  layer, head, score, metric,
   clean, n`` (``range``: ``shared`` or ``transfer``).
 
 Both frames carry ``run`` (the spec's name). Evaluation and scoring run in float32 on the CPU
@@ -32,17 +33,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interp.evaluate import accuracy_table
-from interp.heads import score_heads
-from interp.io import write_parquet
-from interp.runs import load_run, read_run_spec, run_checkpoints
-from interp.stats import clopper_pearson
-from interp.zoo import transfer_range
+from interp.core.io import write_parquet
+from interp.runs.loader import load_run, read_run_spec, run_checkpoints
+from interp.scoring.evaluate import accuracy_table
+from interp.scoring.heads import score_heads
+from interp.stats.intervals import clopper_pearson
+from interp.zoo.registry import transfer_range
 
 
 def ranges(spec) -> tuple[list[int], list[int]]:
     """``(shared, transfer)`` lengths: the main task's training range, and
-    :func:`interp.zoo.transfer_range` (used only with auxiliaries)."""
+    :func:`interp.zoo.registry.transfer_range` (used only with auxiliaries)."""
     lo, hi = spec.train_range(spec.main)
     t_lo, t_hi = transfer_range(spec)
     return list(range(lo, hi + 1)), list(range(t_lo, t_hi + 1))

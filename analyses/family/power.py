@@ -7,7 +7,7 @@ Run from the repository root (about a minute of one core):
 Writes ``analyses/family/power.parquet`` and ``power.md``: per test, design and effect size,
 the simulated power at the 5% level, and per (test, design) the minimum detectable effect at
 80% power (interpolated on the effect grid; "> max" when the grid's largest effect falls
-short). The models behind each test are in :mod:`interp.power`'s docstring.
+short). The models behind each test are in :mod:`interp.stats.power`'s docstring.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from interp.power import (
+from interp.stats.power import (
     ZOO_CONDITIONS,
     mde,
     power_intervention,
@@ -100,7 +100,7 @@ def _write_md(df: pd.DataFrame, summ: pd.DataFrame, secs: float) -> None:
     lines = [
         "# Power of the family's tests (simulated; `python analyses/family/power.py`)",
         "",
-        "Written by `analyses/family/power.py` from `interp.power` (models in its docstring);"
+        "Written by `analyses/family/power.py` from `interp.stats.power` (models in its docstring);"
         f" {secs:.0f} s on one core. Power = share of simulated families rejecting at 5%.",
         "The power at effect 0 is the false-positive rate. MDE = smallest effect with 80%"
         " power (linear interpolation on the grid).",

@@ -29,13 +29,13 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from interp import zoo
-from interp.data import eval_batches, iter_minibatches
-from interp.evaluate import accuracy_table, answer_logits, exact_match_from_logits
-from interp.heads import score_heads
-from interp.runs import load_run
-from interp.stats import clopper_pearson
-from interp.text import vocab_for
+from interp.runs.loader import load_run
+from interp.scoring.evaluate import accuracy_table, answer_logits, exact_match_from_logits
+from interp.scoring.heads import score_heads
+from interp.stats.intervals import clopper_pearson
+from interp.tasks.batches import eval_batches, iter_minibatches
+from interp.tasks.encoding import vocab_for
+from interp.zoo import registry as zoo
 
 HERE = Path(__file__).resolve().parent
 SEEDS = range(5)

@@ -13,8 +13,8 @@ Seeds are 0..n-1 for every condition, declared here before any run, so a family 
 selection of lucky seeds.
 
 The ``r4`` family also gets the head-sharing intervention of issue 21 (``docs/intervention.md``,
-:mod:`interp.head_mask`): the ``both`` condition with per-task head masks, ``disjoint`` (reverse
-add heads {0, 1}, the auxiliaries heads {2, 3}, in every layer: no head can be shared) and
+:mod:`interp.models.head_mask`): the ``both`` condition with per-task head masks, ``disjoint``
+(reverse add heads {0, 1}, the auxiliaries heads {2, 3}, in every layer: no head can be shared) and
 ``shared`` (every task heads {0, 1}: the same capacity per task, sharing forced). Seed ``k`` of
 either is ``r4_both_s{k}`` but for the masks: same initial weights, same training batches.
 

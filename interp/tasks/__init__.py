@@ -9,9 +9,9 @@ Public API::
 
 from __future__ import annotations
 
-from interp.errors import unknown_choice
+from interp.core.errors import unknown_choice
 from interp.tasks.arithmetic import ARITHMETIC_TASKS
-from interp.tasks.base import Example, Task, TaskGroup, as_rng
+from interp.tasks.base import Example, Task, TaskGroup, as_rng, transfer_range
 from interp.tasks.groups import GROUPS
 from interp.tasks.mazes import MAZE_TASKS
 from interp.tasks.strings import STRING_TASKS
@@ -50,6 +50,7 @@ def get_group(name: str) -> TaskGroup:
 
 
 __all__ = [
+    "transfer_range",
     "Example",
     "Task",
     "TaskGroup",

@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from interp.tasks.base import Task
-from interp.tokenizer import DIGITS
+from interp.tasks.vocab import DIGITS
 
 
 def _operand(length: int, rng: np.random.Generator) -> list[int]:
@@ -71,7 +71,7 @@ def _lsb_tokens(value: int, width: int) -> list[str]:
     return list(str(value).zfill(width)[::-1])
 
 
-class _TwoOperandTask(Task):
+class TwoOperandTask(Task):
     """Shared prompt construction: ``a op b =`` with both operands LSB first."""
 
     family = "arithmetic"
@@ -99,7 +99,7 @@ class _TwoOperandTask(Task):
         raise NotImplementedError
 
 
-class ReverseAdd(_TwoOperandTask):
+class ReverseAdd(TwoOperandTask):
     """``a + b``, LSB first, in ``L + 1`` digits: ``<add> 85+76=`` -> ``521``."""
 
     name = "reverse_add"
@@ -113,7 +113,7 @@ class ReverseAdd(_TwoOperandTask):
         return _lsb_tokens(a + b, length + 1), {"a": a, "b": b, "result": a + b}
 
 
-class NoCarry(_TwoOperandTask):
+class NoCarry(TwoOperandTask):
     """Digit-wise ``(a_i + b_i) mod 10`` plus a final ``0``: ``<nocarry> 85+76=`` -> ``510``."""
 
     name = "no_carry"
@@ -130,7 +130,7 @@ class NoCarry(_TwoOperandTask):
         return [DIGITS[d] for d in digits], meta
 
 
-class CarryOnly(_TwoOperandTask):
+class CarryOnly(TwoOperandTask):
     """The carry entering each position, ``L + 1`` digits: ``<carry> 85+76=`` -> ``011``."""
 
     name = "carry_only"
@@ -147,7 +147,7 @@ class CarryOnly(_TwoOperandTask):
         return [DIGITS[c] for c in carries], meta
 
 
-class CopyFirstOp(_TwoOperandTask):
+class CopyFirstOp(TwoOperandTask):
     """The first operand, unchanged (control task): ``<copyop> 85+76=`` -> ``85``."""
 
     name = "copy_first_op"
@@ -161,7 +161,7 @@ class CopyFirstOp(_TwoOperandTask):
         return [DIGITS[d] for d in a_digits], {"a": a, "b": _to_int(b_digits), "result": a}
 
 
-class ReverseSub(_TwoOperandTask):
+class ReverseSub(TwoOperandTask):
     """``a - b`` with ``a >= b``, LSB first, in ``L`` digits: ``<sub> 76-85=`` -> ``90``."""
 
     name = "reverse_sub"
@@ -183,7 +183,7 @@ class ReverseSub(_TwoOperandTask):
         return _lsb_tokens(a - b, length), {"a": a, "b": b, "result": a - b}
 
 
-class Mul3CoT(_TwoOperandTask):
+class Mul3CoT(TwoOperandTask):
     """``a * b`` for a 3-digit ``b`` with the partial products as chain of thought.
 
     ``<mul> 85*321=`` -> ``47100+06110+00850;43170`` (58 * 123 = 7134).

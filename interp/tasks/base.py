@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from interp.errors import InterpError
-from interp.tokenizer import EOS, join_tokens
+from interp.core.errors import InterpError
+from interp.tasks.vocab import EOS, join_tokens
 
 RngLike = np.random.Generator | int | None
 
@@ -134,6 +134,17 @@ class Task(ABC):
     def __repr__(self) -> str:
         lengths = f"{self.min_length}..{self.max_length}"
         return f"{type(self).__name__}(name={self.name!r}, lengths={lengths})"
+
+
+def transfer_range(main_max: int, aux_max: int) -> tuple[int, int]:
+    """The transfer lengths ``(lo, hi)``, both included: from one past the main task's longest
+    training length to the auxiliaries' longest.
+
+    The one definition of the range the package uses: a run's
+    :meth:`interp.runs.spec.TrainSpec.transfer_range`, the run tables and the per-run metrics
+    all read it from here.
+    """
+    return main_max + 1, aux_max
 
 
 @dataclass(frozen=True)

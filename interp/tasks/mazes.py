@@ -1,7 +1,7 @@
 """Maze tasks on partial spanning trees of the 8x8 grid.
 
 **The maze.** Node ``row * 8 + col`` of the 8x8 grid is the token ``n{row}{col}`` (``n00`` ..
-``n77``, see :func:`interp.tokenizer.node_token`). The *length* ``N`` (2..64) is the number of
+``n77``, see :func:`interp.tasks.vocab.node_token`). The *length* ``N`` (2..64) is the number of
 nodes in the maze, a tree grown with Wilson's algorithm stopped early, as in the paper:
 
 1. a uniformly random grid node is the root, the tree's only node;
@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from interp.tasks.base import Task
-from interp.tokenizer import GRID_SIZE, node_token
+from interp.tasks.vocab import GRID_SIZE, node_token
 
 N_CELLS = GRID_SIZE * GRID_SIZE
 

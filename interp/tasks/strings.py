@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from interp.tasks.base import Task
-from interp.tokenizer import LOWER, UPPER
+from interp.tasks.vocab import LOWER, UPPER
 
 LETTERS: tuple[str, ...] = LOWER + UPPER
 

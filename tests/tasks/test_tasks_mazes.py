@@ -8,7 +8,7 @@ import pytest
 
 from interp.tasks import get_task
 from interp.tasks.base import Example
-from interp.tokenizer import NODE_TOKENS
+from interp.tasks.vocab import NODE_TOKENS
 
 PLAN = [(2, 1000), (3, 500), (5, 300), (16, 200), (32, 150), (63, 100), (64, 150)]
 TOKEN_ID = {t: i for i, t in enumerate(NODE_TOKENS)}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.errors import InterpError
+from interp.core.errors import InterpError
 from interp.tasks import get_group, get_task, list_groups, list_tasks
-from interp.tokenizer import TASK_TOKENS, VOCAB
+from interp.tasks.vocab import TASK_TOKENS, VOCAB
 
 EXPECTED = {
     "reverse_add": ("<add>", "arithmetic", 1, 256),
