@@ -12,7 +12,8 @@ from tinyscale import shrink_file, to_toml
 
 from interp.cli.commands import main
 from interp.core.errors import InterpError
-from interp.runs.analysis import AnalysisConfig, analyze_path, load_analysis_spec, read_config
+from interp.runs.analysis import analyze_path, read_config
+from interp.runs.analysis_spec import AnalysisConfig, load_analysis_spec
 from interp.runs.sweep_spec import expand
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"

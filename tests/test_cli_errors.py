@@ -27,7 +27,7 @@ from tinyscale import to_toml
 
 from interp.cli.commands import main
 from interp.core.errors import InterpError
-from interp.runs.analysis import AnalysisConfig
+from interp.runs.analysis_spec import AnalysisConfig
 from interp.runs.spec import TrainSpec
 from interp.runs.sweep_spec import expand, sweep_metadata
 

@@ -11,7 +11,7 @@ import pytest
 from interp.core.config import check_fields, check_keys, check_type, read_config_file
 from interp.core.errors import InterpError
 from interp.models.architecture import ModelConfig
-from interp.runs.analysis import AnalysisConfig
+from interp.runs.analysis_spec import AnalysisConfig
 from interp.runs.spec import TrainSpec
 from interp.runs.spec_sections import EvalConfig, OptimConfig, TrainConfig
 from interp.runs.sweep_spec import SweepSpec, load_sweep_spec

@@ -28,7 +28,7 @@ from device_audit import FactoryAudit
 from tinyscale import TINY_ANALYSIS
 
 from interp.cli.commands import main
-from interp.runs.analysis import AnalysisConfig
+from interp.runs.analysis_spec import AnalysisConfig
 from interp.runs.causal_runs import (
     causal_for_run,
     dose_for_run,

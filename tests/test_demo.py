@@ -73,7 +73,7 @@ def test_demo_tables_are_consistent(quick_demo):
 
 def test_rerun_skips_finished_cells(quick_demo, tmp_path):
     from interp.cli.demo import ANALYSES
-    from interp.runs.analysis import load_analysis_spec
+    from interp.runs.analysis_spec import load_analysis_spec
     from interp.runs.sweep import run_sweep
 
     out, _ = quick_demo

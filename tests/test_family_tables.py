@@ -1,4 +1,4 @@
-"""The family's statistics from shipped per-checkpoint tables (interp.family_tables).
+"""The family's statistics from shipped per-checkpoint tables (interp.zoo.family_tables).
 
 A synthetic family is laid out as zoo entries (the real b4 specs, as config.json) with tables in
 the layout analyses/family/checkpoint_tables.py writes, with planted effects, so each test can
@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp import family_tables as ft
 from interp import zoo
-from interp.io import write_json, write_parquet
-from interp.overlap import overlap_table
-from interp.spec import load_spec
+from interp.core.io import write_json, write_parquet
+from interp.runs.spec import load_spec
+from interp.scoring.overlap import overlap_table
+from interp.zoo import family_tables as ft
 
 STEPS = [500, 1000, 1500, 2000, 2400, 2800, 3000, 3200, 3400, 3600, 3800, 4000]
 N = 256
@@ -202,9 +202,9 @@ def test_checkpoint_tables_script_writes_what_family_tables_reads(tmp_path, monk
     import tomllib
     from pathlib import Path
 
-    from interp.io import read_parquet
-    from interp.spec import TrainSpec
-    from interp.train import train
+    from interp.core.io import read_parquet
+    from interp.runs.spec import TrainSpec
+    from interp.runs.train import train
 
     d = tomllib.loads((zoo.SPEC_DIR / "b4_both_s0.toml").read_text())
     d["model"] = {**d["model"], "n_layers": 1, "d_model": 32, "d_mlp": 64}

@@ -38,14 +38,13 @@ from interp.runs.loader import load_run, read_run_spec, run_checkpoints
 from interp.scoring.evaluate import accuracy_table
 from interp.scoring.heads import score_heads
 from interp.stats.intervals import clopper_pearson
-from interp.zoo.registry import transfer_range
 
 
 def ranges(spec) -> tuple[list[int], list[int]]:
     """``(shared, transfer)`` lengths: the main task's training range, and
-    :func:`interp.zoo.registry.transfer_range` (used only with auxiliaries)."""
+    :meth:`~interp.runs.spec.TrainSpec.transfer_range` (used only with auxiliaries)."""
     lo, hi = spec.train_range(spec.main)
-    t_lo, t_hi = transfer_range(spec)
+    t_lo, t_hi = spec.transfer_range()
     return list(range(lo, hi + 1)), list(range(t_lo, t_hi + 1))
 
 

@@ -197,7 +197,8 @@ def _overlap(args: argparse.Namespace) -> None:
 @command("sweep")
 def _sweep(args: argparse.Namespace) -> int:
     from interp.report.html_report import write_report
-    from interp.runs.analysis import analyze_sweep, load_analysis_spec, save_config
+    from interp.runs.analysis import analyze_sweep, save_config
+    from interp.runs.analysis_spec import load_analysis_spec
     from interp.runs.dirs import SweepDir
     from interp.runs.sweep import run_sweep
 

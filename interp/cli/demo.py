@@ -30,7 +30,8 @@ from interp.core.errors import InterpError
 from interp.core.io import write_text
 from interp.core.resources import ZOO_FAMILY, analyses_dir
 from interp.report.html_report import write_report
-from interp.runs.analysis import AnalysisConfig, analyze_sweep, load_analysis_spec
+from interp.runs.analysis import analyze_sweep
+from interp.runs.analysis_spec import AnalysisConfig, load_analysis_spec
 from interp.runs.dirs import SweepDir
 from interp.runs.sweep import run_sweep
 

@@ -183,5 +183,3 @@ def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> Hooke
         original_architecture="interp",
         device=str(device),
     )
-
-

@@ -24,24 +24,22 @@ with two optional extra tables::
 ``transfer`` (overlap joined with the gap per checkpoint), ``correlations`` (descriptive only
 within a run), ``runs``/``between``/``within`` (the tests, whose unit is the run), ``causal``,
 ``causal_sets``, ``dose_sets``/``dose`` and ``interchange`` (:mod:`interp.causal.dose`,
-:mod:`interp.causal.interchange`) and ``meta``, all Parquet; ``interp report DIR`` turns them into HTML.
+:mod:`interp.causal.interchange`) and ``meta``, all Parquet; ``interp report DIR`` turns them into
+HTML.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from interp.core.config import check_fields, check_keys, read_config_file
-from interp.core.errors import InterpError, unknown_choice
+from interp.core.errors import InterpError
 from interp.core.io import read_json, write_json
 from interp.core.progress import BASELINE, CAUSAL_STAGES, StageProgress, run_plan, sweep_plan
-from interp.runs.analysis_spec import AnalysisConfig, load_analysis_spec
+from interp.runs.analysis_spec import AnalysisConfig
 from interp.runs.causal_runs import (
     causal_for_run,
     causal_slopes,
@@ -51,6 +49,7 @@ from interp.runs.causal_runs import (
 )
 from interp.runs.dirs import RunDir, SweepDir, open_dir
 from interp.runs.pipeline import accuracy_over_checkpoints, analyze_run
+
 
 def analyze_sweep(
     sweep_dir: str | Path,
@@ -188,7 +187,8 @@ def run_level_tables(
     meta: pd.DataFrame,
     id_lengths: dict[str, list[int]] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The statistics whose unit is the run (:mod:`interp.stats.between`, :mod:`interp.stats.within`).
+    """The statistics whose unit is the run (:mod:`interp.stats.between`,
+    :mod:`interp.stats.within`).
 
     ``id_lengths`` gives, per run, the main-task lengths that measure in-distribution
     competence (:func:`interp.stats.metrics.unseen_lengths`: the training lengths whose test items
@@ -293,5 +293,3 @@ def analyze_path(
             out["causal"] = causal
             d.write_table("causal", causal)
     return out
-
-

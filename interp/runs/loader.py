@@ -85,7 +85,6 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     return RunDir(run_dir).metrics()
 
 
-
 def eval_run(
     run_dir: str | Path,
     checkpoint: int | None = None,

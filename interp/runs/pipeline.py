@@ -21,7 +21,8 @@ The ``lengths=`` argument overrides this (every task on those lengths, no ``@tra
 :func:`score_plan` lists the maps.
 
 **Which metrics.** ``exact_match`` and ``frac_lost`` (the fraction of clean-correct examples
-an ablation breaks, :mod:`interp.scoring.heads`) come from the same forward passes; a method is scored
+an ablation breaks, :mod:`interp.scoring.heads`) come from the same forward passes; a method is
+scored
 once for all its metrics. Rows of different methods and metrics are never combined: overlap is
 computed per ``(method, metric)``.
 

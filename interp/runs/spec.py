@@ -41,7 +41,8 @@ Example (``analyses/`` and ``models/`` hold real ones)::
     every = 500
     examples = 128
 
-To fine-tune a pretrained checkpoint instead (:mod:`interp.models.pretrained`), ``[model]`` names its
+To fine-tune a pretrained checkpoint instead (:mod:`interp.models.pretrained`), ``[model]`` names
+its
 local directory and nothing else but, optionally, ``n_ctx``; the architecture fields are read
 from the checkpoint and recorded::
 

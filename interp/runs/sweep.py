@@ -48,14 +48,16 @@ Layout of ``SWEEP_DIR``::
     results.parquet     per run, per evaluated checkpoint, per task and length: accuracy, plus
                         the cell columns, ``role`` (main/aux) and ``done``
 
-**Restartable.** A cell whose run directory holds a finished run (:func:`interp.runs.train.is_done`) is
+**Restartable.** A cell whose run directory holds a finished run
+(:func:`interp.runs.train.is_done`) is
 skipped; an unfinished one resumes from its last checkpoint. A failing cell is recorded and the
 others go on. Aggregation rereads every run directory, so results of earlier invocations and of
 partially trained cells are never lost. Every table is written atomically (:mod:`interp.core.io`).
 
 **Modules.** The spec and its grid live in :mod:`interp.runs.sweep_spec`, the executors (``local``
 process pool, ``ray``, ``serial``; see there) in :mod:`interp.runs.executors`, the per-cell progress
-lines in :mod:`interp.runs.sweep_monitor`; this module runs the cells and collects their results. The
+lines in :mod:`interp.runs.sweep_monitor`; this module runs the cells and collects their results.
+The
 names callers use (``run_sweep``, ``expand``, ``load_sweep_spec``, ``SweepSpec``, ``Cell``,
 ``get_executor``, the executors, ``CellMonitor``, the file names) are importable from here.
 

@@ -4,7 +4,8 @@ A *sweep spec* (one TOML file; the format is in :mod:`interp.runs.sweep`) descri
 training runs: task groups x seeds x length pairs x positional schemes x model presets, plus
 optional main-only baselines. :class:`SweepSpec` is the validated spec (a dataclass with
 ``to_dict``/``from_dict`` like every other config) and :func:`expand` turns it into
-:class:`Cell` objects, each carrying the fully resolved :class:`~interp.runs.spec.TrainSpec` dict its
+:class:`Cell` objects, each carrying the fully resolved :class:`~interp.runs.spec.TrainSpec` dict
+its
 run directory's ``config.json`` will hold. Expanding validates every cell, so a bad spec fails
 before the first cell trains.
 
@@ -118,7 +119,8 @@ class Cell:
     spec: dict[str, Any] = field(compare=False, repr=False)
 
     def meta(self) -> dict[str, Any]:
-        """The cell's metadata row (``aux`` comma-joined), built by :func:`interp.runs.dirs.meta_row`
+        """The cell's metadata row (``aux`` comma-joined), built by
+        :func:`interp.runs.dirs.meta_row`
         from the cell's spec, plus its preset."""
         row = meta_row(TrainSpec.from_dict(self.spec), self.baseline, self.kind)
         # A baseline has no auxiliaries, but its row keeps the transfer range of the cell that

@@ -21,7 +21,8 @@ else ``auto``), each batch is moved there. With ``[train] autocast = "bf16"`` th
 runs under bfloat16 autocast (CUDA, or a CPU with bfloat16 matrix instructions) and the loss is
 taken in float32 from its logits; with ``[train] compile = true`` the forward pass is
 ``torch.compile(model)``. The device, autocast and compile settings are not part of the run's
-identity (:func:`interp.runs.spec.run_identity`), so a run may be resumed elsewhere; every checkpoint
+identity (:func:`interp.runs.spec.run_identity`), so a run may be resumed elsewhere; every
+checkpoint
 records the device, autocast and compile it was written under.
 """
 

@@ -235,5 +235,3 @@ def decode_examples(model: HookedTransformer, batch: Batch, n: int = 5) -> list[
             f"  (target {vocab.to_text(sub.tokens[i, p:s])})"
         )
     return out
-
-

@@ -266,5 +266,3 @@ def arm_contrast(
     ok = d[_rank_sum_p(y, in_b, mask, d) > alpha]
     lo, hi = (float(ok.min()), float(ok.max())) if len(ok) else (nan, nan)
     return {**row, "estimate": est, "ci_low": lo, "ci_high": hi, "p_value": p, "reason": ""}
-
-

@@ -32,7 +32,8 @@ import pandas as pd
 from interp.core.errors import InterpError
 from interp.core.io import write_json, write_parquet
 from interp.models.checkpoint import CKPT_DIR, INDEX, read_index
-from interp.runs.analysis import AnalysisConfig, analyze_sweep
+from interp.runs.analysis import analyze_sweep
+from interp.runs.analysis_spec import AnalysisConfig
 from interp.runs.dirs import SweepDir, ZooEntryDir
 from interp.tasks import GROUPS
 from interp.zoo import registry as zoo
@@ -73,7 +74,9 @@ def condition_of(name: str) -> str:
     return m["condition"] if m else name
 
 
-def _kind(spec) -> str:  # noqa: ANN001  (a TrainSpec)
+def kind_of(spec) -> str:  # noqa: ANN001  (a TrainSpec)
+    """The statistics' kind of a run: ``baseline`` (no auxiliary), its group's kind, else
+    ``transfer``."""
     if not spec.aux:
         return "baseline"
     for g in GROUPS.values():
@@ -117,7 +120,7 @@ def materialize(names: Sequence[str], out: str | Path, root: str | Path | None =
         if not dest.is_dir():
             _copy_entry(name, dest, root)
         spec = sweep.run(name).spec()
-        row = sweep.run(name).meta(kind=_kind(spec), spec=spec)
+        row = sweep.run(name).meta(kind=kind_of(spec), spec=spec)
         row.update(run=name, condition=condition_of(name), preset="")
         rows.append(row)
     cells = pd.DataFrame(rows)

@@ -13,12 +13,13 @@ by ``analyses/family/checkpoint_tables.py``:
 This module reads them and runs the plan's tests, so every family analysis can be redone
 without retraining and without loading a model:
 
-1. overlap per run and checkpoint from the shared-range maps (:func:`interp.overlap.overlap_table`);
-2. the observational run-level statistics of :func:`interp.analysis.run_level_tables`: the
+1. overlap per run and checkpoint from the shared-range maps
+   (:func:`interp.scoring.overlap.overlap_table`);
+2. the observational run-level statistics of :func:`interp.runs.analysis.run_level_tables`: the
    primary between-run test (section 4), related vs control (section 5) and the within-run
    sign-flip test (section 6);
 3. the intervention (section 8): ``shared`` vs ``disjoint`` by the exact rank-sum test
-   (:func:`interp.between.arm_contrast`) on transfer and, as the manipulation check, on
+   (:func:`interp.stats.arms.arm_contrast`) on transfer and, as the manipulation check, on
    competence; the paired sign-flip test of per-seed differences as a secondary row;
 4. :func:`results_table`: one row per question with the estimate, interval, p-value, runs
    included and excluded, minimum detectable effect and verdict.
@@ -33,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from interp import zoo
-from interp.errors import InterpError
-from interp.family_sweep import INTERVENTIONS, _kind, condition_of, family_names
-from interp.io import read_parquet
-from interp.metrics import unseen_lengths
-from interp.overlap import overlap_table
-from interp.rundir import meta_row
-from interp.stats import clopper_pearson, empirical_logit, not_testable
+from interp.core.errors import InterpError
+from interp.core.io import read_parquet
+from interp.runs.dirs import meta_row
+from interp.scoring.overlap import overlap_table
+from interp.stats.intervals import clopper_pearson, empirical_logit, not_testable
+from interp.stats.metrics import unseen_lengths
+from interp.zoo import registry as zoo
+from interp.zoo.family_sweep import INTERVENTIONS, condition_of, family_names, kind_of
 
 TABLES = "tables"
 """The folder of a family entry that holds its per-checkpoint tables."""
@@ -105,13 +106,13 @@ def overlap_by_step(heads: pd.DataFrame, k: int = K) -> pd.DataFrame:
 
 
 def family_meta(names: list[str], root: str | Path | None = None) -> pd.DataFrame:
-    """One metadata row per entry (:func:`interp.rundir.meta_row`), with ``condition`` from
+    """One metadata row per entry (:func:`interp.runs.dirs.meta_row`), with ``condition`` from
     the entry's name (``both``, ``nocarry``, ..., ``disjoint``, ``shared``) and each run's
     main-only ``baseline`` of the same seed (else the first)."""
     rows = []
     for name in names:
         spec = zoo.spec(name, root)
-        row = meta_row(spec, kind=_kind(spec))
+        row = meta_row(spec, kind=kind_of(spec))
         row.update(run=name, condition=condition_of(name), preset="")
         rows.append(row)
     meta = pd.DataFrame(rows)
@@ -146,7 +147,7 @@ def seed_table(
         at = int(r["step"].max()) if step is None else step
         r = r[r["step"] == at]
         spec = zoo.spec(info.run, root)
-        t_lo, t_hi = zoo.transfer_range(spec)
+        t_lo, t_hi = spec.transfer_range()
         t = r[r["length"].between(t_lo, t_hi)]
         c = r[r["length"].isin(unseen_lengths(spec))]
         k = int(t["correct"].sum())
@@ -172,7 +173,7 @@ def seed_table(
 def paired_arms(seeds: pd.DataFrame, arm_a: str = "shared", arm_b: str = "disjoint") -> dict:
     """Secondary row of section 8: the sign-flip test of per-seed differences in logit
     transfer (``arm_a - arm_b``, seeds present in both arms), interval by inverting it."""
-    from interp.within import sign_flip_ci, sign_flip_p
+    from interp.stats.within import sign_flip_ci, sign_flip_p
 
     a = seeds[seeds["condition"] == arm_a].set_index("seed")
     b = seeds[seeds["condition"] == arm_b].set_index("seed")
@@ -209,15 +210,15 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
     Returns:
         ``meta`` (every entry, with ``tables``: whether it ships them), ``accuracy``,
         ``overlap``, ``seeds`` (:func:`seed_table`), the observational ``runs``, ``between``,
-        ``contrasts``, ``within_runs``, ``within`` (:func:`interp.analysis.run_level_tables`),
+        ``contrasts``, ``within_runs``, ``within`` (:func:`interp.runs.analysis.run_level_tables`),
         ``arms`` (the intervention's contrasts) and ``results`` (:func:`results_table`).
 
     Raises:
         InterpError: no entry of the family ships its tables.
     """
-    from interp.analysis import run_level_tables
-    from interp.between import arm_contrast
-    from interp.run_table import run_table
+    from interp.runs.analysis import run_level_tables
+    from interp.stats.arms import arm_contrast
+    from interp.stats.run_table import run_table
 
     names = family_names(prefix, root, interventions=True)
     meta = family_meta(names, root)
@@ -238,7 +239,7 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
     out.update(run_level_tables(obs_ov, acc[acc["run"].isin(set(obs["run"]))], obs, id_lengths))
     arms = have[masked | (have["condition"] == "both")]
     arm_runs = run_table(ov[ov["run"].isin(set(arms["run"]))], acc, arms, id_lengths=id_lengths)
-    from interp.between import PRIMARY
+    from interp.stats.between_table import PRIMARY
 
     for key, v in PRIMARY.items():
         if key in arm_runs.columns:
@@ -271,7 +272,7 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     n_included, n_excluded, mde, verdict`` (``mde``: minimum detectable effect at 80% power at
     the design used, in the estimate's units; NaN where only simulated power exists, which the
     plan quotes)."""
-    from interp.between import describe
+    from interp.stats.between_table import describe
 
     rows = []
     nan = float("nan")
@@ -319,7 +320,7 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         )
     w = tables.get("within")
     if w is not None and len(w):
-        from interp.between import PRIMARY
+        from interp.stats.between_table import PRIMARY
 
         sub = w[w["kind"] != "control"] if "kind" in w.columns else w
         for key, v in PRIMARY.items():  # the pre-declared combination only
