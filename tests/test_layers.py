@@ -174,3 +174,19 @@ def test_no_module_is_over_500_lines():
 def test_runs_get_file_names_from_the_run_directory_not_train():
     # evaluate -> runs -> train -> evaluate was a circle; the loader now asks the run directory.
     assert "runs.train" not in import_graph()["runs.loader"]
+
+
+def test_no_package_source_is_ignored_by_git():
+    """A ``.gitignore`` pattern once hid a whole subpackage (``runs/`` matched ``interp/runs/``):
+    its new modules were never committed and a fresh clone could not import them."""
+    import shutil
+    import subprocess
+
+    root = PACKAGE.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = [
+        str(p.relative_to(root)) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts
+    ]
+    r = subprocess.run(["git", "check-ignore", *files], cwd=root, capture_output=True, text=True)
+    assert r.stdout.strip() == "", f"ignored by git: {r.stdout.split()}"
