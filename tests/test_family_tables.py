@@ -230,3 +230,25 @@ def test_checkpoint_tables_script_writes_what_family_tables_reads(tmp_path, monk
     assert len(shared) == 2 * 3 * 2 * 4  # steps x tasks x metrics x heads (1 layer)
     ov = ft.overlap_by_step(heads)
     assert set(ov["step"]) == {2, 4} and (ov["run"] == "b4_both_s0").all()
+
+
+def test_cli_zoo_family_writes_the_tables_and_prints_one_line_per_question(
+    family, tmp_path, monkeypatch, capsys
+):
+    from interp.cli import main
+    from interp.zoo import registry
+
+    root, t = family
+    monkeypatch.setattr(registry, "ZOO_DIR", root)
+    assert main(["zoo", "family", "--out", str(tmp_path / "fam")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("family b4_* from its shipped tables (30 of 31 runs")
+    assert len(out) == 1 + len(t["results"]) + 1
+    assert any("intervention" in line and "p = " in line for line in out)
+    md = (tmp_path / "fam" / "results.md").read_text()
+    assert "| shared | 0 |" in md and "| disjoint | 5 |" in md
+    for key in ("results", "seeds", "runs", "arms"):
+        assert (tmp_path / "fam" / f"{key}.parquet").is_file()
+    assert main(["zoo", "family", "--prefix", "zz_", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interp: error: no zoo entries named zz_")

@@ -318,6 +318,20 @@ def _zoo(args: argparse.Namespace) -> None:
         print(gate.to_string(index=False))
         print(f"tables: {out / 'results.parquet'}, {out / 'results.md'}")
         return
+    if args.zoo_cmd == "family":
+        from interp.core.io import write_parquet, write_text
+        from interp.zoo import family_tables
+
+        zoo.check_name(args.prefix.rstrip("_") or "x")
+        tables = family_tables.analyze(args.prefix)
+        out = Path(args.out)
+        for key in ("results", "seeds", "runs", "arms"):
+            if key in tables:
+                write_parquet(out / f"{key}.parquet", tables[key].reset_index(drop=True))
+        write_text(out / "results.md", family_tables.markdown(tables))
+        print("\n".join(family_tables.verdict_lines(tables)))
+        print(f"tables: {out / 'results.md'}, {out}/{{results,seeds,runs,arms}}.parquet")
+        return
     if args.zoo_cmd == "train":
         zoo.check_name(args.name)  # before it becomes part of the default --out path
         out = args.out or str(Path("runs") / "zoo" / args.name)

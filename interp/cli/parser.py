@@ -190,6 +190,11 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     zr.add_argument("--examples", type=_positive, default=1024, help="examples per length")
     zr.add_argument("--out", default="analyses/zoo", help="folder for results.parquet/.md")
     zr.add_argument("--quiet", action="store_true")
+    zf = zsub.add_parser(
+        "family", help="the family's tests from its shipped per-checkpoint tables (no model run)"
+    )
+    zf.add_argument("--prefix", default="b4_", help="the family's name prefix")
+    zf.add_argument("--out", default="analyses/family", help="folder for results.parquet/.md")
     zx = zsub.add_parser("export", help="turn a finished run into a zoo entry")
     zx.add_argument("run_dir", nargs="?", help="the finished run directory")
     zx.add_argument("name", nargs="?", help="the zoo entry name")
