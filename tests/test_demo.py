@@ -44,6 +44,7 @@ def test_demo_leads_with_the_zoo_family(quick_demo):
     summary = (out / "summary.txt").read_text()
     lines = summary.splitlines()
     assert lines[2].startswith("zoo family") and "zoo primary test" in summary
+    assert "family b4_* from its shipped tables: skipped (--quick)" in lines
     html = report.read_text()
     assert html.index("Transfer across the zoo family") < html.index("Live runs")
 

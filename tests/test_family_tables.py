@@ -252,3 +252,17 @@ def test_cli_zoo_family_writes_the_tables_and_prints_one_line_per_question(
     assert main(["zoo", "family", "--prefix", "zz_", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interp: error: no zoo entries named zz_")
+
+
+def test_the_repository_family_is_read_from_its_shipped_tables():
+    """What `make demo` prints for the family: its entries' committed tables analysed (or, before
+    any entry ships them, one line saying there are none), never a model run."""
+    from interp.cli.demo import shipped_family_lines
+
+    lines = shipped_family_lines(quick=False)
+    assert lines[0].startswith(f"family {ft.PREFIX}* from its shipped tables")
+    shipped = [n for n in zoo.names() if n.startswith(ft.PREFIX) and ft.has_tables(n)]
+    if shipped:
+        assert f"({len(shipped)} of " in lines[0] and len(lines) > 1
+    else:
+        assert len(lines) == 1 and "none" in lines[0]

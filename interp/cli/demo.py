@@ -170,15 +170,31 @@ def _live_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
+def shipped_family_lines(quick: bool) -> list[str]:
+    """The larger family's verdicts, read from the per-checkpoint tables its entries ship
+    (:mod:`interp.zoo.family_tables`): no model runs, so the lines say so, unlike the zoo lines
+    above them, which are measured from the weights during the demo."""
+    from interp.zoo import family_tables
+
+    if quick:
+        return [f"family {family_tables.PREFIX}* from its shipped tables: skipped (--quick)"]
+    try:
+        return family_tables.verdict_lines(family_tables.analyze(family_tables.PREFIX))
+    except InterpError as e:
+        return [f"family {family_tables.PREFIX}* from its shipped tables: none ({e})"]
+
+
 def _summary(
     live: dict[str, pd.DataFrame],
     family: dict[str, pd.DataFrame] | None,
     elapsed: float,
     report: Path,
+    shipped: list[str] | None = None,
 ) -> str:
     lines = ["", "=== interp demo summary ==="]
     if family is not None:
         lines += _zoo_lines(family)
+    lines += shipped or []
     lines += _live_lines(live)
     lines.append(f"wall time {elapsed / 60:.1f} min; report: {report}")
     return "\n".join(lines)
@@ -282,6 +298,7 @@ def run_demo(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    shipped = shipped_family_lines(quick)
     print("[4/4] writing the report ...", flush=True)
     report = write_report(
         out,
@@ -289,7 +306,7 @@ def run_demo(
         title="interp demo: arithmetic group A",
         family=zoo_dir if family is not None else None,
     )
-    text = _summary(live, family, time.perf_counter() - t0, report)
+    text = _summary(live, family, time.perf_counter() - t0, report, shipped)
     write_text(sweep.summary_path, text + "\n")
     print(text)
     return report
