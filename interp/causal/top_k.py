@@ -118,10 +118,9 @@ def shared_head_ranking(
     """Rank heads by their shared importance for ``main`` and ``aux`` (module docstring).
 
     Args:
-        scores: a :func:`interp.scoring.heads.score_heads` frame (or several concatenated) holding
-        rows
-            of ``main`` and of every auxiliary; per-length rows (non-missing ``length``) are
-            ignored.
+        scores: a :func:`interp.scoring.heads.score_heads` frame (or several concatenated)
+            holding rows of ``main`` and of every auxiliary; per-length rows (non-missing
+            ``length``) are ignored.
         main: main task.
         aux: auxiliary task(s).
         combine: ``"min"`` or ``"product"`` of the normalised scores.
@@ -329,9 +328,8 @@ def causal_test(
             run's tasks were trained on).
         combine: ``"min"`` or ``"product"`` (see :func:`shared_head_ranking`).
         score_metric: metric of the head scores, ``exact_match`` (the paper's) or ``logprob``.
-        scores: precomputed head scores (a :func:`interp.scoring.heads.score_heads` frame for
-        ``main``
-            and ``aux``); skips scoring, e.g. to reuse scores or to force a head set.
+        scores: precomputed head scores (a :func:`interp.scoring.heads.score_heads` frame
+            for ``main`` and ``aux``); skips scoring, e.g. to reuse scores or to force a head set.
         ablation: ``mean`` (the paper's) or ``zero``.
         n_boot: bootstrap resamples for every interval.
         batch_size: most rows in one forward pass (default: the model device's).

@@ -47,9 +47,8 @@ def construct(
     """The one place a ``HookedTransformer`` is instantiated.
 
     Args:
-        hcfg: TransformerLens's config (from :func:`interp.models.architecture.hooked_config`, or
-        converted from a
-            pretrained checkpoint by :mod:`interp.models.pretrained`).
+        hcfg: TransformerLens's config (from :func:`interp.models.architecture.hooked_config`,
+            or converted from a pretrained checkpoint by :mod:`interp.models.pretrained`).
         state_dict: weights in TransformerLens's naming, loaded as they are (no layer-norm
             folding or centring, so the model computes exactly what the source model did and
             a fine-tuned state dict means the same thing as the original); ``None`` keeps the

@@ -180,8 +180,8 @@ def pattern_figure(pattern: pd.DataFrame) -> go.Figure:
     """One head's attention pattern on one example, with the tokens as axis labels.
 
     Args:
-        pattern: :func:`interp.scoring.attention.head_pattern`'s table (one row per ``(query,
-        key)``).
+        pattern: :func:`interp.scoring.attention.head_pattern`'s table (one row per
+            ``(query, key)``).
 
     Axis ticks sit at positions, so repeated tokens (``1``, ``1``) stay separate cells.
     """

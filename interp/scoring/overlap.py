@@ -205,7 +205,7 @@ def overlap_table(
 
     Args:
         scores: :func:`~interp.scoring.heads.score_heads` output for two or more tasks
-        (concatenated).
+            (concatenated).
         attn: optional :func:`~interp.scoring.attention.attention_table` output; adds ``attn_diff``
             (and ``attn_diff_per_query``) summed over heads for the pairs it covers.
         k: the top-``k`` for ``jaccard@k``.
