@@ -141,7 +141,7 @@ def test_site_builds_strictly(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    api = (site / "reference" / "measurements" / "index.html").read_text(encoding="utf-8")
+    api = (site / "reference" / "scoring" / "index.html").read_text(encoding="utf-8")
     assert "interp.scoring.heads.score_heads" in api  # generated from the docstrings
     for nb in ("01_explore_heads", "02_ablation_sweep", "03_transfer_vs_overlap"):
         assert (site / "notebooks" / nb / "index.html").is_file(), nb

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 
 from interp.core.errors import InterpError
 from interp.core.io import write_text
-from interp.report import plots
+from interp.report import plots, stat_plots
 from interp.report.doc import Doc as _Doc
 from interp.runs.dirs import RunDir, open_dir
 
@@ -308,7 +308,7 @@ def _primary_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
             if k in sub.columns and k in row:
                 sub = sub[sub[k] == row[k]]
         res = primary_test(sub, n_perm=200, n_boot=200)
-        doc.fig(plots.between_figure(prepare(sub), partial_residuals(res)))
+        doc.fig(stat_plots.between_figure(prepare(sub), partial_residuals(res)))
     contrasts = tables.get("contrasts")
     if contrasts is not None and len(contrasts):
         doc.h("Related vs control runs (secondary)", 3)
@@ -354,7 +354,7 @@ def _head_sets_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
         "sign-flip test."
     )
     for run, sub in list(sets.groupby("run", sort=False))[:4]:
-        doc.fig(plots.head_sets_figure(sub, title=f"{run}: d_T vs d_ID for every head set"))
+        doc.fig(stat_plots.head_sets_figure(sub, title=f"{run}: d_T vs d_ID for every head set"))
     slopes = tables.get("causal_slopes")
     if slopes is not None and len(slopes):
         doc.results("Do shared head sets carry transfer beyond competence?", slopes, "p_value")
@@ -378,7 +378,7 @@ def _dose_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     )
     doc.table(summary)
     for run, sub in list(sets.groupby("run", sort=False))[:4]:
-        doc.fig(plots.dose_figure(sub, title=f"{run}: d_T at matched d_ID, by set type"))
+        doc.fig(stat_plots.dose_figure(sub, title=f"{run}: d_T at matched d_ID, by set type"))
 
 
 def _interchange_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
@@ -396,7 +396,7 @@ def _interchange_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.table(df[cols].drop_duplicates())
     for run, sub in list(df.groupby("run", sort=False))[:4]:
         for metric in dict.fromkeys(sub["metric"]):
-            doc.fig(plots.interchange_figure(sub, metric, title=f"{run}: interchange ({metric})"))
+            doc.fig(stat_plots.interchange_figure(sub, metric, title=f"{run}: interchange ({metric})"))
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
