@@ -64,6 +64,7 @@ from transformer_lens.utilities import get_act_name
 from interp.causal.set_trie import CLEAN, Head, TrieWalk, plan_trie
 from interp.core.device import model_device
 from interp.core.errors import InterpError
+from interp.models.architecture import check_head
 from interp.scoring.ablation import reference_mean
 from interp.scoring.evaluate import answer_logprob_from_logits, exact_match_from_logits
 from interp.tasks.batches import Batch, layout_groups, task_batch
@@ -104,11 +105,10 @@ def ablate_sets(
         ``(exact_match, logprob, clean_exact_match, clean_logprob)``: per set and example, and
         the clean model's per example, on the CPU.
     """
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    n_layers = model.cfg.n_layers
     for s in sets:
         for layer, h in s:
-            if not (0 <= layer < n_layers and 0 <= h < n_heads):
-                raise InterpError(f"head ({layer}, {h}) is outside the model")
+            check_head(model.cfg, layer, h)
     dev = model_device(model)
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=torch.float64, device="cpu").flatten()

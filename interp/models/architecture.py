@@ -183,3 +183,31 @@ def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> Hooke
         original_architecture="interp",
         device=str(device),
     )
+
+
+def check_head(cfg: Any, layer: Any, head: Any) -> tuple[int, int]:
+    """``(layer, head)`` as ints, or one clear error if the head is not in the model.
+
+    The one home of the check every stage that names heads makes (ablation, attention patterns,
+    head sets).
+
+    Args:
+        cfg: the model's config (``model.cfg``: anything with ``n_layers`` and ``n_heads``).
+        layer: layer index.
+        head: head index within the layer.
+
+    Raises:
+        InterpError: an index that is not an integer or lies outside the model.
+    """
+    try:
+        lh = (int(layer), int(head))
+    except (TypeError, ValueError):
+        raise InterpError(
+            f"a head is a (layer, head) pair of integers, got {(layer, head)!r}"
+        ) from None
+    n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    if not (0 <= lh[0] < n_layers and 0 <= lh[1] < n_heads):
+        raise InterpError(
+            f"head ({lh[0]}, {lh[1]}) is outside the model's {n_layers} layers x {n_heads} heads"
+        )
+    return lh

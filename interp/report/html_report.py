@@ -396,7 +396,8 @@ def _interchange_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:
     doc.table(df[cols].drop_duplicates())
     for run, sub in list(df.groupby("run", sort=False))[:4]:
         for metric in dict.fromkeys(sub["metric"]):
-            doc.fig(stat_plots.interchange_figure(sub, metric, title=f"{run}: interchange ({metric})"))
+            title = f"{run}: interchange ({metric})"
+            doc.fig(stat_plots.interchange_figure(sub, metric, title=title))
 
 
 def _causal_section(doc: _Doc, tables: dict[str, pd.DataFrame]) -> None:

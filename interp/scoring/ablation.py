@@ -27,6 +27,7 @@ from transformer_lens.utilities import get_act_name
 
 from interp.core.device import default_batch_size, model_device
 from interp.core.errors import InterpError, unknown_choice
+from interp.models.architecture import check_head
 from interp.scoring.evaluate import answer_logprob_from_logits, exact_match_from_logits
 from interp.scoring.hooks import cached_run, z_names
 from interp.tasks.batches import Batch, GroupKey, check_context, layout_groups, row_chunks
@@ -148,16 +149,11 @@ def ablate_heads(
     method = {"mean_ablation": "mean", "zero_ablation": "zero"}.get(method, method)
     if method not in ABLATIONS:
         raise unknown_choice("ablation method", method, ABLATIONS)
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     head_set: dict[int, list[int]] = {}
     for lh in heads:
         if len(lh) != 2:
             raise InterpError(f"heads must be (layer, head) pairs, got {lh!r}")
-        layer, h = int(lh[0]), int(lh[1])
-        if not (0 <= layer < n_layers and 0 <= h < n_heads):
-            raise InterpError(
-                f"head ({layer}, {h}) is outside the model's {n_layers} layers x {n_heads} heads"
-            )
+        layer, h = check_head(model.cfg, lh[0], lh[1])
         head_set.setdefault(layer, []).append(h)
     if len(batch) == 0:
         raise InterpError("cannot ablate heads on an empty batch")

@@ -49,6 +49,7 @@ from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
 from interp.core.errors import InterpError, unknown_choice
+from interp.models.architecture import check_head
 from interp.tasks.batches import Batch, check_context, iter_minibatches, task_batch
 from interp.tasks.encoding import vocab_for
 
@@ -234,11 +235,7 @@ def head_pattern(
         InterpError: a head outside the model, an example outside the batch, or an example
             longer than the model's context.
     """
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    if not (0 <= layer < n_layers and 0 <= head < n_heads):
-        raise InterpError(
-            f"head ({layer}, {head}) is outside the model's {n_layers} layers x {n_heads} heads"
-        )
+    layer, head = check_head(model.cfg, layer, head)
     if not 0 <= example < len(batch):
         raise InterpError(f"example {example} is outside the batch of {len(batch)} rows")
     row = batch.select([example])
