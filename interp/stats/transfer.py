@@ -68,6 +68,7 @@ import pandas as pd
 from interp.core.errors import InterpError
 from interp.scoring.evaluate import generalization_gap, transfer_strength
 from interp.stats.intervals import correlate
+from interp.tasks.base import transfer_range
 
 META_COLS = ("run", "group", "seed", "main", "aux", "main_max", "aux_max", "kind", "baseline")
 OVERLAP_COLS = ("run", "step", "task_a", "task_b", "statistic", "value")
@@ -187,7 +188,8 @@ def checkpoint_metrics(acc: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     is_main = a["task"] == a["main"]
     is_aux = pd.Series([t in x for t, x in zip(a["task"], a["aux"], strict=True)], index=a.index)
     in_train = a["length"] <= a["main_max"]
-    in_transfer = (a["length"] > a["main_max"]) & (a["length"] <= a["aux_max"])
+    t_lo, t_hi = transfer_range(a["main_max"], a["aux_max"])  # elementwise on the columns
+    in_transfer = (a["length"] >= t_lo) & (a["length"] <= t_hi)
     keys = ["run", "step"]
     parts = {
         "main_train_acc": a[is_main & in_train].groupby(keys)["accuracy"].mean(),
