@@ -242,7 +242,7 @@ def test_cli_zoo_family_writes_the_tables_and_prints_one_line_per_question(
     monkeypatch.setattr(registry, "ZOO_DIR", root)
     assert main(["zoo", "family", "--out", str(tmp_path / "fam")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("family b4_* from its shipped tables (30 of 31 runs")
+    assert out[0].startswith("family b4_* from its shipped tables (30 of 60 planned runs")
     assert len(out) == 1 + len(t["results"]) + 1
     assert any("intervention" in line and "p = " in line for line in out)
     md = (tmp_path / "fam" / "results.md").read_text()

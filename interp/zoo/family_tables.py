@@ -391,6 +391,13 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+def planned_runs(meta: pd.DataFrame) -> int:
+    """How many runs the family's pre-declared specs plan (``models/zoo/specs/PREFIX*.toml``),
+    at least the entries present."""
+    specs = sorted(zoo.SPEC_DIR.glob(f"{PREFIX}*.toml"))
+    return max(len(specs), len(meta))
+
+
 def _num(x: float, digits: int = 2) -> str:
     return "" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
 
@@ -401,7 +408,7 @@ def markdown(tables: dict[str, pd.DataFrame]) -> str:
     have = meta[meta["tables"]]
     counts = have["condition"].value_counts().sort_index()
     lines = [
-        f"Family `{PREFIX}*`: {len(have)} of {len(meta)} entries ship their tables "
+        f"Family `{PREFIX}*`: {len(have)} of {planned_runs(meta)} planned runs ship their tables "
         f"({', '.join(f'{c} {n}' for c, n in counts.items())}).",
         "",
         "| question | role | estimate [95% interval] | p | runs in / out | MDE (80%) | verdict |",
@@ -441,12 +448,16 @@ def verdict_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     """One line per question, for the demo's summary (read from shipped tables)."""
     meta = tables["meta"]
     n = int(meta["tables"].sum())
-    out = [f"family {PREFIX}* from its shipped tables ({n} of {len(meta)} runs; no model run):"]
+    planned = planned_runs(meta)
+    out = [
+        f"family {PREFIX}* from its shipped tables ({n} of {planned} planned runs; no model run):"
+    ]
     for r in tables["results"].itertuples(index=False):
         est = _num(r.estimate)
         ci = f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if est and np.isfinite(r.ci_low) else ""
         p = f", p = {r.p_value:.3f}" if np.isfinite(r.p_value) else ""
         mde = f", MDE {abs(r.mde):.2f}" if np.isfinite(r.mde) else ""
         verdict = str(r.verdict).split(": ", 1)[-1] if r.role == "primary" else r.verdict
-        out.append(f"  {r.question} ({r.role}): {est}{ci}{p}{mde}; {verdict}")
+        numbers = f"{est}{ci}{p}{mde}".strip(", ")
+        out.append(f"  {r.question} ({r.role}): {numbers + '; ' if numbers else ''}{verdict}")
     return out
