@@ -255,14 +255,51 @@ def test_cli_zoo_family_writes_the_tables_and_prints_one_line_per_question(
 
 
 def test_the_repository_family_is_read_from_its_shipped_tables():
-    """What `make demo` prints for the family: its entries' committed tables analysed (or, before
-    any entry ships them, one line saying there are none), never a model run."""
+    """What `make demo` prints for the family, and the results table in the docs: the entries'
+    committed tables analysed (or, before any entry ships them, one line saying there are none),
+    never a model run; ``analyses/family/results.md`` is what ``interp zoo family`` writes now."""
+    from pathlib import Path
+
     from interp.cli.demo import shipped_family_lines
 
     lines = shipped_family_lines(quick=False)
     assert lines[0].startswith(f"family {ft.PREFIX}* from its shipped tables")
     shipped = [n for n in zoo.names() if n.startswith(ft.PREFIX) and ft.has_tables(n)]
-    if shipped:
-        assert f"({len(shipped)} of " in lines[0] and len(lines) > 1
-    else:
+    if not shipped:
         assert len(lines) == 1 and "none" in lines[0]
+        return
+    assert f"({len(shipped)} of " in lines[0] and len(lines) > 1
+    results = Path(__file__).resolve().parent.parent / "analyses" / "family" / "results.md"
+    assert results.read_text() == ft.markdown(ft.analyze(ft.PREFIX)), (
+        "analyses/family/results.md is stale: run `interp zoo family`"
+    )
+
+
+def test_the_plan_was_committed_before_any_family_result():
+    """The README quotes the commit of analyses/family/PLAN.md; it precedes every b4 entry."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    assert "`analyses/family/PLAN.md`, was committed in `7e549ef`" in " ".join(readme.split())
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return r.stdout.strip()
+
+    if git("rev-parse", "--is-shallow-repository") == "true" or not git(
+        "cat-file", "-t", "7e549ef"
+    ):
+        pytest.skip("history not available (shallow clone)")
+    assert (
+        git("log", "--diff-filter=A", "--format=%h", "--", "analyses/family/PLAN.md")
+        .split()[-1]
+        .startswith("7e549ef")
+    )
+    plan_time = int(git("log", "-1", "--format=%ct", "7e549ef"))
+    firsts = git("log", "--diff-filter=A", "--format=%ct", "--", "models/zoo/b4_*/tables").split()
+    assert all(int(t) >= plan_time for t in firsts)
