@@ -320,6 +320,7 @@ def _zoo(args: argparse.Namespace) -> None:
         return
     if args.zoo_cmd == "family":
         from interp.core.io import write_parquet, write_text
+        from interp.report import family_results
         from interp.zoo import family_tables
 
         zoo.check_name(args.prefix.rstrip("_") or "x")
@@ -328,8 +329,8 @@ def _zoo(args: argparse.Namespace) -> None:
         for key in ("results", "seeds", "runs", "arms"):
             if key in tables:
                 write_parquet(out / f"{key}.parquet", tables[key].reset_index(drop=True))
-        write_text(out / "results.md", family_tables.markdown(tables))
-        print("\n".join(family_tables.verdict_lines(tables)))
+        write_text(out / "results.md", family_results.markdown(tables))
+        print("\n".join(family_results.verdict_lines(tables)))
         print(f"tables: {out / 'results.md'}, {out}/{{results,seeds,runs,arms}}.parquet")
         return
     if args.zoo_cmd == "train":

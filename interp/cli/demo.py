@@ -174,12 +174,13 @@ def shipped_family_lines(quick: bool) -> list[str]:
     """The larger family's verdicts, read from the per-checkpoint tables its entries ship
     (:mod:`interp.zoo.family_tables`): no model runs, so the lines say so, unlike the zoo lines
     above them, which are measured from the weights during the demo."""
+    from interp.report import family_results
     from interp.zoo import family_tables
 
     if quick:
         return [f"family {family_tables.PREFIX}* from its shipped tables: skipped (--quick)"]
     try:
-        return family_tables.verdict_lines(family_tables.analyze(family_tables.PREFIX))
+        return family_results.verdict_lines(family_tables.analyze(family_tables.PREFIX))
     except InterpError as e:
         return [f"family {family_tables.PREFIX}* from its shipped tables: none ({e})"]
 

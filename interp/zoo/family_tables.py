@@ -49,6 +49,8 @@ TABLES = "tables"
 """The folder of a family entry that holds its per-checkpoint tables."""
 ACCURACY_FILE = "accuracy_by_step.parquet"
 HEADS_FILE = "heads_by_step.parquet"
+HEAD_SETS_FILE = "head_sets.parquet"
+"""Head sets at the final checkpoint (``analyses/family/head_sets.py``), where computed."""
 SHARED_RANGE = "shared"
 K = 4
 """Top-k of the Jaccard overlap statistics (the analysis default, :class:`AnalysisConfig`)."""
@@ -202,6 +204,24 @@ def paired_arms(seeds: pd.DataFrame, arm_a: str = "shared", arm_b: str = "disjoi
     }
 
 
+def head_set_tables(obs: pd.DataFrame, root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """The head-set sign-flip test over the observational runs whose ``head_sets.parquet``
+    exists (:func:`interp.stats.within.head_set_summary`; runs without a slope are listed as
+    not applicable there), and ``head_sets_pending``: runs with an auxiliary not computed yet."""
+    from interp.stats.within import head_set_summary
+
+    with_aux = obs[obs["kind"] != "baseline"]
+    have = [r for r in with_aux["run"] if (tables_dir(r, root) / HEAD_SETS_FILE).is_file()]
+    pending = pd.DataFrame({"run": [r for r in with_aux["run"] if r not in set(have)]})
+    if not have:
+        return {"head_sets_pending": pending}
+    sets = pd.concat(
+        [read_parquet(tables_dir(r, root) / HEAD_SETS_FILE) for r in have], ignore_index=True
+    )
+    done = with_aux[with_aux["run"].isin(have)]
+    return {"head_sets": head_set_summary(sets, done), "head_sets_pending": pending}
+
+
 def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the family ``PREFIX*`` from its shipped tables (module docstring).
 
@@ -246,6 +266,7 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
     for key, v in PRIMARY.items():
         if key in arm_runs.columns:
             arm_runs = arm_runs[arm_runs[key] == v]
+    out.update(head_set_tables(obs, root))
     rows = [arm_contrast(arm_runs, value=v) for v in ("transfer_acc", "competence")]
     paired = paired_arms(out["seeds"])
     rows.append(
@@ -348,6 +369,39 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     ),
                 }
             )
+    hs = tables.get("head_sets")
+    pend = tables.get("head_sets_pending")
+    n_pend = 0 if pend is None else len(pend)
+    if hs is not None and len(hs):
+        for _, r in hs[hs["kind"] == "related"].iterrows():
+            why = r["reason"] or ""
+            na = str(r.get("not_applicable", "") or "")
+            extra = "; ".join(
+                x
+                for x in (
+                    f"{na.count(': not applicable')} runs not applicable" if na else "",
+                    f"{n_pend} runs not computed yet" if n_pend else "",
+                )
+                if x
+            )
+            verdict = _verdict(
+                r["p_value"], why, "shared-head damage tracks transfer damage",
+                "no evidence that shared-head damage tracks transfer damage",
+            )  # fmt: skip
+            rows.append({
+                "question": "head sets: damage to shared heads predicts transfer damage",
+                "role": "secondary", "estimate": r["mean"], "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"], "p_value": r["p_value"], "n_included": int(r["n_runs"]),
+                "n_excluded": int(r["n_excluded"]), "mde": r["mde"],
+                "verdict": verdict + (f" ({extra})" if extra else ""),
+            })  # fmt: skip
+    elif n_pend:
+        rows.append({
+            "question": "head sets: damage to shared heads predicts transfer damage",
+            "role": "secondary", "estimate": nan, "ci_low": nan, "ci_high": nan,
+            "p_value": nan, "n_included": 0, "n_excluded": 0, "mde": nan,
+            "verdict": f"not computed yet for {n_pend} runs (analyses/family/head_sets.py)",
+        })  # fmt: skip
     a = tables.get("arms")
     if a is not None and len(a):
         for _, r in a.iterrows():
@@ -389,75 +443,3 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "verdict",
         ],
     )
-
-
-def planned_runs(meta: pd.DataFrame) -> int:
-    """How many runs the family's pre-declared specs plan (``models/zoo/specs/PREFIX*.toml``),
-    at least the entries present."""
-    specs = sorted(zoo.SPEC_DIR.glob(f"{PREFIX}*.toml"))
-    return max(len(specs), len(meta))
-
-
-def _num(x: float, digits: int = 2) -> str:
-    return "" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
-
-
-def markdown(tables: dict[str, pd.DataFrame]) -> str:
-    """The results table and the intervention's per-seed transfer table, as Markdown."""
-    meta = tables["meta"]
-    have = meta[meta["tables"]]
-    counts = have["condition"].value_counts().sort_index()
-    lines = [
-        f"Family `{PREFIX}*`: {len(have)} of {planned_runs(meta)} planned runs ship their tables "
-        f"({', '.join(f'{c} {n}' for c, n in counts.items())}).",
-        "",
-        "| question | role | estimate [95% interval] | p | runs in / out | MDE (80%) | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in tables["results"].itertuples(index=False):
-        est = _num(r.estimate)
-        if est and np.isfinite(r.ci_low):
-            est += f" [{_num(r.ci_low)}, {_num(r.ci_high)}]"
-        p = "" if not np.isfinite(r.p_value) else f"{r.p_value:.3f}"
-        mde = "" if not np.isfinite(r.mde) else f"{abs(r.mde):.2f}"
-        verdict = str(r.verdict).split(": ", 1)[-1] if r.role == "primary" else r.verdict
-        lines.append(
-            f"| {r.question} | {r.role} | {est} | {p} | {r.n_included} / {r.n_excluded} | "
-            f"{mde} | {verdict} |"
-        )
-    seeds = tables["seeds"]
-    arms = seeds[seeds["condition"].isin(["both", *INTERVENTIONS])]
-    if len(arms):
-        lines += [
-            "",
-            "Transfer of the main task pooled over lengths 7..12 at the final checkpoint "
-            "(256 items per length), exact 95% interval; competence = lengths 1..6 unseen items:",
-            "",
-            "| condition | seed | transfer [95% interval] | competence |",
-            "|---|---|---|---|",
-        ]
-        for r in arms.sort_values(["condition", "seed"]).itertuples(index=False):
-            lines.append(
-                f"| {r.condition} | {r.seed} | {r.transfer:.3f} [{r.ci_lo:.3f}, {r.ci_hi:.3f}] "
-                f"| {r.competence:.3f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def verdict_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
-    """One line per question, for the demo's summary (read from shipped tables)."""
-    meta = tables["meta"]
-    n = int(meta["tables"].sum())
-    planned = planned_runs(meta)
-    out = [
-        f"family {PREFIX}* from its shipped tables ({n} of {planned} planned runs; no model run):"
-    ]
-    for r in tables["results"].itertuples(index=False):
-        est = _num(r.estimate)
-        ci = f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if est and np.isfinite(r.ci_low) else ""
-        p = f", p = {r.p_value:.3f}" if np.isfinite(r.p_value) else ""
-        mde = f", MDE {abs(r.mde):.2f}" if np.isfinite(r.mde) else ""
-        verdict = str(r.verdict).split(": ", 1)[-1] if r.role == "primary" else r.verdict
-        numbers = f"{est}{ci}{p}{mde}".strip(", ")
-        out.append(f"  {r.question} ({r.role}): {numbers + '; ' if numbers else ''}{verdict}")
-    return out
