@@ -108,7 +108,7 @@ import sys
 import torch
 
 import interp
-from interp.device import resolve_device
+from interp.core.device import resolve_device
 
 dev = resolve_device(sys.argv[1])  # an InterpError (exit 1) when the device is not there
 print(f"torch {torch.__version__} (CUDA {torch.version.cuda}); interp from {interp.__file__}")
@@ -167,8 +167,8 @@ resume() {
     "$PY" - "$SPEC" "$OUTDIR/resumed" "$DEVICE" "$HALF" <<'EOF' || return 1
 import sys
 
-from interp.spec import load_spec
-from interp.train import train
+from interp.runs.spec import load_spec
+from interp.runs.train import train
 
 spec, out, device, half = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 train(load_spec(spec), out, progress=False, device=device, stop_after=half)
@@ -181,7 +181,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from interp.checkpoint import CKPT_DIR, ckpt_name, list_checkpoints
+from interp.models.checkpoint import CKPT_DIR, ckpt_name, list_checkpoints
 
 a, b = sys.argv[1], sys.argv[2]
 step = list_checkpoints(a)[-1]
@@ -202,14 +202,15 @@ EOF
 }
 
 stage() {
-    # stage FN: one of interp.runs.analysis's per-run causal stages, on the device.
+    # stage FN: one of interp.runs.causal_runs' per-run causal stages, on the device.
     "$PY" - "$1" "$RUN" "$DEVICE" "$EX" <<'EOF'
 import sys
 
-import interp.analysis as an
+import interp.runs.causal_runs as an
+from interp.runs.analysis_spec import AnalysisConfig
 
 fn, run, device, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = an.AnalysisConfig.from_dict({"n_examples": n})
+cfg = AnalysisConfig.from_dict({"n_examples": n})
 kw = {"max_size": 2} if fn == "head_sets_for_run" else {}  # 36 + 630 sets of the 36 heads
 out = getattr(an, fn)(run, cfg, device=device, **kw)
 print(out if not isinstance(out, tuple) else out[1])
