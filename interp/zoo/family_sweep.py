@@ -34,7 +34,7 @@ from interp.core.io import write_json, write_parquet
 from interp.models.checkpoint import CKPT_DIR, INDEX, read_index
 from interp.runs.analysis import analyze_sweep
 from interp.runs.analysis_spec import AnalysisConfig
-from interp.runs.dirs import SweepDir, ZooEntryDir
+from interp.runs.dirs import SweepDir, ZooEntryDir, meta_row
 from interp.tasks import GROUPS
 from interp.zoo import registry as zoo
 from interp.zoo.family import family_accuracy
@@ -85,6 +85,28 @@ def kind_of(spec) -> str:  # noqa: ANN001  (a TrainSpec)
     return "transfer"
 
 
+def entry_meta(name: str, spec) -> dict:  # noqa: ANN001  (a TrainSpec)
+    """An entry's metadata row (:func:`interp.runs.dirs.meta_row`) with its ``condition`` from
+    the name (``both``, ``nocarry``, ..., ``disjoint``, ``shared``)."""
+    row = meta_row(spec, kind=kind_of(spec))
+    row.update(run=name, condition=condition_of(name), preset="")
+    return row
+
+
+def with_baselines(meta: pd.DataFrame) -> pd.DataFrame:
+    """``meta`` with each run's ``baseline``: the main-only entry of the same seed, else the
+    first main-only entry ("" for the main-only entries themselves)."""
+    mains = meta[meta["kind"] == "baseline"].sort_values("seed")
+    by_seed = dict(zip(mains["seed"], mains["run"], strict=True))
+    first = mains["run"].iloc[0] if len(mains) else ""
+    meta = meta.copy()
+    meta["baseline"] = [
+        "" if k == "baseline" else by_seed.get(s, first)
+        for k, s in zip(meta["kind"], meta["seed"], strict=True)
+    ]
+    return meta
+
+
 def _copy_entry(name: str, dest: Path, root: str | Path | None) -> None:
     """Copy entry ``name`` to run directory ``dest`` with its final checkpoint only."""
     src = ZooEntryDir(zoo.entry_dir(name, root))
@@ -119,18 +141,8 @@ def materialize(names: Sequence[str], out: str | Path, root: str | Path | None =
         dest = sweep.run(name).path
         if not dest.is_dir():
             _copy_entry(name, dest, root)
-        spec = sweep.run(name).spec()
-        row = sweep.run(name).meta(kind=kind_of(spec), spec=spec)
-        row.update(run=name, condition=condition_of(name), preset="")
-        rows.append(row)
-    cells = pd.DataFrame(rows)
-    mains = cells[cells["kind"] == "baseline"].sort_values("seed")
-    by_seed = dict(zip(mains["seed"], mains["run"], strict=True))
-    first = mains["run"].iloc[0] if len(mains) else ""
-    cells["baseline"] = [
-        "" if k == "baseline" else by_seed.get(s, first)
-        for k, s in zip(cells["kind"], cells["seed"], strict=True)
-    ]
+        rows.append(entry_meta(name, sweep.run(name).spec()))
+    cells = with_baselines(pd.DataFrame(rows))
     write_parquet(sweep.cells_path, cells)
     return sweep
 

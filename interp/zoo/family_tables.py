@@ -36,12 +36,11 @@ import pandas as pd
 
 from interp.core.errors import InterpError
 from interp.core.io import read_parquet
-from interp.runs.dirs import meta_row
 from interp.scoring.overlap import overlap_table
 from interp.stats.intervals import clopper_pearson, empirical_logit, not_testable
 from interp.stats.metrics import unseen_lengths
 from interp.zoo import registry as zoo
-from interp.zoo.family_sweep import INTERVENTIONS, condition_of, family_names, kind_of
+from interp.zoo.family_sweep import INTERVENTIONS, entry_meta, family_names, with_baselines
 
 PREFIX = "b4_"
 """The family trained with per-checkpoint tables (bf16 + compile, ``analyses/family/PLAN.md``)."""
@@ -113,21 +112,7 @@ def family_meta(names: list[str], root: str | Path | None = None) -> pd.DataFram
     """One metadata row per entry (:func:`interp.runs.dirs.meta_row`), with ``condition`` from
     the entry's name (``both``, ``nocarry``, ..., ``disjoint``, ``shared``) and each run's
     main-only ``baseline`` of the same seed (else the first)."""
-    rows = []
-    for name in names:
-        spec = zoo.spec(name, root)
-        row = meta_row(spec, kind=kind_of(spec))
-        row.update(run=name, condition=condition_of(name), preset="")
-        rows.append(row)
-    meta = pd.DataFrame(rows)
-    mains = meta[meta["kind"] == "baseline"].sort_values("seed")
-    by_seed = dict(zip(mains["seed"], mains["run"], strict=True))
-    first = mains["run"].iloc[0] if len(mains) else ""
-    meta["baseline"] = [
-        "" if k == "baseline" else by_seed.get(s, first)
-        for k, s in zip(meta["kind"], meta["seed"], strict=True)
-    ]
-    return meta
+    return with_baselines(pd.DataFrame([entry_meta(n, zoo.spec(n, root)) for n in names]))
 
 
 def seed_table(
