@@ -286,6 +286,11 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     nan = float("nan")
     b = tables.get("between")
     if b is not None and len(b):
+        from interp.stats.between_table import PRIMARY
+
+        for key, v in PRIMARY.items():  # the pre-declared combination: primary + sensitivity
+            if key in b.columns:
+                b = b[b[key] == v]
         for _, r in b[b["primary"] | b["model"].str.startswith("rank")].iterrows():
             if not (r["primary"] or "all runs" in str(r["model"])):
                 continue
