@@ -14,7 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-TINY_TRAIN = {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 2}
+# autocast/compile are execution keys: a CPU-scale spec may ask for bf16 + torch.compile, which a
+# seconds-scale test neither needs (their own tests cover them) nor can afford (compile warm-up).
+TINY_TRAIN = {
+    "steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 2,
+    "autocast": "off", "compile": False,
+}  # fmt: skip
 TINY_EVAL = {"examples": 8, "final_examples": 8, "every": 0}
 TINY_ANALYSIS = {"n_examples": 8, "causal_k": 1, "causal_random": 3}
 

@@ -297,6 +297,17 @@ def _zoo(args: argparse.Namespace) -> None:
         print(f"exported {args.run_dir} -> {path}")
         print(zoo.card(args.name, path.parent))
         return
+    if args.zoo_cmd == "prune":
+        from interp.zoo.prune import prune
+
+        try:
+            keep = [int(x) for x in args.keep.split(",")] if args.keep else None
+        except ValueError:
+            raise InterpError(f"--keep must look like A,B,C, got {args.keep!r}") from None
+        dropped = prune(args.name, keep)
+        left = ", ".join(map(str, zoo.checkpoints(args.name)))
+        print(f"{args.name}: removed the weights of {len(dropped)} step(s); stored: {left}")
+        return
     if args.zoo_cmd == "results":
         from interp.core.io import write_parquet, write_text
         from interp.zoo import family

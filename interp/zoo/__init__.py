@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from interp.runs.spec import TrainSpec
 from interp.zoo.family import TRANSFER_THRESHOLD, family_accuracy
+from interp.zoo.prune import prune
 from interp.zoo.registry import (
     SPEC_DIR,
     ZOO_DIR,
@@ -48,6 +49,7 @@ __all__ = [
     "load",
     "metrics",
     "names",
+    "prune",
     "spec",
     "train_entry",
     "transfer_range",

@@ -98,6 +98,15 @@ def render_card(train_spec: TrainSpec, meta: dict[str, Any], acc: pd.DataFrame) 
         f"included; {threads}, machine with {meta.get('cpu_count') or '?'} CPU cores)",
         f"- stored checkpoints (float16 parameters, weights only): steps "
         f"{', '.join(map(str, meta['steps']))}",
+        *(
+            [
+                f"- pruned ({meta['pruned']['utc'][:10]}): the weights of steps "
+                f"{', '.join(map(str, meta['pruned']['dropped_steps']))}; their accuracy stays "
+                f"in `{meta['pruned']['accuracy_of_every_step']}`"
+            ]
+            if meta.get("pruned")
+            else []
+        ),
         "",
         "## Accuracy of the stored weights",
         "",
