@@ -275,6 +275,30 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
+@command("results")
+def _results(args: argparse.Namespace) -> None:
+    import shutil
+
+    from interp.core.io import write_parquet, write_text
+    from interp.report import seed_tables as st
+
+    acc, meta = st.read_tables(args.path)
+    rows, gate = st.seed_rows(acc, meta), st.aux_gate(acc, meta)
+    src = Path(args.path) / "analysis"
+    out = Path(args.out) if args.out else Path(args.path)
+    if out.resolve() != Path(args.path).resolve():
+        # The shipped copy is sweep-shaped, so `interp results OUT` regenerates it from itself.
+        (out / "analysis").mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.glob("*.parquet")):
+            shutil.copyfile(f, out / "analysis" / f.name)
+    md = st.seed_markdown(rows) + "\nAuxiliary gate (>= 0.9 at every own training length):\n\n"
+    write_text(out / "results.md", md + st.gate_markdown(gate))
+    write_parquet(out / "results.parquet", rows)
+    write_parquet(out / "gate.parquet", gate)
+    print(st.seed_markdown(rows))
+    print(f"tables: {out / 'results.md'}, {out / 'results.parquet'}, {out / 'gate.parquet'}")
+
+
 @command("zoo")
 def _zoo(args: argparse.Namespace) -> None:
     from interp.zoo import registry as zoo

@@ -176,6 +176,14 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     )
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    rs = sub.add_parser(
+        "results", help="per-seed accuracy tables of an analysed sweep (no model run)"
+    )
+    rs.add_argument("path", help="an analysed sweep directory (or a shipped copy of one)")
+    rs.add_argument(
+        "--out", help="folder for results.md/.parquet and a copy of the analysis tables"
+    )
+
     zo = sub.add_parser("zoo", help="list the model zoo, retrain an entry, or export a run")
     zo.set_defaults(zoo_cmd="list")
     zsub = zo.add_subparsers(dest="zoo_cmd")
