@@ -28,11 +28,14 @@ def _same_but_positional(nope: dict, rope: dict) -> None:
     assert a == b
 
 
-def test_arithmetic_nope_cells_are_the_b4_both_specs_but_for_positional():
+def test_arithmetic_nope_cells_are_the_b4_specs_but_for_positional():
     cells = _cells("fig12_rope_vs_nope.toml")
-    assert [c.seed for c in cells] == [0, 1, 2]
+    assert sorted((c.group, c.seed) for c in cells) == [
+        (g, s) for g in ("arith_a", "baseline") for s in (0, 1, 2)
+    ]
     for c in cells:
-        _same_but_positional(c.spec, zoo.spec(f"b4_both_s{c.seed}").to_dict())
+        twin = "main" if c.group == "baseline" else "both"
+        _same_but_positional(c.spec, zoo.spec(f"b4_{twin}_s{c.seed}").to_dict())
 
 
 def test_string_nope_cells_are_the_fig4_string_b_cells_but_for_positional():
