@@ -49,3 +49,28 @@ def test_string_nope_cells_are_the_fig4_string_b_cells_but_for_positional():
 @pytest.mark.parametrize("spec", ["fig12_rope_vs_nope.toml", "fig12_strings_nope.toml"])
 def test_the_cpu_scale_fig12_specs_train_nope_only(spec):
     assert {c.positional for c in _cells(spec)} == {"nope"}
+
+
+def test_shipped_comparison_is_what_the_script_writes():
+    """``analyses/fig12/compare.md`` regenerates from the shipped tables (no model run)."""
+    import importlib.util
+
+    path = ANALYSES / "fig12" / "compare.py"
+    spec = importlib.util.spec_from_file_location("fig12_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.markdown(mod.table()) == (ANALYSES / "fig12" / "compare.md").read_text(), (
+        "analyses/fig12/compare.md is stale (a b4_* entry landed since): run "
+        "`python analyses/fig12/compare.py`"
+    )
+
+
+def test_the_verdict_quotes_the_comparison():
+    """The docs' Fig. 12 verdict quotes the matched-seed gains that compare.md holds."""
+    import re
+
+    compare = (ANALYSES / "fig12" / "compare.md").read_text()
+    m = re.search(r"mean gain: RoPE ([+-][0-9.]+), NoPE ([+-][0-9.]+)", compare)
+    assert m, compare
+    page = (ANALYSES.parent / "docs" / "results" / "figures.md").read_text()
+    assert f"NoPE's gain is {m[2]} and RoPE's {m[1]} on the three seeds" in page

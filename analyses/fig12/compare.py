@@ -1,0 +1,168 @@
+"""Figure 12 at CPU scale: RoPE against NoPE on arithmetic group A, from shipped tables only.
+
+NoPE: the sweep ``analyses/fig12_rope_vs_nope.toml`` (its analysis tables shipped in
+``analyses/fig12/analysis/`` by ``interp results RUNS/fig12_rope_vs_nope --out analyses/fig12``:
+128 items per length at step 4000). RoPE: the ``b4_both_s*`` and ``b4_main_s*`` zoo entries, whose
+specs equal the NoPE cells' but for the positional scheme (``tests/test_fig12.py``), read from their
+per-checkpoint tables at the final step, 4000 (256 items per length).
+
+For each (positional scheme, condition, seed): the main task's accuracy at 7 digits (one past its
+training range) and pooled over 7..12, each with its exact (Clopper-Pearson) 95% interval, and
+the worse auxiliary's accuracy at 12 digits (did the auxiliaries learn their own range?). Then the
+transfer *gain* per scheme: mean pooled accuracy with both auxiliaries minus the main task alone,
+so that NoPE's own length generalization is not counted as transfer.
+
+    .venv/bin/python analyses/fig12/compare.py    # writes analyses/fig12/compare.{md,parquet}
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from interp.core.io import write_parquet, write_text  # noqa: E402
+from interp.stats.intervals import clopper_pearson  # noqa: E402
+from interp.zoo import registry as zoo  # noqa: E402
+from interp.zoo.family import TRANSFER_THRESHOLD  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+MAIN, AUX = "reverse_add", ("no_carry", "carry_only")
+FIRST, LAST = 7, 12
+
+
+def _summarise(acc: pd.DataFrame, positional: str, condition: str, seed: int, source: str) -> dict:
+    """One run's row from its accuracy rows (``task, length, accuracy, n``) at the final step."""
+    main = acc[acc["task"] == MAIN].set_index("length")
+    past = main.loc[FIRST:LAST]
+    k7 = round(main.loc[FIRST, "accuracy"] * main.loc[FIRST, "n"])
+    kp = int(np.round(past["accuracy"] * past["n"]).sum())
+    n7, npool = int(main.loc[FIRST, "n"]), int(past["n"].sum())
+    (lo7, lop), (hi7, hip) = clopper_pearson([k7, kp], [n7, npool])
+    aux12 = [
+        float(acc[(acc["task"] == a) & (acc["length"] == LAST)]["accuracy"].iloc[0])
+        for a in AUX
+        if ((acc["task"] == a) & (acc["length"] == LAST)).any()
+    ]
+    return {
+        "positional": positional, "condition": condition, "seed": seed, "source": source,
+        "acc7": k7 / n7, "acc7_lo": lo7, "acc7_hi": hi7, "n7": n7,
+        "pooled": kp / npool, "pooled_lo": lop, "pooled_hi": hip, "n_pooled": npool,
+        "in_range": float(main.loc[1:6, "accuracy"].min()),
+        "aux12": min(aux12) if aux12 else np.nan,
+    }  # fmt: skip
+
+
+def rope_rows() -> list[dict]:
+    rows = []
+    for name in zoo.names():
+        cond = name.split("_")[1] if name.startswith("b4_") else ""
+        if cond not in ("both", "main"):
+            continue
+        path = zoo.entry_dir(name) / "tables" / "accuracy_by_step.parquet"
+        if not path.is_file():
+            continue
+        acc = pd.read_parquet(path)
+        last = acc[acc["step"] == acc["step"].max()]
+        rows.append(_summarise(last, "rope", cond, zoo.spec(name).seed, name))
+    return rows
+
+
+def nope_rows() -> list[dict]:
+    d = HERE / "analysis"
+    acc, meta = pd.read_parquet(d / "accuracy.parquet"), pd.read_parquet(d / "meta.parquet")
+    rows = []
+    for m in meta.itertuples(index=False):
+        a = acc[acc["run"] == m.run]
+        a = a[a["step"] == a["step"].max()]
+        cond = "main" if m.kind == "baseline" else "both"
+        rows.append(_summarise(a, m.positional, cond, int(m.seed), m.run))
+    return rows
+
+
+def markdown(df: pd.DataFrame) -> str:
+    lines = [
+        "| positional | condition | seed | at 7 [95% CI] | pooled 7..12 [95% CI] | min 1..6 | "
+        "worse auxiliary at 12 | transfers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in df.itertuples(index=False):
+        aux = "" if not np.isfinite(r.aux12) else f"{r.aux12:.3f}"
+        lines.append(
+            f"| {r.positional} | {r.condition} | {r.seed} | {r.acc7:.3f} [{r.acc7_lo:.3f}, "
+            f"{r.acc7_hi:.3f}] | {r.pooled:.3f} [{r.pooled_lo:.3f}, {r.pooled_hi:.3f}] | "
+            f"{r.in_range:.3f} | {aux} | {'yes' if r.acc7 > TRANSFER_THRESHOLD else 'no'} |"
+        )
+    g = df.groupby(["positional", "condition"])
+    summ = g.agg(
+        n=("seed", "size"),
+        pooled=("pooled", "mean"),
+        acc7=("acc7", "mean"),
+        transfer=("acc7", lambda x: int((x > TRANSFER_THRESHOLD).sum())),
+    )
+    lines += [
+        "",
+        "| positional | condition | seeds | mean at 7 | mean pooled 7..12 | seeds > 0.1 at 7 |",
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    for r in summ.reset_index().itertuples(index=False):
+        lines.append(
+            f"| {r.positional} | {r.condition} | {r.n} | {r.acc7:.3f} | {r.pooled:.3f} | "
+            f"{r.transfer}/{r.n} |"
+        )
+    gain = {
+        p: summ.loc[(p, "both"), "pooled"] - summ.loc[(p, "main"), "pooled"]
+        for p in ("rope", "nope")
+        if (p, "both") in summ.index and (p, "main") in summ.index
+    }
+    lines.append("")
+    for p, v in gain.items():
+        lines.append(
+            f"- transfer gain with {p.upper()} (mean pooled 7..12, both auxiliaries minus the "
+            f"main task alone): {v:+.3f}"
+        )
+    paired = df[df["seed"].isin(df[df["positional"] == "nope"]["seed"])]
+    piv = paired.pivot_table(index="seed", columns=["positional", "condition"], values="pooled")
+    need = {("rope", "both"), ("rope", "main"), ("nope", "both"), ("nope", "main")}
+    if need <= set(piv.columns):
+        diff = (piv[("rope", "both")] - piv[("rope", "main")]) - (
+            piv[("nope", "both")] - piv[("nope", "main")]
+        )
+        n = int(diff.notna().sum())
+        matched = {
+            p: (piv[(p, "both")] - piv[(p, "main")]).mean() for p in ("rope", "nope")
+        }
+        lines.append(
+            f"- on the {n} seeds both schemes share, mean gain: RoPE {matched['rope']:+.3f}, "
+            f"NoPE {matched['nope']:+.3f}"
+        )
+        lines.append(
+            "- per seed, RoPE's gain minus NoPE's gain: "
+            + ", ".join(f"s{s} {v:+.3f}" for s, v in diff.items())
+            + f". Not testable as a claim: {n} seed pairs give an exact sign-flip test a "
+            f"smallest two-sided p of {2 / 2**n:.2f}; read it descriptively."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table() -> pd.DataFrame:
+    """Every run's row: RoPE first, then NoPE; ``both`` before ``main``; by seed."""
+    df = pd.DataFrame(rope_rows() + nope_rows())
+    df = df.sort_values(["positional", "condition", "seed"], ascending=[False, True, True])
+    return df.reset_index(drop=True)
+
+
+def main() -> None:
+    df = table()
+    write_parquet(HERE / "compare.parquet", df)
+    write_text(HERE / "compare.md", markdown(df))
+    print(markdown(df))
+
+
+if __name__ == "__main__":
+    main()
