@@ -39,11 +39,17 @@ def test_arithmetic_nope_cells_are_the_b4_specs_but_for_positional():
 
 
 def test_string_nope_cells_are_the_fig4_string_b_cells_but_for_positional():
-    rope = {c.seed: c.spec for c in _cells("fig4_strings.toml") if c.group == "string_b"}
+    rope = {
+        (c.group, c.seed): c.spec
+        for c in _cells("fig4_strings.toml")
+        if c.group == "string_b" or (c.group == "baseline" and c.main == "capitalize_reverse")
+    }
     cells = _cells("fig12_strings_nope.toml")
-    assert sorted(rope) == [c.seed for c in cells] == [0, 1, 2]
+    assert sorted(rope) == sorted((c.group, c.seed) for c in cells) == [
+        (g, s) for g in ("baseline", "string_b") for s in (0, 1, 2)
+    ]
     for c in cells:
-        _same_but_positional(c.spec, rope[c.seed])
+        _same_but_positional(c.spec, rope[(c.group, c.seed)])
 
 
 @pytest.mark.parametrize("spec", ["fig12_rope_vs_nope.toml", "fig12_strings_nope.toml"])
