@@ -1,4 +1,4 @@
-"""Figure 10 at CPU scale: the curve distance over a (main, auxiliary) length grid, beside the paper.
+"""Figure 10 at CPU scale: the curve distance over a (main, auxiliary) length grid, and the paper.
 
 Reads only shipped tables: the sweep ``analyses/fig10_length_grid.toml`` (main and auxiliary
 lengths in {2, 4, 8}, 2 seeds per cell), whose analysis tables ``interp results
@@ -50,7 +50,8 @@ def table(analysis: Path = HERE / "analysis") -> pd.DataFrame:
     m = run_metrics(acc, meta)
     df = m.merge(meta[["run", "main_max", "aux_max", "seed"]], on="run")
     df["ratio"] = df["aux_max"] / df["main_max"]
-    df["paper"] = [PAPER.get((int(a), int(b)), np.nan) for a, b in zip(df.main_max, df.aux_max)]
+    pairs = zip(df.main_max, df.aux_max, strict=True)
+    df["paper"] = [PAPER.get((int(a), int(b)), np.nan) for a, b in pairs]
     cols = ["main_max", "aux_max", "ratio", "seed", "curve_distance", "train_acc",
             "transfer_acc", "paper", "run"]  # fmt: skip
     return df[cols].sort_values(["main_max", "aux_max", "seed"]).reset_index(drop=True)
@@ -81,8 +82,7 @@ def markdown(df: pd.DataFrame) -> str:
         lines.append(f"| {main} | " + " | ".join(row) + " |")
     lines += [
         "",
-        "| main | aux | ratio | D per seed | mean D | paper | main accuracy 1..main "
-        "(per seed) |",
+        "| main | aux | ratio | D per seed | mean D | paper | main accuracy 1..main (per seed) |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in cells.itertuples(index=False):
@@ -97,7 +97,8 @@ def markdown(df: pd.DataFrame) -> str:
     diag = cells[cells.ratio == 1]
     lines += [""]
     lines.append(
-        f"- mean D by ratio class: equal lengths {diag.D.mean():.2f} (paper {diag.paper.mean():.2f}), "
+        f"- mean D by ratio class: equal lengths {diag.D.mean():.2f} "
+        f"(paper {diag.paper.mean():.2f}), "
         f"ratio 0.5 or 2 {near.D.mean():.2f} (paper {near.paper.mean():.2f}), ratio 0.25 or 4 "
         f"{far.D.mean():.2f} (paper {far.paper.mean():.2f})"
     )
