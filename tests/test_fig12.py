@@ -45,9 +45,11 @@ def test_string_nope_cells_are_the_fig4_string_b_cells_but_for_positional():
         if c.group == "string_b" or (c.group == "baseline" and c.main == "capitalize_reverse")
     }
     cells = _cells("fig12_strings_nope.toml")
-    assert sorted(rope) == sorted((c.group, c.seed) for c in cells) == [
-        (g, s) for g in ("baseline", "string_b") for s in (0, 1, 2)
-    ]
+    assert (
+        sorted(rope)
+        == sorted((c.group, c.seed) for c in cells)
+        == [(g, s) for g in ("baseline", "string_b") for s in (0, 1, 2)]
+    )
     for c in cells:
         _same_but_positional(c.spec, rope[(c.group, c.seed)])
 
@@ -80,3 +82,18 @@ def test_the_verdict_quotes_the_comparison():
     assert m, compare
     page = (ANALYSES.parent / "docs" / "results" / "figures.md").read_text()
     assert f"NoPE's gain is {m[2]} and RoPE's {m[1]} on the three seeds" in page
+
+
+def test_shipped_string_comparison_is_what_the_script_writes():
+    """``analyses/fig12_strings/compare.md`` regenerates from the two sweeps' shipped tables."""
+    import importlib.util
+
+    path = ANALYSES / "fig12_strings" / "compare.py"
+    spec = importlib.util.spec_from_file_location("fig12_strings_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = mod.table()
+    assert set(df["positional"]) == {"rope", "nope"} and set(df["condition"]) == {"both", "main"}
+    assert mod.markdown(df) == (ANALYSES / "fig12_strings" / "compare.md").read_text(), (
+        "analyses/fig12_strings/compare.md is stale: run `python analyses/fig12_strings/compare.py`"
+    )

@@ -125,7 +125,7 @@ def markdown(df: pd.DataFrame) -> str:
 
 def main() -> None:
     df = table()
-    write_parquet(df, HERE / "compare.parquet")
+    write_parquet(HERE / "compare.parquet", df)
     text = markdown(df)
     write_text(HERE / "compare.md", text)
     print(text, end="")

@@ -134,9 +134,7 @@ def markdown(df: pd.DataFrame) -> str:
             piv[("nope", "both")] - piv[("nope", "main")]
         )
         n = int(diff.notna().sum())
-        matched = {
-            p: (piv[(p, "both")] - piv[(p, "main")]).mean() for p in ("rope", "nope")
-        }
+        matched = {p: (piv[(p, "both")] - piv[(p, "main")]).mean() for p in ("rope", "nope")}
         lines.append(
             f"- on the {n} seeds both schemes share, mean gain: RoPE {matched['rope']:+.3f}, "
             f"NoPE {matched['nope']:+.3f}"
