@@ -36,25 +36,38 @@ MAIN, AUX = "reverse_add", ("no_carry", "carry_only")
 FIRST, LAST = 7, 12
 
 
-def _summarise(acc: pd.DataFrame, positional: str, condition: str, seed: int, source: str) -> dict:
-    """One run's row from its accuracy rows (``task, length, accuracy, n``) at the final step."""
-    main = acc[acc["task"] == MAIN].set_index("length")
-    past = main.loc[FIRST:LAST]
-    k7 = round(main.loc[FIRST, "accuracy"] * main.loc[FIRST, "n"])
+def summarise(
+    acc: pd.DataFrame,
+    positional: str,
+    condition: str,
+    seed: int,
+    source: str,
+    task: str = MAIN,
+    aux: tuple[str, ...] = AUX,
+    first: int = FIRST,
+    last: int = LAST,
+) -> dict:
+    """One run's row from its accuracy rows (``task, length, accuracy, n``) at the final step:
+    ``task`` at ``first`` (one past its training range ``1..first-1``) and pooled over
+    ``first..last`` with exact intervals, its worst accuracy in range, the worse of ``aux`` at
+    ``last``. ``analyses/fig12_strings/compare.py`` calls it with the string group's lengths."""
+    main = acc[acc["task"] == task].set_index("length")
+    past = main.loc[first:last]
+    k1 = round(main.loc[first, "accuracy"] * main.loc[first, "n"])
     kp = int(np.round(past["accuracy"] * past["n"]).sum())
-    n7, npool = int(main.loc[FIRST, "n"]), int(past["n"].sum())
-    (lo7, lop), (hi7, hip) = clopper_pearson([k7, kp], [n7, npool])
-    aux12 = [
-        float(acc[(acc["task"] == a) & (acc["length"] == LAST)]["accuracy"].iloc[0])
-        for a in AUX
-        if ((acc["task"] == a) & (acc["length"] == LAST)).any()
+    n1, npool = int(main.loc[first, "n"]), int(past["n"].sum())
+    (lo1, lop), (hi1, hip) = clopper_pearson([k1, kp], [n1, npool])
+    aux_last = [
+        float(acc[(acc["task"] == a) & (acc["length"] == last)]["accuracy"].iloc[0])
+        for a in aux
+        if ((acc["task"] == a) & (acc["length"] == last)).any()
     ]
     return {
         "positional": positional, "condition": condition, "seed": seed, "source": source,
-        "acc7": k7 / n7, "acc7_lo": lo7, "acc7_hi": hi7, "n7": n7,
+        "acc_first": k1 / n1, "acc_first_lo": lo1, "acc_first_hi": hi1, "n_first": n1,
         "pooled": kp / npool, "pooled_lo": lop, "pooled_hi": hip, "n_pooled": npool,
-        "in_range": float(main.loc[1:6, "accuracy"].min()),
-        "aux12": min(aux12) if aux12 else np.nan,
+        "in_range": float(main.loc[1 : first - 1, "accuracy"].min()),
+        "aux_last": min(aux_last) if aux_last else np.nan,
     }  # fmt: skip
 
 
@@ -69,7 +82,7 @@ def rope_rows() -> list[dict]:
             continue
         acc = pd.read_parquet(path)
         last = acc[acc["step"] == acc["step"].max()]
-        rows.append(_summarise(last, "rope", cond, zoo.spec(name).seed, name))
+        rows.append(summarise(last, "rope", cond, zoo.spec(name).seed, name))
     return rows
 
 
@@ -81,7 +94,7 @@ def nope_rows() -> list[dict]:
         a = acc[acc["run"] == m.run]
         a = a[a["step"] == a["step"].max()]
         cond = "main" if m.kind == "baseline" else "both"
-        rows.append(_summarise(a, m.positional, cond, int(m.seed), m.run))
+        rows.append(summarise(a, m.positional, cond, int(m.seed), m.run))
     return rows
 
 
@@ -92,18 +105,19 @@ def markdown(df: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in df.itertuples(index=False):
-        aux = "" if not np.isfinite(r.aux12) else f"{r.aux12:.3f}"
+        aux = "" if not np.isfinite(r.aux_last) else f"{r.aux_last:.3f}"
         lines.append(
-            f"| {r.positional} | {r.condition} | {r.seed} | {r.acc7:.3f} [{r.acc7_lo:.3f}, "
-            f"{r.acc7_hi:.3f}] | {r.pooled:.3f} [{r.pooled_lo:.3f}, {r.pooled_hi:.3f}] | "
-            f"{r.in_range:.3f} | {aux} | {'yes' if r.acc7 > TRANSFER_THRESHOLD else 'no'} |"
+            f"| {r.positional} | {r.condition} | {r.seed} | {r.acc_first:.3f} "
+            f"[{r.acc_first_lo:.3f}, {r.acc_first_hi:.3f}] | "
+            f"{r.pooled:.3f} [{r.pooled_lo:.3f}, {r.pooled_hi:.3f}] | "
+            f"{r.in_range:.3f} | {aux} | {'yes' if r.acc_first > TRANSFER_THRESHOLD else 'no'} |"
         )
     g = df.groupby(["positional", "condition"])
     summ = g.agg(
         n=("seed", "size"),
         pooled=("pooled", "mean"),
-        acc7=("acc7", "mean"),
-        transfer=("acc7", lambda x: int((x > TRANSFER_THRESHOLD).sum())),
+        acc_first=("acc_first", "mean"),
+        transfer=("acc_first", lambda x: int((x > TRANSFER_THRESHOLD).sum())),
     )
     lines += [
         "",
@@ -112,7 +126,7 @@ def markdown(df: pd.DataFrame) -> str:
     lines.append("|---|---|---|---|---|---|")
     for r in summ.reset_index().itertuples(index=False):
         lines.append(
-            f"| {r.positional} | {r.condition} | {r.n} | {r.acc7:.3f} | {r.pooled:.3f} | "
+            f"| {r.positional} | {r.condition} | {r.n} | {r.acc_first:.3f} | {r.pooled:.3f} | "
             f"{r.transfer}/{r.n} |"
         )
     gain = {

@@ -16,6 +16,7 @@ pooled 9..16), as for arithmetic (``analyses/fig12/compare.py``).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -26,39 +27,26 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from interp.core.io import write_parquet, write_text  # noqa: E402
-from interp.stats.intervals import clopper_pearson  # noqa: E402
 from interp.zoo.family import TRANSFER_THRESHOLD  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCES = {"rope": ROOT / "analyses" / "strings" / "analysis", "nope": HERE / "analysis"}
 MAIN, AUX = "capitalize_reverse", ("capitalize", "reverse")
-TRAIN, FIRST, LAST = 8, 9, 16
+FIRST, LAST = 9, 16  # training range 1..8
 
 
-def _row(acc: pd.DataFrame, positional: str, condition: str, seed: int, run: str) -> dict:
-    main = acc[acc["task"] == MAIN].set_index("length")
-    past = main.loc[FIRST:LAST]
-    k1 = round(main.loc[FIRST, "accuracy"] * main.loc[FIRST, "n"])
-    kp = int(np.round(past["accuracy"] * past["n"]).sum())
-    n1, npool = int(main.loc[FIRST, "n"]), int(past["n"].sum())
-    (lo1, lop), (hi1, hip) = clopper_pearson([k1, kp], [n1, npool])
-    aux = [
-        float(acc[(acc["task"] == a) & (acc["length"] == LAST)]["accuracy"].iloc[0])
-        for a in AUX
-        if ((acc["task"] == a) & (acc["length"] == LAST)).any()
-    ]
-    return {
-        "positional": positional, "condition": condition, "seed": seed, "run": run,
-        "acc_first": k1 / n1, "acc_first_lo": lo1, "acc_first_hi": hi1,
-        "pooled": kp / npool, "pooled_lo": lop, "pooled_hi": hip,
-        "in_range": float(main.loc[1:TRAIN, "accuracy"].min()),
-        "aux_last": min(aux) if aux else np.nan,
-    }  # fmt: skip
+def _fig12_summarise():
+    """``analyses/fig12/compare.py``'s per-run summary (one definition for both groups)."""
+    path = ROOT / "analyses" / "fig12" / "compare.py"
+    spec = importlib.util.spec_from_file_location("fig12_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.summarise
 
 
 def table() -> pd.DataFrame:
     """One row per string-B run or capitalize-reverse baseline, RoPE first."""
-    rows = []
+    summarise, rows = _fig12_summarise(), []
     for positional, d in SOURCES.items():
         acc, meta = pd.read_parquet(d / "accuracy.parquet"), pd.read_parquet(d / "meta.parquet")
         for m in meta.itertuples(index=False):
@@ -67,7 +55,7 @@ def table() -> pd.DataFrame:
             a = acc[acc["run"] == m.run]
             a = a[a["step"] == a["step"].max()]
             cond = "main" if m.kind == "baseline" else "both"
-            rows.append(_row(a, positional, cond, int(m.seed), m.run))
+            rows.append(summarise(a, positional, cond, int(m.seed), m.run, MAIN, AUX, FIRST, LAST))
     df = pd.DataFrame(rows).sort_values(
         ["positional", "condition", "seed"], ascending=[False, True, True]
     )
@@ -77,7 +65,7 @@ def table() -> pd.DataFrame:
 def markdown(df: pd.DataFrame) -> str:
     lines = [
         f"| positional | condition | seed | at {FIRST} [95% CI] | pooled {FIRST}..{LAST} [95% CI] "
-        f"| min 1..{TRAIN} | worse auxiliary at {LAST} | transfers |",
+        f"| min 1..{FIRST - 1} | worse auxiliary at {LAST} | transfers |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in df.itertuples(index=False):
