@@ -75,3 +75,25 @@ def test_results_cli_ships_a_copy_that_regenerates_itself(tmp_path: Path, capsys
     assert main(["results", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "analyse the sweep first" in err
+
+
+def test_a_length_grid_gets_one_table_per_main_length_and_labels_aux_lengths():
+    """Fig. 10's sweep: one group and seed at several (main, aux) lengths. Each main length gets
+    its own table and transfer range; a cell whose auxiliary is no longer than the main task has
+    no length to transfer to, which reads "n/a", not "no"."""
+    grid = [(2, 2), (2, 4), (4, 2), (4, 4)]
+    meta = pd.DataFrame(
+        [(f"m{m}a{a}", "arith_a", "transfer", "reverse_add", "no_carry", 0, m, a) for m, a in grid],
+        columns=["run", "group", "kind", "main", "aux", "seed", "main_max", "aux_max"],
+    ).assign(positional="rope")
+    rows = []
+    for m, a in grid:
+        for n in range(1, max(m, a) + 1):
+            rows.append((f"m{m}a{a}", 10, "reverse_add", n, 1.0 if n <= m else 0.5, 20))
+    acc = pd.DataFrame(rows, columns=["run", "step", "task", "length", "accuracy", "n"])
+    md = st.seed_markdown(st.seed_rows(acc, meta))
+    assert "**reverse_add** (trained on 1..2; transfer from 3)" in md
+    assert "**reverse_add** (trained on 1..4; transfer from 5)" in md
+    assert "| **arith_a (aux 1..4)** | rope | **1/1 transfer** |" in md
+    assert md.count("| **arith_a (aux 1..2)** | rope | **n/a: nothing past 2 evaluated** |") == 1
+    assert "| **arith_a (aux 1..4)** | rope | **n/a: nothing past 4 evaluated** |" in md

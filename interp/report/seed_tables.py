@@ -73,7 +73,8 @@ def seed_rows(acc: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
         df["positional"] = ""
     # Transfer groups first, then controls, then the main task alone.
     df["_k"] = df["kind"].map({"transfer": 0, "control": 1, "baseline": 2}).fillna(3)
-    keys = ["task", "_k", "group", "positional", "seed", "length"]
+    # A length grid (Fig. 10) has one main task at several (main, aux) lengths: keep them apart.
+    keys = ["task", "main_max", "_k", "group", "aux_max", "positional", "seed", "length"]
     df = df.sort_values(keys, kind="stable")
     return df[ROW_COLUMNS].reset_index(drop=True)
 
@@ -101,23 +102,30 @@ def aux_gate(acc: pd.DataFrame, meta: pd.DataFrame, gate: float = AUX_GATE) -> p
 
 
 def seed_markdown(rows: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD) -> str:
-    """Per main task, a Markdown table with one row per (group, positional, seed).
+    """Per main task and training length, a Markdown table with one row per (group, positional,
+    seed); in a length grid, rows also name their auxiliary training lengths.
 
     Each cell is the accuracy and its 95% Clopper-Pearson interval; then the mean over the
     transfer range (past ``main_max``) and whether the seed transfers; each group ends with the
     fraction of its seeds that transfer.
     """
     out = []
-    for task, d in rows.groupby("task", sort=False):
+    for (task, main_max), d in rows.groupby(["task", "main_max"], sort=False):
         lengths = sorted(d["length"].unique())
-        main_max = int(d["main_max"].min())
+        main_max = int(main_max)
+        # Several auxiliary lengths under one main task (a length grid): label each row's.
+        grid = d.loc[d["kind"] != "baseline", "aux_max"].nunique() > 1
         t_lo = main_max + 1
         out.append(f"**{task}** (trained on 1..{main_max}; transfer from {t_lo})\n")
         head = "| group | positional | seed | " + " | ".join(map(str, lengths))
         head += f" | mean {t_lo}-{lengths[-1]} | transfers |"
         out += [head, "|---|---|---|" + "---|" * (len(lengths) + 2)]
-        for (group, pos), g in d.groupby(["group", "positional"], sort=False):
-            yes = 0
+        for (group, aux_max, pos), g in d.groupby(
+            ["group", "aux_max", "positional"], sort=False, dropna=False
+        ):
+            if grid and pd.notna(aux_max):
+                group = f"{group} (aux 1..{int(aux_max)})"
+            yes = n_testable = 0
             for seed, r in g.groupby("seed", sort=True):
                 r = r.set_index("length")
                 cells = [
@@ -127,18 +135,24 @@ def seed_markdown(rows: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD) -> 
                     for n in lengths
                 ]
                 past = r[r.index > int(r["main_max"].iloc[0])]
-                mean = past["accuracy"].mean() if len(past) else float("nan")
+                mean = f"{past['accuracy'].mean():.3f}" if len(past) else ""
                 first = int(r["main_max"].iloc[0]) + 1
-                ok = first in r.index and bool(r.loc[first, "accuracy"] > threshold)
+                # No length past the main task's range evaluated (an auxiliary no longer than
+                # the main task): transfer is not measurable, which is not "no".
+                testable = first in r.index
+                ok = testable and bool(r.loc[first, "accuracy"] > threshold)
                 yes += ok
+                n_testable += testable
+                verdict = ("yes" if ok else "no") if testable else "n/a"
                 out.append(
-                    f"| {group} | {pos} | {seed} | {' | '.join(cells)} | {mean:.3f} | "
-                    f"{'yes' if ok else 'no'} |"
+                    f"| {group} | {pos} | {seed} | {' | '.join(cells)} | {mean} | {verdict} |"
                 )
             n = g["seed"].nunique()
-            out.append(
-                f"| **{group}** | {pos} | **{yes}/{n} transfer** |" + " |" * (len(lengths) + 2)
-            )
+            summary = f"{yes}/{n} transfer" if n_testable == n else (
+                f"{yes}/{n_testable} transfer, {n - n_testable} n/a" if n_testable
+                else f"n/a: nothing past {main_max} evaluated"
+            )  # fmt: skip
+            out.append(f"| **{group}** | {pos} | **{summary}** |" + " |" * (len(lengths) + 2))
         out.append("")
     return "\n".join(out)
 
