@@ -134,13 +134,12 @@ def seed_markdown(rows: pd.DataFrame, threshold: float = TRANSFER_THRESHOLD) -> 
                     else ""
                     for n in lengths
                 ]
-                past = r[r.index > int(r["main_max"].iloc[0])]
+                past = r[r.index > main_max]
                 mean = f"{past['accuracy'].mean():.3f}" if len(past) else ""
-                first = int(r["main_max"].iloc[0]) + 1
                 # No length past the main task's range evaluated (an auxiliary no longer than
                 # the main task): transfer is not measurable, which is not "no".
-                testable = first in r.index
-                ok = testable and bool(r.loc[first, "accuracy"] > threshold)
+                testable = t_lo in r.index
+                ok = testable and bool(r.loc[t_lo, "accuracy"] > threshold)
                 yes += ok
                 n_testable += testable
                 verdict = ("yes" if ok else "no") if testable else "n/a"
