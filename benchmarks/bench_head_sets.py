@@ -1,6 +1,7 @@
 """Benchmark: every head set of size 1-3 (696 sets for 16 heads) by ``interp.causal.head_sets``.
 
-The zoo model ``<ZOO_FAMILY>both_s0`` (``r4_both_s0``; BENCHMARKS.md also has ``a4_both_s0``; 4
+The zoo model ``<ZOO_FAMILY>both_s0`` (``b4_both_s0``; BENCHMARKS.md's rows were measured on
+``r4_both_s0``, the same architecture, whose weights are retired, and ``a4_both_s0``; 4
 layers x 4 heads, d_model 128) on reverse add at two lengths (one in the training range, one in the
 transfer range) x ``--n`` examples each. Two ways:
 

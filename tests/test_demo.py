@@ -108,3 +108,17 @@ def test_summary_says_why_instead_of_printing_nan():
     assert "nan" not in text.lower().replace("map_diff", "")
     assert "generalization gap undefined" in text
     assert "Spearman(map_diff, gap): fewer than 3 checkpoints with a gap" in text
+
+
+def test_the_full_demo_analyses_the_first_seeds_of_every_condition():
+    """The live zoo part is the first ZOO_DEMO_SEEDS seeds of each observational condition of
+    the family (15 entries, the budget the demo was timed with), never a masked arm."""
+    from interp.cli.demo import zoo_names
+    from interp.core.resources import ZOO_DEMO_SEEDS, ZOO_FAMILY
+    from interp.zoo.family_sweep import condition_of, seed_of
+
+    names = zoo_names(quick=False)
+    conditions = {condition_of(n) for n in names}
+    assert conditions == {"both", "main", "control1", "nocarry", "carry"}
+    assert all(n.startswith(ZOO_FAMILY) for n in names)
+    assert sorted(seed_of(n) for n in names) == sorted(list(range(ZOO_DEMO_SEEDS)) * 5)

@@ -76,18 +76,21 @@ def _readme_zoo_rows() -> dict[str, tuple[str, list[float]]]:
 
 
 def test_readme_zoo_numbers_are_the_shipped_table():
-    """Every number in the README's zoo table is recomputed from analyses/zoo/results.parquet,
-    the table `interp zoo results --prefix r4_` writes, with the rule the demo uses."""
+    """Every number in the README's zoo table is recomputed from
+    analyses/family/conditions.parquet, the table `interp zoo family` writes from the family's
+    shipped per-checkpoint tables, with the rule the demo uses; the demo's live part is the
+    first ZOO_DEMO_SEEDS seeds of each condition, as the README says."""
     import pandas as pd
 
+    from interp.core.resources import ZOO_DEMO_SEEDS, ZOO_FAMILY
     from interp.zoo import family
 
-    df = pd.read_parquet(ROOT / "analyses" / "zoo" / "results.parquet")
+    df = pd.read_parquet(ROOT / "analyses" / "family" / "conditions.parquet")
+    assert set(df["name"].str[: len(ZOO_FAMILY)]) == {ZOO_FAMILY}
     rows = _readme_zoo_rows()
     assert set(rows) == set(df["condition"]), (sorted(rows), sorted(set(df["condition"])))
     verdict = family.transfers(df)
     main = df[(df["length"] == df["transfer_lo"])]
-    main = main[main["task"] == main.groupby("name")["task"].transform("first")]
     for cond, g in main.groupby("condition", sort=False):
         g = g.sort_values("seed")
         yes = int(verdict[g["name"]].sum())
@@ -98,10 +101,15 @@ def test_readme_zoo_numbers_are_the_shipped_table():
     text = " ".join(README.read_text(encoding="utf-8").split())
     assert f"> {family.TRANSFER_THRESHOLD} at {lo}" in text
     assert f"accuracy at {lo} digits, one length past the main task's training range" in text
-    assert set(df["n"]) == {1024} and "(1024 items per length" in text
-    per_condition = df.groupby("condition")["seed"].nunique()
-    conditions = f"{len(per_condition)} conditions x {per_condition.min()}-{per_condition.max()}"
-    assert conditions.replace("5 conditions", "five conditions") in text
+    assert set(df["n"]) == {256} and "(256 items per length" in text
+    words = {3: "three", 5: "five"}
+    n_cond = df["condition"].nunique()
+    assert (
+        f"`models/zoo/{ZOO_FAMILY}*`" in text
+        and f"the first {words[ZOO_DEMO_SEEDS]} seeds of each of {words[n_cond]} conditions, "
+        f"{ZOO_DEMO_SEEDS * n_cond} entries"
+        in text
+    )
 
 
 def test_readme_describes_the_demo_it_runs():

@@ -81,7 +81,7 @@ OVERRIDES: dict[str, str | tuple[None, str]] = {
     ),
     # docs/intervention.md: a 4000-step zoo entry exported into the shipped models/zoo; the
     # next command trains the same (shrunk) spec by hand, and tests/test_zoo.py exports a run
-    "interp zoo train r4_disjoint_s0 --export": (
+    "interp zoo train b4_disjoint_s0 --export": (
         None,
         "trains a full-size zoo entry and writes it into the repository's models/zoo; the "
         "intervention page's next command trains the same spec, shrunk, into the scratch",

@@ -16,6 +16,10 @@ head ranking (exact match, the main task over 1..12) is unchanged. Writes ``scor
 
     .venv/bin/python analyses/precision/compare.py --runs /work/runs/precision
     .venv/bin/python analyses/precision/compare.py --scoring
+
+Both read the ``r4_*`` weights, retired from the zoo on 2026-12-06 (their tables stay in
+``analyses/zoo/r4/``): rebuild the entries first with ``interp zoo train r4_both_s0 --export``
+and so on.
 """
 
 from __future__ import annotations

@@ -361,12 +361,12 @@ def _zoo(args: argparse.Namespace) -> None:
         zoo.check_name(args.prefix.rstrip("_") or "x")
         tables = family_tables.analyze(args.prefix)
         out = Path(args.out)
-        for key in ("results", "seeds", "runs", "arms"):
+        for key in ("results", "seeds", "runs", "arms", "conditions"):
             if key in tables:
                 write_parquet(out / f"{key}.parquet", tables[key].reset_index(drop=True))
         write_text(out / "results.md", family_results.markdown(tables))
         print("\n".join(family_results.verdict_lines(tables)))
-        print(f"tables: {out / 'results.md'}, {out}/{{results,seeds,runs,arms}}.parquet")
+        print(f"tables: {out / 'results.md'}, {out}/{{results,seeds,runs,arms,conditions}}.parquet")
         return
     if args.zoo_cmd == "train":
         zoo.check_name(args.name)  # before it becomes part of the default --out path

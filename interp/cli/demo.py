@@ -5,7 +5,8 @@
    newcomer sees training work: step, loss and ETA while it runs;
 2. analyse the live runs: accuracy by length at every checkpoint, head scores, overlap, and the
    causal stages at the last checkpoint (a few minutes of training is far too short to transfer);
-3. **the zoo family** (``models/zoo/<ZOO_FAMILY>*``: the 4-layer recipe, conditions x seeds):
+3. **the zoo family** (``models/zoo/<ZOO_FAMILY>*``: the 4-layer recipe, conditions x seeds; the
+   first ``ZOO_DEMO_SEEDS`` seeds of each condition):
    copy each entry's final checkpoint, evaluate it, score every head per task and run the
    between-run test (:mod:`interp.zoo.family_sweep`), all computed from the weights here, not read
    from shipped tables;
@@ -28,7 +29,7 @@ import pandas as pd
 
 from interp.core.errors import InterpError
 from interp.core.io import write_text
-from interp.core.resources import ZOO_FAMILY, analyses_dir
+from interp.core.resources import ZOO_DEMO_SEEDS, ZOO_FAMILY, analyses_dir
 from interp.report.html_report import write_report
 from interp.runs.analysis import analyze_sweep
 from interp.runs.analysis_spec import AnalysisConfig, load_analysis_spec
@@ -221,12 +222,13 @@ def zoo_config(quick: bool) -> AnalysisConfig:
 
 
 def zoo_names(quick: bool) -> list[str]:
-    """Every entry of the zoo family (``quick``: the first seed of each condition), or none when
-    the zoo is not available (an installed package without its data)."""
-    from interp.zoo.family_sweep import condition_of, family_names
+    """The zoo family's first :data:`~interp.core.resources.ZOO_DEMO_SEEDS` seeds of every
+    condition (``quick``: the first seed of each), or none when the zoo is not available (an
+    installed package without its data)."""
+    from interp.zoo.family_sweep import condition_of, family_names, seed_of
 
     try:
-        names = family_names(ZOO_FAMILY)
+        names = [n for n in family_names(ZOO_FAMILY) if seed_of(n) < ZOO_DEMO_SEEDS]
     except InterpError:
         return []
     if quick:
@@ -290,7 +292,8 @@ def run_demo(
         print("[2/4] the live runs: accuracy, head scores, overlap, causal tests ...", flush=True)
         live = analyze_sweep(out, cfg, device=device, progress=progress)
         if future is not None:
-            print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_FAMILY}*): "
+            print(f"[3/4] the zoo family ({len(names)} entries of models/zoo/{ZOO_FAMILY}*, "
+                  f"seeds 0-{ZOO_DEMO_SEEDS - 1}): "
                   "accuracy, head scores, overlap, between-run test ...", flush=True)  # fmt: skip
             family = future.result()
         else:

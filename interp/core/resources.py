@@ -21,9 +21,15 @@ from pathlib import Path
 
 ENV = "INTERP_DATA"
 
-ZOO_FAMILY = "r4_"
+ZOO_FAMILY = "b4_"
 """The name prefix of the zoo family built on the `cpu` preset (conditions x seeds of arithmetic
-group A, issue 9): the demo analyses it and ``interp zoo results`` tabulates it by default."""
+group A; bfloat16 + ``torch.compile``, issue 21): the demo analyses its first
+:data:`ZOO_DEMO_SEEDS` seeds live and ``interp zoo results`` tabulates it by default. The
+float32 family before it, ``r4_*``, keeps its specs and tables (``analyses/zoo/results.md``);
+its weights were retired to keep ``models/`` within 130 MB."""
+ZOO_DEMO_SEEDS = 3
+"""Seeds per condition (``s0`` .. ``s2``) whose weights the demo analyses live: 15 entries, which
+fit its budget on two cores; the whole family's verdicts come from its shipped tables."""
 _PACKAGE = Path(__file__).resolve().parent.parent  # interp/ (this file is interp/core/)
 _CHECKOUT = _PACKAGE.parent
 

@@ -62,6 +62,21 @@ def markdown(tables: dict[str, pd.DataFrame]) -> str:
                 f"| {r.condition} | {r.seed} | {r.transfer:.3f} [{r.ci_lo:.3f}, {r.ci_hi:.3f}] "
                 f"| {r.competence:.3f} |"
             )
+    conditions = tables.get("conditions")
+    if conditions is not None and len(conditions):
+        from interp.zoo.family import TRANSFER_THRESHOLD, condition_table
+
+        main = conditions["task"].iloc[0]
+        lo = int(conditions["transfer_lo"].min())
+        lines += [
+            "",
+            f"The main task ({main}) at every length at the final checkpoint, per condition (named "
+            "by its auxiliaries; `none`: the main task alone) and seed, 256 items per length, "
+            f"exact 95% intervals; a seed transfers when its accuracy at {lo} exceeds "
+            f"{TRANSFER_THRESHOLD}:",
+            "",
+            condition_table(conditions, main),
+        ]
     return "\n".join(lines) + "\n"
 
 

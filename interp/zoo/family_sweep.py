@@ -74,6 +74,12 @@ def condition_of(name: str) -> str:
     return m["condition"] if m else name
 
 
+def seed_of(name: str) -> int:
+    """The pre-declared seed in an entry name: ``b4_both_s3`` -> 3 (-1 if it has none)."""
+    m = _NAME.match(name)
+    return int(m["seed"]) if m else -1
+
+
 def kind_of(spec) -> str:  # noqa: ANN001  (a TrainSpec)
     """The statistics' kind of a run: ``baseline`` (no auxiliary), its group's kind, else
     ``transfer``."""
