@@ -159,6 +159,25 @@ def test_the_planted_intervention_effect_is_found_and_competence_is_not(family):
     assert paired["n_a"] == 6 and paired["p_value"] <= 0.05 and not paired["reason"]
 
 
+def test_the_transfer_contrast_is_read_as_confounded_when_competence_differs(family):
+    """PLAN section 8: read the intervention only at comparable in-distribution accuracy. With
+    the planted arms (equal competence) the transfer row is plain; with the competence row
+    made significant, the same transfer row says it is confounded."""
+    _, t = family
+    res = t["results"].set_index("question")
+    row = "transfer: shared heads vs disjoint heads (intervention)"
+    assert res.loc[row, "verdict"] == "the arms differ"
+    arms = t["arms"].copy()
+    arms.loc[arms["value"] == "competence", "p_value"] = 0.008
+    res2 = ft.results_table({**t, "arms": arms}).set_index("question")
+    assert res2.loc[row, "verdict"].startswith("the arms differ; but competence differs too")
+    assert "p = 0.008" in res2.loc[row, "verdict"] and "confounded" in res2.loc[row, "verdict"]
+    exploratory = res[res["role"] == "exploratory"]
+    assert list(exploratory.index) == [
+        f"transfer: shared vs disjoint, runs with competence >= {ft.COMPETENT} only"
+    ]
+
+
 def test_seed_table_counts_the_transfer_range_at_the_final_checkpoint(family):
     root, t = family
     acc, _ = ft.entry_tables("b4_disjoint_s0", root)

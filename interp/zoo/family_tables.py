@@ -59,6 +59,10 @@ HEAD_SETS_FILE = "head_sets.parquet"
 SHARED_RANGE = "shared"
 K = 4
 """Top-k of the Jaccard overlap statistics (the analysis default, :class:`AnalysisConfig`)."""
+COMPETENT = 0.9
+"""Exploratory, not in the plan: the intervention's arms compared among the runs whose main task
+reaches this accuracy on its own unseen training lengths (the auxiliary gate's threshold), the
+plan's "comparable in-distribution accuracy" (section 8) made a filter."""
 MIN_PAIRS = 6
 """Fewest seed pairs for the paired sign-flip row (5 pairs cannot reach p = 0.05 two-sided)."""
 
@@ -272,6 +276,8 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
             **{k: paired[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "reason")},
         }
     )
+    competent = arm_runs[arm_runs["competence"] >= COMPETENT]
+    rows.append({**arm_contrast(competent), "value": f"transfer_acc (competence >= {COMPETENT})"})
     out["arms"] = pd.DataFrame(rows)
     out["results"] = results_table(out)
     return out
@@ -460,15 +466,35 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         })  # fmt: skip
     a = tables.get("arms")
     if a is not None and len(a):
+        comp = a[a["value"] == "competence"]
+        comp_p = float(comp["p_value"].iloc[0]) if len(comp) else nan
         for _, r in a.iterrows():
             what = {
                 "transfer_acc": "transfer: shared heads vs disjoint heads (intervention)",
                 "competence": "competence: shared vs disjoint (manipulation check)",
+                f"transfer_acc (competence >= {COMPETENT})": (
+                    f"transfer: shared vs disjoint, runs with competence >= {COMPETENT} only"
+                ),
             }
+            role = {"transfer_acc": "key secondary", "competence": "secondary"}.get(
+                r["value"], "exploratory" if "competence >=" in r["value"] else "secondary"
+            )
+            verdict = _verdict(
+                r["p_value"],
+                r.get("reason", "") or "",
+                "the arms differ",
+                "no evidence that the arms differ",
+            )
+            if r["value"] == "transfer_acc" and np.isfinite(comp_p) and comp_p <= 0.05:
+                # PLAN section 8: read only at comparable in-distribution accuracy.
+                verdict += (
+                    f"; but competence differs too (p = {comp_p:.3f}), so the contrast is "
+                    "confounded by capacity use, not evidence about sharing (plan, section 8)"
+                )
             rows.append(
                 {
                     "question": what.get(r["value"], f"{r['value']}: shared vs disjoint"),
-                    "role": "key secondary" if r["value"] == "transfer_acc" else "secondary",
+                    "role": role,
                     "estimate": r["estimate"],
                     "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"],
@@ -476,12 +502,7 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "n_included": int(r["n_a"] + r["n_b"]),
                     "n_excluded": 0,
                     "mde": nan,
-                    "verdict": _verdict(
-                        r["p_value"],
-                        r.get("reason", "") or "",
-                        "the arms differ",
-                        "no evidence that the arms differ",
-                    ),
+                    "verdict": verdict,
                 }
             )
     return pd.DataFrame(
