@@ -166,11 +166,14 @@ def test_the_transfer_contrast_is_read_as_confounded_when_competence_differs(fam
     _, t = family
     res = t["results"].set_index("question")
     row = "transfer: shared heads vs disjoint heads (intervention)"
-    assert res.loc[row, "verdict"] == "the arms differ"
+    assert res.loc[row, "verdict"].startswith("the arms differ")
+    assert "confounded" not in res.loc[row, "verdict"]
+    # power beside the test: the minimum detectable shift at 6 seeds per arm, or why none
+    assert np.isfinite(res.loc[row, "mde"]) or "power never reaches 80%" in res.loc[row, "verdict"]
     arms = t["arms"].copy()
     arms.loc[arms["value"] == "competence", "p_value"] = 0.008
     res2 = ft.results_table({**t, "arms": arms}).set_index("question")
-    assert res2.loc[row, "verdict"].startswith("the arms differ; but competence differs too")
+    assert "; but competence differs too" in res2.loc[row, "verdict"]
     assert "p = 0.008" in res2.loc[row, "verdict"] and "confounded" in res2.loc[row, "verdict"]
     exploratory = res[res["role"] == "exploratory"]
     assert list(exploratory.index) == [

@@ -341,6 +341,20 @@ def condition_accuracy(
     )
 
 
+INTERVENTION_EFFECTS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+"""Latent shifts of the transfer logit (``disjoint`` below ``shared``) simulated for the
+intervention's power (:func:`interp.stats.power.power_intervention`, the plan's model)."""
+
+
+def _intervention_mde(n_per_arm: int) -> tuple[float, float]:
+    """The rank-sum test's minimum detectable shift at ``n_per_arm`` seeds per arm (80% power,
+    2000 simulated families, the plan's seed), and the highest power on the grid."""
+    from interp.stats.power import mde, power_intervention
+
+    power = power_intervention(INTERVENTION_EFFECTS, n_per_arm, n_datasets=2000, seed=5)
+    return mde(INTERVENTION_EFFECTS, power), max(power)
+
+
 def _verdict(p: float, reason: str, yes: str, no: str) -> str:
     if reason:
         return reason
@@ -485,6 +499,11 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "the arms differ",
                 "no evidence that the arms differ",
             )
+            mde = nan
+            if r["value"] == "transfer_acc" and min(r["n_a"], r["n_b"]) >= 2:
+                mde, top = _intervention_mde(int(min(r["n_a"], r["n_b"])))
+                if not np.isfinite(mde):
+                    verdict += f" (power never reaches 80% at this size: at most {top:.2f})"
             if r["value"] == "transfer_acc" and np.isfinite(comp_p) and comp_p <= 0.05:
                 # PLAN section 8: read only at comparable in-distribution accuracy.
                 verdict += (
@@ -501,7 +520,7 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "p_value": r["p_value"],
                     "n_included": int(r["n_a"] + r["n_b"]),
                     "n_excluded": 0,
-                    "mde": nan,
+                    "mde": mde,
                     "verdict": verdict,
                 }
             )
