@@ -212,16 +212,16 @@ def test_related_vs_control_interval_inverts_its_test() -> None:
 
 def test_related_vs_control_null_rate_over_2000_datasets() -> None:
     """The label-permutation test at the planned design (32 related, 6 control runs, 2000 random
-    labellings) and at the zoo's (9 related, 3 control, exact): 2000 null datasets each, with
-    skewed data, reject at 0.05 in 3.5-6.5% (exact test's attainable level allowed for)."""
+    labellings) and at the float32 zoo's (9 related, 3 control, exact): 2000 null datasets each,
+    with skewed data, reject at 0.05 in 3.5-6.5% (measured: 5.55% and 5.15%)."""
     from interp.stats.power import label_permutation_p
 
     rng = np.random.default_rng(4)
-    for n_r, n_c, lo in ((32, 6, 0.035), (9, 3, 0.03)):
+    for n_r, n_c in ((32, 6), (9, 3)):
         is_b = np.r_[np.zeros(n_r, bool), np.ones(n_c, bool)]
         v = rng.exponential(1.0, (2000, n_r + n_c))
         rate = float(np.mean(label_permutation_p(v, is_b, rng) <= 0.05))
-        assert lo <= rate <= 0.065, (n_r, n_c, rate)
+        assert 0.035 <= rate <= 0.065, (n_r, n_c, rate)
     # The batched p-value is the package's own.
     df = prepare(_runs(0.0, seed=9))
     own = related_vs_control(df, values=("overlap",)).iloc[0]["p_value"]
