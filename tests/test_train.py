@@ -246,3 +246,26 @@ def test_reading_a_non_run(tmp_path: Path) -> None:
         load_run(tmp_path)
     with pytest.raises(InterpError, match="no metrics.parquet"):
         read_metrics(tmp_path)
+
+
+def test_a_diverged_run_stops_with_one_line_and_no_checkpoint_past_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN loss (as torch.compile + bf16 produced on one CPU, 2026-12-06) ends the run with
+    an InterpError before the next checkpoint or metric row, and the run is not marked done,
+    so a queue reports it instead of shipping a model whose every answer is wrong."""
+    real = train_mod.train_step
+
+    def nan_from_step_6(model, optimizer, spec, batch, step, forward=None):  # noqa: ANN001, ANN202
+        loss = real(model, optimizer, spec, batch, step, forward=forward)
+        return loss * float("nan") if step >= 5 else loss
+
+    monkeypatch.setattr(train_mod, "train_step", nan_from_step_6)
+    with pytest.raises(
+        InterpError, match=r"^training diverged: loss is nan at step 6 \(spec tiny\)"
+    ):
+        train(_spec(), tmp_path / "run", progress=False)
+    assert list_checkpoints(tmp_path / "run") == [4]
+    assert not is_done(tmp_path / "run")
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert metrics["step"].max() == 4 and metrics["value"].notna().all()

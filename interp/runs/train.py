@@ -28,6 +28,7 @@ records the device, autocast and compile it was written under.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -343,6 +344,8 @@ def _loop(
                 model, optimizer, spec, batch.to(dev, non_blocking=pin), step, forward=forward
             )
         done = step + 1
+        if done % spec.train.log_every == 0 or done == total or done in save_steps:
+            _check_finite(loss, done, spec)
         if done % spec.train.log_every == 0 or done == total:
             rows.append(
                 pd.DataFrame(
@@ -370,6 +373,34 @@ def _loop(
             )  # fmt: skip
         if stop_after is not None and done >= stop_after:
             break
+
+
+def _check_finite(loss: Tensor, step: int, spec: TrainSpec) -> None:
+    """Stop a run whose loss is NaN or infinite, before it writes a checkpoint or a metric.
+
+    A diverged run otherwise trains to the end, writes checkpoints whose every answer is wrong
+    and looks finished to every stage after it (a queue would export and ship it). Checked at
+    the logging steps and before each checkpoint only, so a CUDA run is not synchronised with
+    the host every step.
+    """
+    value = float(loss.item())
+    if math.isfinite(value):
+        return
+    how = []
+    if spec.train.autocast != "off":
+        how.append(f"autocast = {spec.train.autocast!r}")
+    if spec.train.compile:
+        how.append("compile = true")
+    hint = (
+        f"; this run uses [train] {' and '.join(how)}: try it without (the settings only change "
+        "how fast it runs)"
+        if how
+        else ""
+    )
+    raise InterpError(
+        f"training diverged: loss is {value} at step {step} (spec {spec.name}); no checkpoint "
+        f"was written at or after it{hint}"
+    )
 
 
 def _metrics(rows: list[pd.DataFrame]) -> pd.DataFrame:
