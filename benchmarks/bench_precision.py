@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from interp.core.device import cpu_bf16_supported
+from interp.core.device import compile_model, cpu_bf16_supported, model_device
 from interp.models.factory import build_model
 from interp.runs.spec import load_spec
 from interp.runs.train import make_optimizer, train_step
@@ -62,7 +62,7 @@ def worker(mode: str, threads: int, warmup: int, steps: int, profile: bool) -> d
     model = build_model(spec.model, torch.device("cpu"))
     model.train()
     opt = make_optimizer(model, spec)
-    fwd = torch.compile(model) if spec.train.compile else None
+    fwd = compile_model(model, model_device(model)) if spec.train.compile else None
     t0 = time.perf_counter()
     losses = []
     for i in range(warmup):

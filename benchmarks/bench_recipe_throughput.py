@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from interp.core.device import compile_model, model_device
 from interp.models.factory import build_model
 from interp.runs.spec import TrainSpec, load_spec
 from interp.runs.train import make_optimizer, train, train_step
@@ -84,7 +85,7 @@ def time_mode(path: Path, mode: str, steps: int, threads: int = 1) -> dict:
     )
     model = build_model(spec.model)
     opt = make_optimizer(model, spec)
-    fwd = torch.compile(model) if mode == "compiled" else model
+    fwd = compile_model(model, model_device(model)) if mode == "compiled" else model
     times, ls = [], []
     for i in range(50 + steps):
         t0 = time.perf_counter()

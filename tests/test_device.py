@@ -603,3 +603,34 @@ def test_bf16_autocast_trains_on_gpu(tmp_path: Path) -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
     _, meta = load_tensors(tmp_path, 8)
     assert '"autocast": true' in meta["extra"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "device", "want"),
+    [
+        ({"avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16"}, "cpu", 256),
+        ({"avx512f", "avx512_bf16"}, "cpu", None),  # the AMD EPYC machines: left as it was
+        ({"avx512f", "avx512_fp16"}, "cuda", None),  # Inductor's CPU code is not involved
+    ],
+)
+def test_compile_model_holds_inductor_cpu_code_to_256_bit_vectors_where_512_gave_nan(
+    flags: set[str], device: str, want: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with AVX512-FP16, Inductor's default 512-bit code gave NaN losses in every
+    compiled bf16 run with auxiliaries (2026-12-06); 256-bit code trained like eager."""
+    import torch._inductor.config as inductor_config
+
+    from interp.core import device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_flags", lambda: flags)
+    with inductor_config.patch({"cpp.simdlen": None}):  # restored afterwards
+        compiled = device_mod.compile_model(torch.nn.Linear(2, 2), torch.device(device))
+        assert inductor_config.cpp.simdlen == want
+    assert hasattr(compiled, "_orig_mod")  # still torch.compile's wrapper, not compiled yet
+
+
+def test_cpu_flags_reads_this_machine() -> None:
+    from interp.core.device import cpu_flags
+
+    flags = cpu_flags()
+    assert not flags or {"fpu", "sse2"} <= flags or "fp" in flags

@@ -44,6 +44,7 @@ from transformer_lens import HookedTransformer
 from interp.core.device import (
     autocast_context,
     autocast_enabled,
+    compile_model,
     deterministic,
     prefetch_enabled,
     resolve_device,
@@ -294,7 +295,7 @@ def _train_locked(
     }
     # Compiled once per process; each new sequence length compiles on first sight (the bucketed
     # sampler has a few), after which every step runs the generated kernels.
-    forward = torch.compile(model) if spec.train.compile else None
+    forward = compile_model(model, dev) if spec.train.compile else None
     bar = tqdm(
         range(start, total), initial=start, total=total, desc=spec.name, disable=not progress
     )
