@@ -190,3 +190,63 @@ def markdown(df: pd.DataFrame, digits: int = 3) -> str:
         cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def condition_accuracy(
+    acc: pd.DataFrame, meta: pd.DataFrame, root: str | Path | None = None
+) -> pd.DataFrame:
+    """The main task's accuracy at every length at each observational run's final checkpoint,
+    in the rows of :func:`interp.zoo.family.family_accuracy` (so
+    :func:`interp.zoo.family.condition_table` and :func:`interp.zoo.family.transfers` read it):
+    the family's per-condition transfer table from the shipped tables (256 items per length).
+
+    Args:
+        acc: the entries' ``accuracy_by_step`` rows.
+        meta: :func:`interp.zoo.family_tables.family_meta` rows of the runs to list (the masked
+            arms excluded), with ``condition`` from the entry name (``both``, ``main``, ...).
+        root: zoo root (default: ``models/zoo``).
+
+    Returns:
+        Rows ``name, condition, seed, step, task, length, correct, n, accuracy, ci_lo, ci_hi,
+        transfer_lo, transfer_hi``; ``condition`` names the auxiliaries, as in
+        ``analyses/zoo/results.parquet`` (``none``: the main task alone).
+    """
+    frames = []
+    for info in meta.itertuples(index=False):
+        spec = zoo.spec(info.run, root)
+        r = acc[(acc["run"] == info.run) & (acc["task"] == spec.main)]
+        if not len(r):
+            continue
+        r = r[r["step"] == r["step"].max()].sort_values("length")
+        lo, hi = spec.transfer_range()
+        frames.append(
+            pd.DataFrame(
+                {
+                    "name": info.run,
+                    "condition": spec.condition(),
+                    "seed": int(spec.seed),
+                    "step": r["step"].to_numpy(),
+                    "task": spec.main,
+                    "length": r["length"].to_numpy(),
+                    "correct": r["correct"].to_numpy(),
+                    "n": r["n"].to_numpy(),
+                    "accuracy": r["accuracy"].to_numpy(),
+                    "ci_lo": r["ci_lo"].to_numpy(),
+                    "ci_hi": r["ci_hi"].to_numpy(),
+                    "transfer_lo": lo,
+                    "transfer_hi": hi,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    order = {c: i for i, c in enumerate(("both", "main", "control1", "nocarry", "carry"))}
+    by_name = dict(zip(meta["run"], meta["condition"], strict=True))
+    rank = df["name"].map(lambda n: order.get(by_name[n], len(order)))
+    return (
+        df.assign(_rank=rank)
+        .sort_values(["_rank", "seed", "length"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )

@@ -40,13 +40,8 @@ from interp.scoring.overlap import overlap_table
 from interp.stats.intervals import clopper_pearson, empirical_logit, not_testable
 from interp.stats.metrics import unseen_lengths
 from interp.zoo import registry as zoo
-from interp.zoo.family_sweep import (
-    INTERVENTIONS,
-    condition_of,
-    entry_meta,
-    family_names,
-    with_baselines,
-)
+from interp.zoo.family import condition_accuracy
+from interp.zoo.family_sweep import INTERVENTIONS, entry_meta, family_names, with_baselines
 
 PREFIX = "b4_"
 """The family trained with per-checkpoint tables (bf16 + compile, ``analyses/family/PLAN.md``)."""
@@ -228,7 +223,8 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
         ``meta`` (every entry, with ``tables``: whether it ships them), ``accuracy``,
         ``overlap``, ``seeds`` (:func:`seed_table`), the observational ``runs``, ``between``,
         ``contrasts``, ``within_runs``, ``within`` (:func:`interp.runs.analysis.run_level_tables`),
-        ``arms`` (the intervention's contrasts), ``conditions`` (:func:`condition_accuracy`)
+        ``arms`` (the intervention's contrasts), ``conditions``
+        (:func:`interp.zoo.family.condition_accuracy`)
         and ``results`` (:func:`results_table`).
 
     Raises:
@@ -281,64 +277,6 @@ def analyze(prefix: str, root: str | Path | None = None) -> dict[str, pd.DataFra
     out["arms"] = pd.DataFrame(rows)
     out["results"] = results_table(out)
     return out
-
-
-def condition_accuracy(
-    acc: pd.DataFrame, meta: pd.DataFrame, root: str | Path | None = None
-) -> pd.DataFrame:
-    """The main task's accuracy at every length at each observational run's final checkpoint,
-    in the rows of :func:`interp.zoo.family.family_accuracy` (so
-    :func:`interp.zoo.family.condition_table` and :func:`interp.zoo.family.transfers` read it):
-    the family's per-condition transfer table from the shipped tables (256 items per length).
-
-    Args:
-        acc: the entries' ``accuracy_by_step`` rows.
-        meta: :func:`family_meta` rows of the runs to list (the masked arms excluded).
-        root: zoo root (default: ``models/zoo``).
-
-    Returns:
-        Rows ``name, condition, seed, step, task, length, correct, n, accuracy, ci_lo, ci_hi,
-        transfer_lo, transfer_hi``; ``condition`` names the auxiliaries, as in
-        ``analyses/zoo/results.parquet`` (``none``: the main task alone).
-    """
-    frames = []
-    for info in meta.itertuples(index=False):
-        spec = zoo.spec(info.run, root)
-        r = acc[(acc["run"] == info.run) & (acc["task"] == spec.main)]
-        if not len(r):
-            continue
-        r = r[r["step"] == r["step"].max()].sort_values("length")
-        lo, hi = spec.transfer_range()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "name": info.run,
-                    "condition": spec.condition(),
-                    "seed": int(spec.seed),
-                    "step": r["step"].to_numpy(),
-                    "task": spec.main,
-                    "length": r["length"].to_numpy(),
-                    "correct": r["correct"].to_numpy(),
-                    "n": r["n"].to_numpy(),
-                    "accuracy": r["accuracy"].to_numpy(),
-                    "ci_lo": r["ci_lo"].to_numpy(),
-                    "ci_hi": r["ci_hi"].to_numpy(),
-                    "transfer_lo": lo,
-                    "transfer_hi": hi,
-                }
-            )
-        )
-    if not frames:
-        return pd.DataFrame()
-    df = pd.concat(frames, ignore_index=True)
-    order = {c: i for i, c in enumerate(("both", "main", "control1", "nocarry", "carry"))}
-    rank = df["name"].map(lambda n: order.get(condition_of(n), len(order)))
-    return (
-        df.assign(_rank=rank)
-        .sort_values(["_rank", "seed", "length"], kind="stable")
-        .drop(columns="_rank")
-        .reset_index(drop=True)
-    )
 
 
 INTERVENTION_EFFECTS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
