@@ -33,6 +33,11 @@ TRANSFER_THRESHOLD = 0.1
 """A seed "transfers" when the main task's accuracy at the first transfer length exceeds this."""
 
 
+COLUMNS = ["name", "condition", "seed", "step", "task", "length", "correct", "n", "accuracy"]
+COLUMNS += ["ci_lo", "ci_hi", "transfer_lo", "transfer_hi"]
+"""The columns of :func:`family_accuracy` and :func:`condition_accuracy`, in order."""
+
+
 def family_accuracy(
     names: Sequence[str],
     n_examples: int = 1024,
@@ -78,9 +83,7 @@ def family_accuracy(
     df = pd.concat(frames, ignore_index=True)
     df["correct"] = (df["accuracy"] * df["n"]).round().astype("int64")
     df["ci_lo"], df["ci_hi"] = clopper_pearson(df["correct"].to_numpy(), df["n"].to_numpy())
-    cols = ["name", "condition", "seed", "step", "task", "length", "correct", "n", "accuracy"]
-    cols += ["ci_lo", "ci_hi", "transfer_lo", "transfer_hi"]
-    return df[cols]
+    return df[COLUMNS]
 
 
 AUX_GATE = 0.9
@@ -220,23 +223,9 @@ def condition_accuracy(
         r = r[r["step"] == r["step"].max()].sort_values("length")
         lo, hi = spec.transfer_range()
         frames.append(
-            pd.DataFrame(
-                {
-                    "name": info.run,
-                    "condition": spec.condition(),
-                    "seed": int(spec.seed),
-                    "step": r["step"].to_numpy(),
-                    "task": spec.main,
-                    "length": r["length"].to_numpy(),
-                    "correct": r["correct"].to_numpy(),
-                    "n": r["n"].to_numpy(),
-                    "accuracy": r["accuracy"].to_numpy(),
-                    "ci_lo": r["ci_lo"].to_numpy(),
-                    "ci_hi": r["ci_hi"].to_numpy(),
-                    "transfer_lo": lo,
-                    "transfer_hi": hi,
-                }
-            )
+            r[["step", "length", "correct", "n", "accuracy", "ci_lo", "ci_hi"]]
+            .assign(name=info.run, condition=spec.condition(), seed=int(spec.seed))
+            .assign(task=spec.main, transfer_lo=lo, transfer_hi=hi)[COLUMNS]
         )
     if not frames:
         return pd.DataFrame()
