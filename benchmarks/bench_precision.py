@@ -19,6 +19,11 @@ Run on an idle machine (check ``uptime``; pause training queues with SIGSTOP)::
 
     .venv/bin/python benchmarks/bench_precision.py [--steps 150] [--warmup 60]
         [--setups 1x1,1x2,2x1] [--modes fp32,bf16,fp32+compile,bf16+compile] [--profile]
+        [--emulated-bf16]
+
+``--emulated-bf16`` lets the bf16 modes run on a CPU without bfloat16 matrix instructions
+(``interp train`` refuses them there): it measures how much slower the conversion path is, the
+reason for that refusal.
 
 ``--profile`` adds, for each mode, the top operators of a 1-thread profile of 20 steady steps
 (where the time goes).
@@ -49,9 +54,19 @@ SETUPS = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 """Setup name -> (processes, threads per process)."""
 
 
-def worker(mode: str, threads: int, warmup: int, steps: int, profile: bool) -> dict:
-    """Time ``warmup + steps`` training steps of the recipe in this process."""
+def worker(
+    mode: str, threads: int, warmup: int, steps: int, profile: bool, emulated: bool = False
+) -> dict:
+    """Time ``warmup + steps`` training steps of the recipe in this process.
+
+    ``emulated`` bypasses the hardware check behind ``[train] autocast = "bf16"``, so bf16 runs
+    by conversion on a CPU without bfloat16 matrix instructions.
+    """
     torch.set_num_threads(threads)
+    if emulated:
+        import interp.core.device as device_module
+
+        device_module.cpu_bf16_supported = lambda: True
     spec = load_spec(SPEC)
     spec.train.threads = threads
     spec.train.autocast = "bf16" if mode.startswith("bf16") else "off"
@@ -100,6 +115,8 @@ def _launch(mode: str, threads: int, a: argparse.Namespace, profile: bool = Fals
     cmd += ["--steps", str(a.steps), "--warmup", str(a.warmup)]
     if profile:
         cmd.append("--profile")
+    if a.emulated_bf16:
+        cmd.append("--emulated-bf16")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -127,11 +144,17 @@ def main() -> None:
     p.add_argument("--setups", default="1x1,1x2,2x1")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--profile", action="store_true", help="1-thread operator profile per mode")
+    p.add_argument(
+        "--emulated-bf16",
+        action="store_true",
+        help="run the bf16 modes even without bfloat16 matrix instructions (by conversion)",
+    )
     p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.threads, a.warmup, a.steps, a.profile)))
+        out = worker(a.worker, a.threads, a.warmup, a.steps, a.profile, a.emulated_bf16)
+        print(json.dumps(out))
         return
     modes = a.modes.split(",")
     setups = a.setups.split(",")

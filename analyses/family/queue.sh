@@ -34,7 +34,11 @@ while read -r name dense_flag; do
   echo "$(date -Is) start $name"
   t0=$(date +%s)
   if ! "$INTERP" train "models/zoo/specs/$name.toml" --out "$RUNS/$name" --quiet; then
-    echo "$(date -Is) FAILED train $name"; exec 9>&-; continue
+    echo "$(date -Is) FAILED train $name"; exec 9>&-
+    # No run directory: the spec was refused before training began (say, bf16 on a CPU without
+    # bfloat16 matrix instructions), which every other entry would meet too.
+    [[ -d "$RUNS/$name" ]] || { echo "$(date -Is) queue stopped: $name never started"; exit 1; }
+    continue
   fi
   t1=$(date +%s)
   if [[ ! -f "$RUNS/$name/tables/heads_by_step.parquet" ]]; then
