@@ -18,6 +18,8 @@ setting may have come too late for the handles that exist)."""
 CUBLAS_SET_BY_USER = "CUBLAS_WORKSPACE_CONFIG" in _os.environ
 _os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+from interp.core.lazy import lazy_getattr  # noqa: E402 - after the setting above
+
 # The entry points a notebook needs, imported on first use (importing them here would load torch
 # and TransformerLens on every ``import interp``, before the setting above could matter).
 _ENTRY_POINTS = {
@@ -36,13 +38,5 @@ _ENTRY_POINTS = {
 __all__ = sorted(_ENTRY_POINTS)
 
 
-def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        # also lets ``from interp import zoo`` find the subpackage
-        raise AttributeError(f"module 'interp' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# also lets ``from interp import zoo`` find the subpackage (an unknown name is an AttributeError)
+__getattr__ = lazy_getattr(__name__, _ENTRY_POINTS)
