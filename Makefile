@@ -21,11 +21,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/interp demo --out demo-output
 
+# Two pytest-xdist workers, a test file at a time each (a file's module fixtures are built once):
+# the suite is tiny models and subprocess start-ups, one thread each, so two workers halve it on
+# a 2-core machine (BENCHMARKS.md, "The test suite"). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbmake -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests notebooks --nbmake \
+		-p no:cacheprovider
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check interp tests benchmarks

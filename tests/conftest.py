@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads, and inherited by every `interp` subprocess a test starts: `make test` runs
+# two pytest workers on two cores, where a second intra-op thread per process only contends.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import random
 from collections.abc import Iterator
 
