@@ -2,7 +2,8 @@
 # Train the arithmetic family (issue 21) one run at a time, in the order of $QUEUE, and ship
 # each run as it finishes: per-checkpoint tables (analyses/family/checkpoint_tables.py) for
 # every checkpoint, then the final float16 weights as a zoo entry (`interp zoo export`), the
-# tables beside them (models/zoo/NAME/tables/), committed in $TARGET.
+# tables beside them (models/zoo/NAME/tables/) with the final checkpoint's head sets
+# (analyses/family/head_sets.py, entries with an auxiliary), committed in $TARGET.
 #
 # Several copies may run at once (one per core, one torch thread each): a run is claimed with
 # flock, so no two copies train the same entry, and an entry already in $TARGET/models/zoo/ is
@@ -49,20 +50,27 @@ while read -r name dense_flag; do
   fi
   steps=4000
   [[ "$dense_flag" == "dense" ]] && steps=""
+  rm -rf "models/zoo/$name"  # what a killed export or head-set step left (no zoo.json in $TARGET)
   "$INTERP" zoo export "$RUNS/$name" "$name" ${steps:+--steps "$steps"} \
       > "$RUNS/$name.export.txt" 2>&1 \
     || { echo "$(date -Is) FAILED export $name"; exec 9>&-; continue; }
+  cp -r "$RUNS/$name/tables" "models/zoo/$name/tables"
+  # The final checkpoint's head sets, for entries with an auxiliary, so the entry lands complete;
+  # a failure leaves them to a later `analyses/family/head_sets.py` call.
+  if [[ "$name" != *_main_* ]] \
+      && ! "$PYTHON" analyses/family/head_sets.py "$name" 2> "$RUNS/$name.head_sets.log"; then
+    echo "$(date -Is) FAILED head sets $name (the entry ships without them)"
+  fi
   if [[ "$(realpath "$TARGET")" != "$(realpath "$PWD")" ]]; then
     rm -rf "$TARGET/models/zoo/$name.tmp" && cp -r "models/zoo/$name" "$TARGET/models/zoo/$name.tmp" \
       && rm -rf "models/zoo/$name"
   else
     mv "models/zoo/$name" "models/zoo/$name.tmp"
   fi
-  cp -r "$RUNS/$name/tables" "$TARGET/models/zoo/$name.tmp/tables"
   mv "$TARGET/models/zoo/$name.tmp" "$TARGET/models/zoo/$name"
   for try in 1 2 3 4 5 6 7 8 9 10; do
     if git -C "$TARGET" add "models/zoo/$name" && git -C "$TARGET" commit -q -m \
-        "family: $name (interp train $(( (t1 - t0) / 60 )) min, tables and export $(( ($(date +%s) - t1) / 60 )) min)" \
+        "family: $name (interp train $(( (t1 - t0) / 60 )) min, tables, export and head sets $(( ($(date +%s) - t1) / 60 )) min)" \
         -- "models/zoo/$name"; then
       break
     fi
