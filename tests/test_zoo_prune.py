@@ -14,7 +14,7 @@ from interp.core.errors import InterpError
 from interp.runs.spec import TrainSpec
 from interp.runs.train import train
 from interp.zoo import registry as zoo
-from interp.zoo.prune import ACCURACY_TABLE, prune
+from interp.zoo.pruning import ACCURACY_TABLE, prune
 
 
 @pytest.fixture()

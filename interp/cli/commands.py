@@ -322,7 +322,7 @@ def _zoo(args: argparse.Namespace) -> None:
         print(zoo.card(args.name, path.parent))
         return
     if args.zoo_cmd == "prune":
-        from interp.zoo.prune import prune
+        from interp.zoo.pruning import prune
 
         try:
             keep = [int(x) for x in args.keep.split(",")] if args.keep else None

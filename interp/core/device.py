@@ -59,13 +59,15 @@ import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from transformer_lens import HookedTransformer
 
 from interp.core.errors import InterpError, unknown_choice
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 AUTOCAST = ("off", "bf16")

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformer_lens import HookedTransformerConfig
 
 from interp.core.config import check_fields
 from interp.core.errors import InterpError
 from interp.core.resources import presets_dir
 from interp.tasks.vocab import VOCAB
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformerConfig
 
 __all__ = ["ModelConfig", "hooked_config", "list_presets", "load_preset"]
 
@@ -163,6 +165,10 @@ def list_presets() -> list[str]:
 
 def hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu") -> HookedTransformerConfig:
     """Translate a :class:`ModelConfig` into TransformerLens's config."""
+    # imported here: TransformerLens takes seconds to load, and reading a spec or listing the
+    # zoo never builds a model
+    from transformer_lens import HookedTransformerConfig
+
     rope = cfg.positional == "rope"
     return HookedTransformerConfig(
         n_layers=cfg.n_layers,

@@ -23,15 +23,17 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformer_lens import HookedTransformer
 
 from interp.core.errors import InterpError
 from interp.core.io import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 CKPT_DIR = "checkpoints"
 INDEX = "index.json"

@@ -61,18 +61,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.hook_points import HookPoint
-from transformer_lens.utilities import get_act_name
 
 from interp.core.errors import InterpError
 from interp.tasks import get_task
 from interp.tasks.vocab import VOCAB
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+    from transformer_lens.hook_points import HookPoint
 
 __all__ = [
     "ATTR",
@@ -260,6 +261,10 @@ def install(model: HookedTransformer, task_heads: Mapping[str, Sequence[int]]) -
     Raises:
         InterpError: for an unknown task or a head index out of range.
     """
+    # imported here: a spec that names head masks is read without building a model
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.utilities import get_act_name
+
     n_heads = model.cfg.n_heads
     if not isinstance(getattr(model, "hook_tokens", None), HookPoint):
         raise InterpError("head masks need a model built with use_hook_tokens (build_model)")

@@ -9,18 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
-from transformer_lens import HookedTransformer
 
 from interp.core.device import resolve_device
 from interp.models.checkpoint import load_model_weights, load_tensors, resolve_step
-from interp.models.factory import build_model
 from interp.runs.dirs import RunDir
 from interp.runs.spec import TrainSpec
 from interp.scoring.evaluate import accuracy_table
 from interp.tasks import get_task
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 
 @dataclass
@@ -66,6 +68,9 @@ def load_run(
             corrupt checkpoint, or a device this machine does not have.
     """
     spec = spec if spec is not None else read_run_spec(run_dir)
+    # imported here: TransformerLens (seconds to load) comes with the first model built
+    from interp.models.factory import build_model
+
     step = resolve_step(run_dir, checkpoint)
     dev = resolve_device(device if device is not None else spec.train.device)
     tensors, _ = load_tensors(run_dir, step, device=dev)

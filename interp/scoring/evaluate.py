@@ -38,6 +38,7 @@ heads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,12 +46,14 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from interp.core.device import default_batch_size, model_device
 from interp.tasks.base import transfer_range
 from interp.tasks.batches import Batch, check_context, eval_batches, iter_minibatches
 from interp.tasks.encoding import vocab_for
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 AUX_SOLVED = 0.05
 

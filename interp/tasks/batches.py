@@ -32,18 +32,20 @@ import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from interp.core.errors import InterpError
 from interp.tasks import Example, Task, get_task
 from interp.tasks.encoding import TokenEncoder, vocab_for
 from interp.tasks.vocab import VOCAB
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 EVAL_SALT = 7_919  # keeps evaluation streams disjoint from training streams ([seed, k])
 

@@ -43,10 +43,9 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from transformer_lens import HookedTransformer
 
 from interp.core.config import read_config_file
 from interp.core.errors import InterpError
@@ -60,6 +59,9 @@ from interp.runs.loader import load_run
 from interp.runs.spec import TrainSpec
 from interp.scoring.evaluate import accuracy_table
 from interp.zoo.model_card import describe, range_mean, render_card
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 ZOO_DIR = zoo_dir()
 """Default zoo root: ``models/zoo`` of the repository, or its copy in an installed package
