@@ -1,24 +1,14 @@
 """interp.
 
-Importing the package sets ``CUBLAS_WORKSPACE_CONFIG`` (unless the user has): deterministic
-cuBLAS needs it before the process creates its first cuBLAS handle, and the first ``import
-interp`` of a process (the ``interp`` command, a sweep's worker, a Ray task) comes before any
-CUDA work of the package (:func:`interp.core.device.deterministic`).
+Importing the package sets ``CUBLAS_WORKSPACE_CONFIG`` (unless the user has), through
+:mod:`interp.core.startup`, imported first: deterministic cuBLAS needs it before the process
+creates its first cuBLAS handle, and the first ``import interp`` of a process (the ``interp``
+command, a sweep's worker, a Ray task) comes before any CUDA work of the package
+(:func:`interp.core.device.deterministic`).
 """
 
-import os as _os
-import sys as _sys
-
-_torch = _sys.modules.get("torch")
-CUDA_BEFORE_IMPORT = bool(
-    _torch is not None and hasattr(_torch, "cuda") and _torch.cuda.is_initialized()
-)
-"""Whether CUDA was already initialised when the package was first imported (then the cuBLAS
-setting may have come too late for the handles that exist)."""
-CUBLAS_SET_BY_USER = "CUBLAS_WORKSPACE_CONFIG" in _os.environ
-_os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-from interp.core.lazy import lazy_getattr  # noqa: E402 - after the setting above
+from interp.core.lazy import lazy_getattr
+from interp.core.startup import CUBLAS_SET_BY_USER, CUDA_BEFORE_IMPORT  # noqa: F401
 
 # The entry points a notebook needs, imported on first use (importing them here would load torch
 # and TransformerLens on every ``import interp``, before the setting above could matter).

@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,26 @@ def test_deterministic_on_cuda_is_strict(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(dv.DETERMINISTIC_ENV, "sometimes")
     with pytest.raises(InterpError, match="INTERP_DETERMINISTIC"):
         with dv.deterministic(cuda):
+            pass
+
+
+def test_deterministic_warns_when_cuda_came_before_the_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `import interp` recorded (:mod:`interp.core.startup`) decides the warning: CUDA
+    initialised first and no user setting -> the cuBLAS setting may have come too late."""
+    from interp.core import startup
+
+    monkeypatch.delenv(dv.DETERMINISTIC_ENV, raising=False)
+    monkeypatch.setattr(startup, "CUDA_BEFORE_IMPORT", True)
+    monkeypatch.setattr(startup, "CUBLAS_SET_BY_USER", False)
+    with pytest.warns(RuntimeWarning, match="CUBLAS_WORKSPACE_CONFIG may have been set too late"):
+        with dv.deterministic(torch.device("cuda")):
+            pass
+    monkeypatch.setattr(startup, "CUBLAS_SET_BY_USER", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with dv.deterministic(torch.device("cuda")):
             pass
 
 

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from interp.core import startup
 from interp.core.errors import InterpError, unknown_choice
 
 if TYPE_CHECKING:
@@ -304,10 +305,10 @@ def deterministic(device: torch.device) -> Iterator[None]:
     to be reproducible).
 
     ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS creates its first handle (PyTorch
-    reads it once); ``import interp`` sets it (:mod:`interp`), which in the ``interp`` command,
-    a sweep worker or a Ray task is before any CUDA work. If CUDA was initialised before the
-    package was imported (a notebook that used the GPU first), the setting may have come too
-    late, and a warning says so.
+    reads it once); ``import interp`` sets it (:mod:`interp.core.startup`), which in the
+    ``interp`` command, a sweep worker or a Ray task is before any CUDA work. If CUDA was
+    initialised before the package was imported (a notebook that used the GPU first), the
+    setting may have come too late, and a warning says so.
 
     Raises:
         InterpError: ``INTERP_DETERMINISTIC`` set to anything but ``strict`` or ``warn``.
@@ -318,10 +319,8 @@ def deterministic(device: torch.device) -> Iterator[None]:
     mode = os.environ.get(DETERMINISTIC_ENV, "strict").strip().lower() or "strict"
     if mode not in ("strict", "warn"):
         raise unknown_choice(DETERMINISTIC_ENV, mode, ("strict", "warn"))
-    import interp
-
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if interp.CUDA_BEFORE_IMPORT and not interp.CUBLAS_SET_BY_USER:
+    if startup.CUDA_BEFORE_IMPORT and not startup.CUBLAS_SET_BY_USER:
         warnings.warn(
             "CUDA was initialised before interp was imported, so CUBLAS_WORKSPACE_CONFIG may "
             "have been set too late for deterministic cuBLAS; set it in the environment (e.g. "
