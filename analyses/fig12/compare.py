@@ -86,13 +86,29 @@ def rope_rows() -> list[dict]:
     return rows
 
 
-def nope_rows() -> list[dict]:
-    d = HERE / "analysis"
+def final_runs(d: Path):
+    """Each run of a sweep's shipped analysis tables in ``d`` (``meta.parquet``,
+    ``accuracy.parquet``): its ``meta`` row and its accuracy rows at its final step. The other
+    figures' comparisons read their sweeps through this too."""
     acc, meta = pd.read_parquet(d / "accuracy.parquet"), pd.read_parquet(d / "meta.parquet")
-    rows = []
     for m in meta.itertuples(index=False):
         a = acc[acc["run"] == m.run]
-        a = a[a["step"] == a["step"].max()]
+        yield m, a[a["step"] == a["step"].max()]
+
+
+def measured(r) -> str:
+    """A summary row's measured cells, as Markdown: at ``first`` and pooled, each with its
+    interval, the worst accuracy in range, the worse auxiliary at ``last`` (blank if none)."""
+    aux = "" if not np.isfinite(r.aux_last) else f"{r.aux_last:.3f}"
+    return (
+        f"{r.acc_first:.3f} [{r.acc_first_lo:.3f}, {r.acc_first_hi:.3f}] | "
+        f"{r.pooled:.3f} [{r.pooled_lo:.3f}, {r.pooled_hi:.3f}] | {r.in_range:.3f} | {aux}"
+    )
+
+
+def nope_rows() -> list[dict]:
+    rows = []
+    for m, a in final_runs(HERE / "analysis"):
         cond = "main" if m.kind == "baseline" else "both"
         rows.append(summarise(a, m.positional, cond, int(m.seed), m.run))
     return rows
@@ -105,12 +121,9 @@ def markdown(df: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in df.itertuples(index=False):
-        aux = "" if not np.isfinite(r.aux_last) else f"{r.aux_last:.3f}"
         lines.append(
-            f"| {r.positional} | {r.condition} | {r.seed} | {r.acc_first:.3f} "
-            f"[{r.acc_first_lo:.3f}, {r.acc_first_hi:.3f}] | "
-            f"{r.pooled:.3f} [{r.pooled_lo:.3f}, {r.pooled_hi:.3f}] | "
-            f"{r.in_range:.3f} | {aux} | {'yes' if r.acc_first > TRANSFER_THRESHOLD else 'no'} |"
+            f"| {r.positional} | {r.condition} | {r.seed} | {measured(r)} | "
+            f"{'yes' if r.acc_first > TRANSFER_THRESHOLD else 'no'} |"
         )
     g = df.groupby(["positional", "condition"])
     summ = g.agg(

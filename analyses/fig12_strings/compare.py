@@ -16,11 +16,10 @@ pooled 9..16), as for arithmetic (``analyses/fig12/compare.py``).
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,25 +34,19 @@ MAIN, AUX = "capitalize_reverse", ("capitalize", "reverse")
 FIRST, LAST = 9, 16  # training range 1..8
 
 
-def _fig12_summarise():
-    """``analyses/fig12/compare.py``'s per-run summary (one definition for both groups)."""
-    path = ROOT / "analyses" / "fig12" / "compare.py"
-    spec = importlib.util.spec_from_file_location("fig12_compare", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.summarise
+def _fig12():
+    """``analyses/fig12/compare.py``'s helpers (one definition for both groups)."""
+    return runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))
 
 
 def table() -> pd.DataFrame:
     """One row per string-B run or capitalize-reverse baseline, RoPE first."""
-    summarise, rows = _fig12_summarise(), []
+    fig12, rows = _fig12(), []
+    summarise = fig12["summarise"]
     for positional, d in SOURCES.items():
-        acc, meta = pd.read_parquet(d / "accuracy.parquet"), pd.read_parquet(d / "meta.parquet")
-        for m in meta.itertuples(index=False):
+        for m, a in fig12["final_runs"](d):
             if m.main != MAIN:
                 continue
-            a = acc[acc["run"] == m.run]
-            a = a[a["step"] == a["step"].max()]
             cond = "main" if m.kind == "baseline" else "both"
             rows.append(summarise(a, positional, cond, int(m.seed), m.run, MAIN, AUX, FIRST, LAST))
     df = pd.DataFrame(rows).sort_values(
@@ -68,12 +61,10 @@ def markdown(df: pd.DataFrame) -> str:
         f"| min 1..{FIRST - 1} | worse auxiliary at {LAST} | transfers |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    measured = _fig12()["measured"]
     for r in df.itertuples(index=False):
-        aux = "" if not np.isfinite(r.aux_last) else f"{r.aux_last:.3f}"
         lines.append(
-            f"| {r.positional} | {r.condition} | {r.seed} | {r.acc_first:.3f} "
-            f"[{r.acc_first_lo:.3f}, {r.acc_first_hi:.3f}] | {r.pooled:.3f} [{r.pooled_lo:.3f}, "
-            f"{r.pooled_hi:.3f}] | {r.in_range:.3f} | {aux} | "
+            f"| {r.positional} | {r.condition} | {r.seed} | {measured(r)} | "
             f"{'yes' if r.acc_first > TRANSFER_THRESHOLD else 'no'} |"
         )
     piv = df.pivot_table(index="seed", columns=["positional", "condition"], values="pooled")
