@@ -61,16 +61,16 @@ def table(source: Path = SOURCE) -> pd.DataFrame:
 
 
 def markdown(df: pd.DataFrame) -> str:
-    lines = [
-        f"| group (main <- auxiliary) | condition | seed | at {FIRST} [95% CI] | pooled "
-        f"{FIRST}..{LAST} [95% CI] | min on own range | auxiliary at {LAST} |",
-        "|---|---|---|---|---|---|---|",
-    ]
     measured = _fig12()["measured"]
-    for r in df.itertuples(index=False):
-        lines.append(
-            f"| {r.group} ({r.main} <- {r.aux}) | {r.condition} | {r.seed} | {measured(r)} |"
-        )
+    header = (
+        f"| group (main <- auxiliary) | condition | seed | at {FIRST} [95% CI] | pooled "
+        f"{FIRST}..{LAST} [95% CI] | min on own range | auxiliary at {LAST} |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    lines = [header] + [
+        f"| {r.group} ({r.main} <- {r.aux}) | {r.condition} | {r.seed} | {measured(r)} |"
+        for r in df.itertuples(index=False)
+    ]
     lines.append("")
     for group in GROUPS:
         g = df[df["group"] == group]
