@@ -179,6 +179,19 @@ def test_the_transfer_contrast_is_read_as_confounded_when_competence_differs(fam
     assert list(exploratory.index) == [
         f"transfer: shared vs disjoint, runs with competence >= {ft.COMPETENT} only"
     ]
+    # The exploratory contrast carries its power too (unequal arms: the competent runs).
+    ex = exploratory.iloc[0]
+    assert np.isfinite(ex["mde"]) or "power never reaches 80%" in ex["verdict"], ex
+
+
+def test_intervention_power_takes_unequal_arms():
+    from interp.stats.power import power_intervention
+
+    equal = power_intervention([3.0], 4, n_datasets=200, seed=1)
+    assert power_intervention([3.0], (4, 4), n_datasets=200, seed=1) == equal
+    # 8 against 3 can reach a two-sided 0.05 (smallest exact p 2/165); 3 against 3 cannot (0.1)
+    assert power_intervention([5.0], (8, 3), n_datasets=200, seed=1)[0] > 0.2
+    assert power_intervention([5.0], (3, 3), n_datasets=200, seed=1)[0] == 0.0
 
 
 def test_seed_table_counts_the_transfer_range_at_the_final_checkpoint(family):

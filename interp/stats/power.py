@@ -259,24 +259,25 @@ def power_two_groups(
 
 def power_intervention(
     effects: Sequence[float],
-    n_per_arm: int = 5,
+    n_per_arm: int | tuple[int, int] = 5,
     n_datasets: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
     both: Condition = ZOO_CONDITIONS[0],
 ) -> list[float]:
     """Power of ``disjoint`` vs ``shared`` on the transfer rank: ``shared`` is the ``both``
-    condition; ``disjoint`` has its latent transfer logit lowered by ``effect``."""
+    condition; ``disjoint`` has its latent transfer logit lowered by ``effect``.
+
+    ``n_per_arm`` is the seeds per arm, or ``(n_shared, n_disjoint)`` for unequal arms (a
+    comparison restricted to a subset of runs, such as the competent ones)."""
+    n_s, n_d = (n_per_arm, n_per_arm) if isinstance(n_per_arm, int) else n_per_arm
     rng = np.random.default_rng(seed)
-    conds = (
-        Condition("shared", n_per_arm, both.mu, both.sigma, both.tau),
-        Condition("disjoint", n_per_arm, both.mu, both.sigma, both.tau),
-    )
-    is_b = np.r_[np.zeros(n_per_arm, bool), np.ones(n_per_arm, bool)]
+    conds = (Condition("shared", n_s, both.mu, both.sigma, both.tau),)
+    is_b = np.r_[np.zeros(n_s, bool), np.ones(n_d, bool)]
     out = []
     for e in effects:
-        _, k_s, _ = simulate_transfer(conds[:1], 0.0, n_datasets, rng)
-        shifted = Condition("disjoint", n_per_arm, both.mu - e, both.sigma, both.tau)
+        _, k_s, _ = simulate_transfer(conds, 0.0, n_datasets, rng)
+        shifted = Condition("disjoint", n_d, both.mu - e, both.sigma, both.tau)
         _, k_d, _ = simulate_transfer([shifted], 0.0, n_datasets, rng)
         v = rankdata(np.concatenate([k_s, k_d], axis=1), axis=-1)
         out.append(float(np.mean(label_permutation_p(v, is_b, rng) <= alpha)))

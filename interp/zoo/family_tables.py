@@ -284,9 +284,10 @@ INTERVENTION_EFFECTS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 intervention's power (:func:`interp.stats.power.power_intervention`, the plan's model)."""
 
 
-def _intervention_mde(n_per_arm: int) -> tuple[float, float]:
-    """The rank-sum test's minimum detectable shift at ``n_per_arm`` seeds per arm (80% power,
-    2000 simulated families, the plan's seed), and the highest power on the grid."""
+def _intervention_mde(n_per_arm: int | tuple[int, int]) -> tuple[float, float]:
+    """The rank-sum test's minimum detectable shift at ``n_per_arm`` seeds per arm, or
+    ``(n_shared, n_disjoint)`` (80% power, 2000 simulated families, the plan's seed), and the
+    highest power on the grid."""
     from interp.stats.power import mde, power_intervention
 
     power = power_intervention(INTERVENTION_EFFECTS, n_per_arm, n_datasets=2000, seed=5)
@@ -438,8 +439,13 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "no evidence that the arms differ",
             )
             mde = nan
-            if r["value"] == "transfer_acc" and min(r["n_a"], r["n_b"]) >= 2:
-                mde, top = _intervention_mde(int(min(r["n_a"], r["n_b"])))
+            # Every transfer contrast, the exploratory one included, carries its power.
+            if (
+                r["value"] != "competence"
+                and "paired" not in r["value"]
+                and min(r["n_a"], r["n_b"]) >= 2
+            ):
+                mde, top = _intervention_mde((int(r["n_a"]), int(r["n_b"])))
                 if not np.isfinite(mde):
                     verdict += f" (power never reaches 80% at this size: at most {top:.2f})"
             if r["value"] == "transfer_acc" and np.isfinite(comp_p) and comp_p <= 0.05:
