@@ -16,6 +16,7 @@ pooled 9..16), as for arithmetic (``analyses/fig12/compare.py``).
 
 from __future__ import annotations
 
+import functools
 import runpy
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ MAIN, AUX = "capitalize_reverse", ("capitalize", "reverse")
 FIRST, LAST = 9, 16  # training range 1..8
 
 
+@functools.cache
 def _fig12():
     """``analyses/fig12/compare.py``'s helpers (one definition for both groups)."""
     return runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))

@@ -17,6 +17,7 @@ range, and the auxiliary at 12 nodes (did it learn its own range?). Rows come fr
 
 from __future__ import annotations
 
+import functools
 import runpy
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ GROUPS = {"maze_a": ("dfs_trace", "shortest_path"), "maze_b": ("shortest_path", 
 FIRST, LAST = 7, 12  # main tasks trained on up to 6 nodes, auxiliaries on up to 12
 
 
+@functools.cache
 def _fig12():
     """``analyses/fig12/compare.py``'s helpers (one row definition for every figure)."""
     return runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))

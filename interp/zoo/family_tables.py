@@ -284,6 +284,12 @@ INTERVENTION_EFFECTS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 intervention's power (:func:`interp.stats.power.power_intervention`, the plan's model)."""
 
 
+RANK_SUM_TRANSFER = ("transfer_acc", f"transfer_acc (competence >= {COMPETENT})")
+"""The ``arms`` rows that compare transfer by the rank-sum test whose power
+:func:`interp.stats.power.power_intervention` simulates (the paired row is a sign-flip test and
+the competence row a manipulation check)."""
+
+
 def _intervention_mde(n_per_arm: int | tuple[int, int]) -> tuple[float, float]:
     """The rank-sum test's minimum detectable shift at ``n_per_arm`` seeds per arm, or
     ``(n_shared, n_disjoint)`` (80% power, 2000 simulated families, the plan's seed), and the
@@ -439,12 +445,8 @@ def results_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "no evidence that the arms differ",
             )
             mde = nan
-            # Every transfer contrast, the exploratory one included, carries its power.
-            if (
-                r["value"] != "competence"
-                and "paired" not in r["value"]
-                and min(r["n_a"], r["n_b"]) >= 2
-            ):
+            # Every rank-sum transfer contrast, the exploratory one included, carries its power.
+            if r["value"] in RANK_SUM_TRANSFER and min(r["n_a"], r["n_b"]) >= 2:
                 mde, top = _intervention_mde((int(r["n_a"]), int(r["n_b"])))
                 if not np.isfinite(mde):
                     verdict += f" (power never reaches 80% at this size: at most {top:.2f})"
