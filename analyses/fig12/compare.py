@@ -106,6 +106,59 @@ def measured(r) -> str:
     )
 
 
+def gain_table(
+    source: Path, groups: dict[str, tuple[str, str]], first: int, last: int
+) -> pd.DataFrame:
+    """One row per run of a sweep with main-alone baselines (shipped tables in ``source``): each
+    group's main task with its auxiliary (``with aux``) and each main task trained alone
+    (``alone``), at the final step. ``groups`` maps a group to ``(main task, auxiliary)``; a
+    baseline belongs to every group whose main task it trains. The maze and string-A comparisons
+    are built on it."""
+    rows, runs = [], list(final_runs(source))
+    for group, (main, aux) in groups.items():
+        for m, a in runs:
+            if m.main != main or (m.kind != "baseline" and m.group != group):
+                continue
+            cond = "alone" if m.kind == "baseline" else "with aux"
+            row = summarise(a, m.positional, cond, int(m.seed), m.run, main, (aux,), first, last)
+            rows.append({"group": group, "main": main, "aux": aux, **row})
+    df = pd.DataFrame(rows)
+    return df.sort_values(
+        ["group", "condition", "seed"], ascending=[True, False, True]
+    ).reset_index(drop=True)
+
+
+def gain_markdown(df: pd.DataFrame, first: int, last: int, unit: str = "") -> str:
+    """``gain_table``'s rows as Markdown, then per group the transfer gain seed by seed (pooled
+    ``first..last``, with the auxiliary minus the main task alone), descriptive at any number of
+    seed pairs an exact sign-flip test cannot use."""
+    header = (
+        f"| group (main <- auxiliary) | condition | seed | at {first} [95% CI] | pooled "
+        f"{first}..{last} [95% CI] | min on own range | auxiliary at {last} |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    lines = [header] + [
+        f"| {r.group} ({r.main} <- {r.aux}) | {r.condition} | {r.seed} | {measured(r)} |"
+        for r in df.itertuples(index=False)
+    ]
+    lines.append("")
+    for group in df["group"].unique():
+        g = df[df["group"] == group]
+        piv = g.pivot_table(index="seed", columns="condition", values="pooled")
+        if not {"with aux", "alone"} <= set(piv.columns):
+            continue
+        gain = (piv["with aux"] - piv["alone"]).dropna()
+        n = len(gain)
+        lines.append(
+            f"- {group}: transfer gain (pooled {first}..{last}{unit}, with the auxiliary minus the "
+            f"main task alone), mean over seeds {gain.mean():+.3f} (per seed: "
+            + ", ".join(f"s{s} {v:+.3f}" for s, v in gain.items())
+            + f"); {n} seed pair{'s' if n != 1 else ''}: an exact sign-flip test's smallest "
+            f"two-sided p is {2 / 2**n:.2f}, so this is descriptive."
+        )
+    return "\n".join(lines) + "\n"
+
+
 def nope_rows() -> list[dict]:
     rows = []
     for m, a in final_runs(HERE / "analysis"):

@@ -42,53 +42,12 @@ def _fig12():
 
 
 def table(source: Path = SOURCE) -> pd.DataFrame:
-    """One row per maze run: each group's main task with its auxiliary (``with aux``) and each
-    main task trained alone (``alone``), at the final step. A baseline belongs to the group whose
-    main task it trains."""
-    fig12, rows = _fig12(), []
-    runs = list(fig12["final_runs"](source))
-    for group, (main, aux) in GROUPS.items():
-        for m, a in runs:
-            if m.main != main or (m.kind != "baseline" and m.group != group):
-                continue
-            cond = "alone" if m.kind == "baseline" else "with aux"
-            row = fig12["summarise"](
-                a, m.positional, cond, int(m.seed), m.run, main, (aux,), FIRST, LAST
-            )
-            rows.append({"group": group, "main": main, "aux": aux, **row})
-    df = pd.DataFrame(rows)
-    return df.sort_values(
-        ["group", "condition", "seed"], ascending=[True, False, True]
-    ).reset_index(drop=True)
+    """One row per maze run (``analyses/fig12/compare.py``'s ``gain_table``)."""
+    return _fig12()["gain_table"](source, GROUPS, FIRST, LAST)
 
 
 def markdown(df: pd.DataFrame) -> str:
-    measured = _fig12()["measured"]
-    header = (
-        f"| group (main <- auxiliary) | condition | seed | at {FIRST} [95% CI] | pooled "
-        f"{FIRST}..{LAST} [95% CI] | min on own range | auxiliary at {LAST} |\n"
-        "|---|---|---|---|---|---|---|"
-    )
-    lines = [header] + [
-        f"| {r.group} ({r.main} <- {r.aux}) | {r.condition} | {r.seed} | {measured(r)} |"
-        for r in df.itertuples(index=False)
-    ]
-    lines.append("")
-    for group in GROUPS:
-        g = df[df["group"] == group]
-        piv = g.pivot_table(index="seed", columns="condition", values="pooled")
-        if not {"with aux", "alone"} <= set(piv.columns):
-            continue
-        gain = (piv["with aux"] - piv["alone"]).dropna()
-        n = len(gain)
-        lines.append(
-            f"- {group}: transfer gain (pooled {FIRST}..{LAST}, with the auxiliary minus the main "
-            f"task alone), mean over seeds {gain.mean():+.3f} (per seed: "
-            + ", ".join(f"s{s} {v:+.3f}" for s, v in gain.items())
-            + f"); {n} seed pair{'s' if n != 1 else ''}: an exact sign-flip test's smallest "
-            f"two-sided p is {2 / 2**n:.2f}, so this is descriptive."
-        )
-    return "\n".join(lines) + "\n"
+    return _fig12()["gain_markdown"](df, FIRST, LAST)
 
 
 def main() -> None:
