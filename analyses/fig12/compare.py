@@ -159,6 +159,27 @@ def gain_markdown(df: pd.DataFrame, first: int, last: int, unit: str = "") -> st
     return "\n".join(lines) + "\n"
 
 
+def gain_comparison(here: Path, groups: dict[str, tuple[str, str]], first: int, last: int):
+    """``(table, markdown, main)`` of a gain comparison whose sweep's shipped tables lie in
+    ``here / "analysis"``: ``main`` writes ``compare.md`` and ``compare.parquet`` into ``here``.
+    The maze and string-A scripts are this with their groups and lengths."""
+
+    def table(source: Path = here / "analysis") -> pd.DataFrame:
+        return gain_table(source, groups, first, last)
+
+    def markdown(df: pd.DataFrame) -> str:
+        return gain_markdown(df, first, last)
+
+    def main() -> None:
+        df = table()
+        text = markdown(df)
+        write_text(here / "compare.md", text)
+        write_parquet(here / "compare.parquet", df)
+        print(text, end="")
+
+    return table, markdown, main
+
+
 def nope_rows() -> list[dict]:
     rows = []
     for m, a in final_runs(HERE / "analysis"):

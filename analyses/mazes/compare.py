@@ -17,46 +17,19 @@ range, and the auxiliary at 12 nodes (did it learn its own range?). Rows come fr
 
 from __future__ import annotations
 
-import functools
 import runpy
-import sys
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from interp.core.io import write_parquet, write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "analysis"
 GROUPS = {"maze_a": ("dfs_trace", "shortest_path"), "maze_b": ("shortest_path", "dfs_trace")}
 FIRST, LAST = 7, 12  # main tasks trained on up to 6 nodes, auxiliaries on up to 12
 
 
-@functools.cache
-def _fig12():
-    """``analyses/fig12/compare.py``'s helpers (one row definition for every figure)."""
-    return runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))
-
-
-def table(source: Path = SOURCE) -> pd.DataFrame:
-    """One row per maze run (``analyses/fig12/compare.py``'s ``gain_table``)."""
-    return _fig12()["gain_table"](source, GROUPS, FIRST, LAST)
-
-
-def markdown(df: pd.DataFrame) -> str:
-    return _fig12()["gain_markdown"](df, FIRST, LAST)
-
-
-def main() -> None:
-    df = table()
-    text = markdown(df)
-    write_text(HERE / "compare.md", text)
-    write_parquet(HERE / "compare.parquet", df)
-    print(text, end="")
-
+table, markdown, main = runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))[
+    "gain_comparison"
+](HERE, GROUPS, FIRST, LAST)
 
 if __name__ == "__main__":
     main()

@@ -16,47 +16,19 @@ with its exact (Clopper-Pearson) 95% interval, its worst accuracy on 1..8, and t
 
 from __future__ import annotations
 
-import functools
 import runpy
-import sys
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-
-from interp.core.io import write_parquet, write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "analysis"
 GROUPS = {"string_a": ("copy", "mqar"), "control_2": ("copy", "reverse")}
 FIRST, LAST = 9, 16  # copy trained on 1..8 characters, the auxiliaries on 1..16
 
 
-@functools.cache
-def _fig12():
-    """``analyses/fig12/compare.py``'s helpers (one row definition for every figure)."""
-    return runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))
-
-
-def table(source: Path = SOURCE) -> pd.DataFrame:
-    """One row per run: group A and the control with their auxiliary, and copy alone (which
-    belongs to both, as both train copy)."""
-    return _fig12()["gain_table"](source, GROUPS, FIRST, LAST)
-
-
-def markdown(df: pd.DataFrame) -> str:
-    return _fig12()["gain_markdown"](df, FIRST, LAST)
-
-
-def main() -> None:
-    df = table()
-    text = markdown(df)
-    write_text(HERE / "compare.md", text)
-    write_parquet(HERE / "compare.parquet", df)
-    print(text, end="")
-
+table, markdown, main = runpy.run_path(str(ROOT / "analyses" / "fig12" / "compare.py"))[
+    "gain_comparison"
+](HERE, GROUPS, FIRST, LAST)
 
 if __name__ == "__main__":
     main()
