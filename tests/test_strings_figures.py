@@ -45,9 +45,8 @@ def test_shipped_comparison_is_what_the_script_writes(name: str):
 
 def test_the_string_claim_row_quotes_group_a_gains():
     compare = (ANALYSES / "strings" / "a8k" / "compare.md").read_text()
-    gains = dict(
-        re.findall(r"- (string_a|control_2): transfer gain .*?mean over seeds ([+-][0-9.]+)", compare)
-    )
+    line = r"- (string_a|control_2): transfer gain .*?mean over seeds ([+-][0-9.]+)"
+    gains = dict(re.findall(line, compare))
     assert set(gains) == {"string_a", "control_2"}, compare
     row = _claim_row("| string groups transfer").replace("**", "")
     for group, gain in gains.items():
