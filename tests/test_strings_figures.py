@@ -60,7 +60,7 @@ def test_checkpoint_sweep_scores_every_checkpoint_of_six_seeds():
     assert (df["n_checkpoints"] == 12).all(), df[["run", "statistic", "n_checkpoints"]]
 
 
-def test_the_ablation_map_row_quotes_the_within_run_tests():
+def test_the_ablation_map_row_quotes_the_per_run_counts():
     compare = (ANALYSES / "strings" / "ckpt" / "compare.md").read_text()
     row = _claim_row("| only the ablation map tracks the gap, strings").replace("**", "")
     for stat in ("map_diff", "attn_diff"):

@@ -128,7 +128,7 @@ def gain_table(
     ).reset_index(drop=True)
 
 
-def gain_markdown(df: pd.DataFrame, first: int, last: int, unit: str = "") -> str:
+def gain_markdown(df: pd.DataFrame, first: int, last: int) -> str:
     """``gain_table``'s rows as Markdown, then per group the transfer gain seed by seed (pooled
     ``first..last``, with the auxiliary minus the main task alone), descriptive at any number of
     seed pairs an exact sign-flip test cannot use."""
@@ -150,7 +150,7 @@ def gain_markdown(df: pd.DataFrame, first: int, last: int, unit: str = "") -> st
         gain = (piv["with aux"] - piv["alone"]).dropna()
         n = len(gain)
         lines.append(
-            f"- {group}: transfer gain (pooled {first}..{last}{unit}, with the auxiliary minus the "
+            f"- {group}: transfer gain (pooled {first}..{last}, with the auxiliary minus the "
             f"main task alone), mean over seeds {gain.mean():+.3f} (per seed: "
             + ", ".join(f"s{s} {v:+.3f}" for s, v in gain.items())
             + f"); {n} seed pair{'s' if n != 1 else ''}: an exact sign-flip test's smallest "

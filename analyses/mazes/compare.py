@@ -9,8 +9,8 @@ with its auxiliary minus the same main task trained alone, seed by seed.
 
 Per (group, condition, seed): the main task at 7 nodes (one past its training range) and pooled
 over 7..12, each with its exact (Clopper-Pearson) 95% interval, its worst accuracy on its own
-range, and the auxiliary at 12 nodes (did it learn its own range?). Rows come from
-``analyses/fig12/compare.py``'s ``summarise`` and ``measured`` (one definition for every figure).
+range, and the auxiliary at 12 nodes (did it learn its own range?). Rows and the gain lines come
+from ``analyses/fig12/compare.py``'s ``gain_comparison`` (one definition for every figure).
 
     .venv/bin/python analyses/mazes/compare.py    # writes analyses/mazes/compare.{md,parquet}
 """

@@ -9,7 +9,7 @@ is the *gain*: copy pooled over 9..16 with its auxiliary minus copy trained alon
 Per (group, condition, seed): copy at 9 (one past its training range) and pooled over 9..16, each
 with its exact (Clopper-Pearson) 95% interval, its worst accuracy on 1..8, and the auxiliary at 16
 (did it learn its own range?). Rows and the gain lines come from ``analyses/fig12/compare.py``'s
-``gain_table`` and ``gain_markdown`` (one definition for every figure).
+``gain_comparison`` (one definition for every figure).
 
     .venv/bin/python analyses/strings/a8k/compare.py   # writes compare.{md,parquet} beside it
 """

@@ -40,6 +40,11 @@ STATISTICS = ("map_diff", "attn_diff")
 METHOD, METRIC = "mean_ablation", "exact_match"  # the pre-declared head maps
 
 
+def _within(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an ``interp.stats.within`` table for the pre-declared maps, ``diff`` summary."""
+    return df[(df["method"] == METHOD) & (df["metric"] == METRIC) & (df["within"] == "diff")]
+
+
 def table(source: Path = SOURCE) -> pd.DataFrame:
     """One row per (run, statistic): checkpoints scored (and how many have a gap: it is undefined
     until the auxiliaries score on the transfer range), Spearman(distance, gap) across those
@@ -52,8 +57,7 @@ def table(source: Path = SOURCE) -> pd.DataFrame:
     ]  # fmt: skip
     tr = pd.read_parquet(source / "transfer.parquet")
     tr = tr[(tr["score_method"] == METHOD) & (tr["score_metric"] == METRIC)]
-    wr = pd.read_parquet(source / "within_runs.parquet")
-    wr = wr[(wr["method"] == METHOD) & (wr["metric"] == METRIC) & (wr["within"] == "diff")]
+    wr = _within(pd.read_parquet(source / "within_runs.parquet"))
     rows = []
     for (run, stat), t in tr[tr["statistic"].isin(STATISTICS)].groupby(["run", "statistic"]):
         t = t.sort_values("step")
@@ -79,12 +83,8 @@ def table(source: Path = SOURCE) -> pd.DataFrame:
 
 def tests(source: Path = SOURCE) -> pd.DataFrame:
     """The within-run sign-flip tests (related runs) for the two distances."""
-    w = pd.read_parquet(source / "within.parquet")
-    keep = (
-        (w["method"] == METHOD) & (w["metric"] == METRIC) & (w["within"] == "diff")
-        & (w["kind"] == "related") & w["statistic"].isin(STATISTICS)
-    )  # fmt: skip
-    return w[keep].reset_index(drop=True)
+    w = _within(pd.read_parquet(source / "within.parquet"))
+    return w[(w["kind"] == "related") & w["statistic"].isin(STATISTICS)].reset_index(drop=True)
 
 
 def _num(v: float, fmt: str = "+.2f") -> str:
